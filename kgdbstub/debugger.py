@@ -1,0 +1,203 @@
+"""The debugger core: kgdb's own state in front of the machine.
+
+It owns the software breakpoints, decides what a stop means (signal, thread,
+CPU), maps gdb's thread ids to tasks and CPUs, and runs or steps the machine.
+It knows nothing of packets: the session turns its answers into replies.
+"""
+from __future__ import annotations
+
+import errno
+import threading
+from dataclasses import dataclass
+
+from unicorn import x86_const as X
+
+from .kernel.kernel import Kernel, Stop
+from .kernel.tasks import Task
+from .x86 import cpu as x86
+from .x86.memory import MemoryFault
+
+SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGSEGV = 2, 4, 5, 8, 11
+
+_SIGNAL_OF_VECTOR = {
+    x86.DIVIDE_ERROR: SIGFPE,
+    x86.BREAKPOINT: SIGTRAP,
+    x86.INVALID_OPCODE: SIGILL,
+    x86.GENERAL_PROTECTION: SIGSEGV,
+    x86.PAGE_FAULT: SIGSEGV,
+}
+
+
+class DebuggerError(Exception):
+    """A request the debugger refuses; errno says why, as kgdb would."""
+
+    def __init__(self, code: int, message: str = ""):
+        super().__init__(message or errno.errorcode.get(code, str(code)))
+        self.errno = code
+
+
+def shadow_thread(cpu: int) -> int:
+    """kgdb's thread id for what runs on a CPU: -(cpu + 2)."""
+    return -(cpu + 2)
+
+
+@dataclass(frozen=True)
+class StopEvent:
+    """What the debugger reports when the machine stops."""
+
+    signal: int
+    cpu: int
+    thread: int
+    software_breakpoint: bool = False
+
+
+class Debugger:
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+        self.breakpoints: dict[int, bytes] = {}  # address -> the byte int3 replaced
+        self._inserted = False
+        self._interrupt = threading.Event()
+        self.stop: StopEvent | None = None
+
+    # -- threads -------------------------------------------------------------
+
+    def thread_of(self, cpu: int) -> int:
+        task = self.kernel.current[cpu]
+        return shadow_thread(cpu) if task.idle else task.pid
+
+    def threads(self) -> list[int]:
+        online = [cpu for cpu in range(self.kernel.ncpus) if self.kernel.online[cpu]]
+        return [shadow_thread(cpu) for cpu in online] + [t.pid for t in self.kernel.task_list()]
+
+    def thread_name(self, thread: int) -> str:
+        if thread < 0:
+            return f"shadowCPU{self._cpu_of_shadow(thread)}"
+        return self._task(thread).comm
+
+    def thread_alive(self, thread: int) -> bool:
+        try:
+            self.registers_of(thread)
+        except DebuggerError:
+            return False
+        return True
+
+    def registers_of(self, thread: int):
+        """The register state gdb sees for a thread: a CPU's, or a sleeping task's saved one."""
+        if thread < 0:
+            return self.kernel.current[self._cpu_of_shadow(thread)].regs
+        return self._task(thread).regs
+
+    def cpu_of_thread(self, thread: int) -> int | None:
+        if thread < 0:
+            return self._cpu_of_shadow(thread)
+        return self._task(thread).cpu
+
+    def _cpu_of_shadow(self, thread: int) -> int:
+        cpu = -thread - 2
+        if not (0 <= cpu < self.kernel.ncpus and self.kernel.online[cpu]):
+            raise DebuggerError(errno.EINVAL, f"no thread {thread}")
+        return cpu
+
+    def _task(self, pid: int) -> Task:
+        try:
+            return self.kernel.tasks[pid]
+        except KeyError:
+            raise DebuggerError(errno.EINVAL, f"no thread {pid}") from None
+
+    # -- memory ----------------------------------------------------------------
+
+    def read_memory(self, address: int, length: int) -> bytes:
+        """Bytes as the debugger sees them (breakpoints are out while stopped)."""
+        try:
+            return self.kernel.read(address, length)
+        except MemoryFault:
+            raise DebuggerError(errno.EFAULT) from None
+
+    def write_memory(self, address: int, data: bytes) -> None:
+        try:
+            self.kernel.write(address, data)
+        except MemoryFault:
+            raise DebuggerError(errno.EFAULT) from None
+
+    # -- software breakpoints ------------------------------------------------
+
+    def insert_breakpoint(self, address: int) -> None:
+        if address in self.breakpoints:
+            raise DebuggerError(errno.EEXIST)
+        original = self.read_memory(address, 1)
+        self.breakpoints[address] = original
+
+    def remove_breakpoint(self, address: int) -> None:
+        if self.breakpoints.pop(address, None) is None:
+            raise DebuggerError(errno.ENOENT)
+
+    def remove_all_breakpoints(self) -> None:
+        self.breakpoints.clear()
+
+    def _activate_breakpoints(self) -> None:
+        for address in self.breakpoints:
+            self.kernel.write(address, b"\xcc")
+        self._inserted = True
+
+    def _deactivate_breakpoints(self) -> None:
+        if self._inserted:
+            for address, original in self.breakpoints.items():
+                self.kernel.write(address, original)
+            self._inserted = False
+
+    # -- running -------------------------------------------------------------
+
+    def request_interrupt(self) -> None:
+        """Thread-safe: stop the running machine at the next safe point."""
+        self._interrupt.set()
+
+    def forget_interrupt(self) -> None:
+        """Drop an interrupt that arrived while the machine was stopped.
+
+        Called before a resume is handed to a worker thread, so that an
+        interrupt arriving after that point is never lost.
+        """
+        self._interrupt.clear()
+
+    def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None) -> StopEvent:
+        """Run (or single-step one CPU) until the machine stops again. Blocking."""
+        if cpu is None:
+            cpu = self.stop.cpu if self.stop else 0
+        if address is not None:
+            self.kernel.current[cpu].regs.reg_write(X.UC_X86_REG_RIP, address)
+        self._activate_breakpoints()
+        try:
+            if step:
+                stop = self.kernel.step(cpu)
+            else:
+                stop = self.kernel.run(self._take_interrupt)
+        finally:
+            self._deactivate_breakpoints()
+        return self._enter(stop)
+
+    def run_free(self) -> StopEvent:
+        """Run with no debugger attached until request_interrupt."""
+        return self.resume()
+
+    def _take_interrupt(self) -> bool:
+        if self._interrupt.is_set():
+            self._interrupt.clear()
+            return True
+        return False
+
+    def _enter(self, stop: Stop) -> StopEvent:
+        exit = stop.exit
+        signal, software = SIGTRAP, False
+        if exit is None:
+            signal = SIGINT
+        elif isinstance(exit, x86.CpuException):
+            signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)
+            if exit.vector == x86.BREAKPOINT:
+                regs = self.kernel.current[stop.cpu].regs
+                address = regs.reg_read(X.UC_X86_REG_RIP) - 1
+                if address in self.breakpoints:
+                    # Report the PC at the breakpoint, as if it had not run.
+                    regs.reg_write(X.UC_X86_REG_RIP, address)
+                    software = True
+        self.stop = StopEvent(signal, stop.cpu, self.thread_of(stop.cpu), software)
+        return self.stop

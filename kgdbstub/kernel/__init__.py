@@ -1,0 +1,1 @@
+"""The simulated kernel: tasks, scheduling, the timer, system calls, the console."""

@@ -1,0 +1,283 @@
+"""The simulated kernel: what the image asks of the host, and the CPUs' turns.
+
+The kernel runs the CPUs one at a time in a fixed order; one pass over all
+CPUs is a round and every round starts with a timer tick on CPU 0. A CPU's
+turn lasts until its task makes a hypercall or a system call, so the whole
+machine is deterministic. Whatever the kernel cannot handle itself -- an
+exception, a hook's stop -- ends `run` with a `Stop` for the debugger.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from unicorn import x86_const as X
+
+from ..x86 import cpu as x86
+from ..x86.memory import MemoryFault
+from . import layout
+from .hostif import CLONE_USER, EAGAIN, EINVAL, Hypercall
+from .image import Image
+from .tasks import State, Task
+
+RAX, RDI, RSI, RDX, RCX, RSP, RIP = (
+    X.UC_X86_REG_RAX,
+    X.UC_X86_REG_RDI,
+    X.UC_X86_REG_RSI,
+    X.UC_X86_REG_RDX,
+    X.UC_X86_REG_RCX,
+    X.UC_X86_REG_RSP,
+    X.UC_X86_REG_RIP,
+)
+RED_ZONE = 128
+COMM_LEN = 16
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The machine stopped for the debugger: which CPU, and why."""
+
+    cpu: int
+    exit: x86.Exit | None  # None: stopped from outside (an interrupt request)
+
+
+class KernelPanic(Exception):
+    pass
+
+
+class Kernel:
+    def __init__(self, image: Image, *, cpus: int = 2, kgdbwait: bool = True):
+        if not 1 <= cpus <= 8:
+            raise ValueError("the machine has 1 to 8 CPUs")
+        self.image = image
+        self.processor = x86.Processor(layout.address_space())
+        self.ncpus = cpus
+        self.ticks = 0
+        self.console_listeners: list[Callable[[bytes], None]] = []
+        self.console_log = bytearray()
+        self._entry = {name: image.address_of(name) for name in (
+            "start_kernel", "kthread_trampoline", "do_syscall", "syscall_return",
+            "timer_interrupt", "irq_return")}
+        self._load(image)
+        if "kgdbwait" in image.symbols:
+            self.write_u64(image.address_of("kgdbwait"), int(kgdbwait))
+
+        self.tasks: dict[int, Task] = {}
+        self._next_pid = 1
+        self._free_slots = list(range(cpus, layout.MAX_TASKS))
+        self.idle = [self._new_idle(cpu) for cpu in range(cpus)]
+        self.current = list(self.idle)
+        self.online = [cpu == 0 for cpu in range(cpus)]
+        self._start(self.idle[0], self._entry["start_kernel"], layout.kernel_stack_top(0))
+        self.runqueue: deque[Task] = deque()
+        self._turn = 0  # the CPU whose turn it is
+        self._ticked = False  # whether this round's tick was delivered
+
+    # -- memory ----------------------------------------------------------------
+
+    def _load(self, image: Image) -> None:
+        for segment in image.segments:
+            self.processor.write(segment.address, segment.data)
+            bss = segment.memory_size - len(segment.data)
+            if bss > 0:
+                self.processor.write(segment.address + len(segment.data), bytes(bss))
+
+    def read(self, address: int, size: int) -> bytes:
+        return self.processor.read(address, size)
+
+    def write(self, address: int, data: bytes) -> None:
+        self.processor.write(address, data)
+
+    def read_u64(self, address: int) -> int:
+        return int.from_bytes(self.read(address, 8), "little")
+
+    def write_u64(self, address: int, value: int) -> None:
+        self.write(address, value.to_bytes(8, "little"))
+
+    def read_string(self, address: int, limit: int) -> str:
+        data = bytearray()
+        while len(data) < limit:
+            byte = self.read(address + len(data), 1)
+            if byte == b"\0":
+                break
+            data += byte
+        return data.decode("latin-1")
+
+    # -- tasks -------------------------------------------------------------------
+
+    def _new_idle(self, cpu: int) -> Task:
+        task = Task(pid=0, comm=f"swapper/{cpu}", slot=cpu, regs=self.processor.new_context(), user=False)
+        task.cpu = cpu
+        return task
+
+    def _start(self, task: Task, rip: int, stack_top: int, **registers: int) -> None:
+        rsp = stack_top - 8  # as if called: a zero return address ends backtraces
+        self.write_u64(rsp, 0)
+        task.regs = self.processor.new_context(rip=rip, rsp=rsp, **registers)
+
+    def task_list(self) -> list[Task]:
+        return sorted(self.tasks.values(), key=lambda t: t.pid)
+
+    def clone(self, entry: int, arg: int, comm: str, flags: int) -> int:
+        if not self._free_slots:
+            return -EAGAIN
+        task = Task(pid=self._next_pid, comm=comm[: COMM_LEN - 1], slot=self._free_slots.pop(0),
+                    regs=None, user=bool(flags & CLONE_USER))
+        self._next_pid += 1
+        if task.user:
+            self._start(task, entry, layout.user_stack_top(task.slot), rdi=arg)
+        else:
+            self._start(task, self._entry["kthread_trampoline"], layout.kernel_stack_top(task.slot),
+                        rdi=entry, rsi=arg)
+        self.tasks[task.pid] = task
+        self.runqueue.append(task)
+        return task.pid
+
+    def _switch(self, cpu: int) -> None:
+        """Give the CPU to the next runnable task, or to its idle task."""
+        previous = self.current[cpu]
+        previous.cpu = None
+        if not previous.idle and previous.state is State.RUNNING and previous.pid in self.tasks:
+            self.runqueue.append(previous)
+        following = self.runqueue.popleft() if self.runqueue else self.idle[cpu]
+        following.cpu = cpu
+        self.current[cpu] = following
+
+    def _exit_current(self, cpu: int) -> None:
+        task = self.current[cpu]
+        if task.idle:
+            raise KernelPanic(f"the idle task of CPU {cpu} tried to exit")
+        del self.tasks[task.pid]
+        self._free_slots.append(task.slot)
+        self._free_slots.sort()
+        self._switch(cpu)
+
+    # -- running -------------------------------------------------------------
+
+    def run(self, interrupted: Callable[[], bool] = lambda: False) -> Stop:
+        """Run the machine until something needs the debugger or interrupted() says so."""
+        while True:
+            if interrupted():
+                return Stop(self._turn, None)
+            cpu = self._turn
+            if cpu == 0 and not self._ticked:
+                self._ticked = True
+                self._tick()
+            if self.online[cpu]:
+                exit = self.processor.run(cpu, self.current[cpu].regs)
+                if not self._handle(cpu, exit):
+                    return Stop(cpu, exit)
+            self._turn = (cpu + 1) % self.ncpus
+            if self._turn == 0:
+                self._ticked = False
+
+    def step(self, cpu: int) -> Stop:
+        """Run exactly one instruction on a CPU."""
+        exit = self.processor.run(cpu, self.current[cpu].regs, step=True)
+        if isinstance(exit, x86.Stepped) or self._handle(cpu, exit):
+            return Stop(cpu, x86.Stepped())
+        return Stop(cpu, exit)
+
+    def _handle(self, cpu: int, exit: x86.Exit) -> bool:
+        """Handle what the kernel can; False means the debugger must see it."""
+        if isinstance(exit, x86.Hypercall):
+            self._hypercall(cpu)
+            return True
+        if isinstance(exit, x86.SystemCall):
+            self._enter_syscall(self.current[cpu])
+            return True
+        return False
+
+    def _tick(self) -> None:
+        """A timer interrupt on CPU 0, between two of its instructions."""
+        self.ticks += 1
+        for task in self.tasks.values():
+            if task.state is State.SLEEPING and task.wake_at <= self.ticks:
+                task.state = State.RUNNING
+                self.runqueue.append(task)
+        if self.online[0]:
+            self._call_from_host(self.current[0], self._entry["timer_interrupt"], self._entry["irq_return"])
+
+    def _call_from_host(self, task: Task, function: int, return_to: int, **arguments: int) -> None:
+        """Make the task call an image function, its current state saved as a frame."""
+        regs = task.regs
+        task.frames.append(self.processor.copy_context(regs))
+        rip, rsp = regs.reg_read(RIP), regs.reg_read(RSP)
+        if layout.is_user(rip):
+            rsp = layout.kernel_stack_top(task.slot)
+        else:
+            rsp = (rsp - RED_ZONE) & ~0xF
+        rsp -= 8
+        self.write_u64(rsp, return_to)
+        regs.reg_write(RSP, rsp)
+        regs.reg_write(RIP, function)
+        for name, value in arguments.items():
+            regs.reg_write(getattr(X, f"UC_X86_REG_{name.upper()}"), value)
+
+    def _enter_syscall(self, task: Task) -> None:
+        regs = task.regs
+        nr, a1, a2, a3 = (regs.reg_read(r) for r in (RAX, RDI, RSI, RDX))
+        self._call_from_host(task, self._entry["do_syscall"], self._entry["syscall_return"],
+                             rdi=nr, rsi=a1, rdx=a2, rcx=a3)
+
+    def _return_from_host_call(self, task: Task, rax: int | None = None) -> None:
+        if not task.frames:
+            raise KernelPanic(f"task {task.pid} returned to the host with nothing to return to")
+        task.regs = task.frames.pop()
+        if rax is not None:
+            task.regs.reg_write(RAX, rax)
+
+    def _hypercall(self, cpu: int) -> None:
+        task = self.current[cpu]
+        regs = task.regs
+        nr, a0, a1, a2, a3 = (regs.reg_read(r) for r in (RAX, RDI, RSI, RDX, RCX))
+        try:
+            call = Hypercall(nr)
+        except ValueError:
+            regs.reg_write(RAX, -EINVAL & (2**64 - 1))
+            return
+        result = 0
+        if call is Hypercall.CONSOLE_WRITE:
+            result = self._console_write(a0, a1)
+        elif call is Hypercall.SCHEDULE:
+            self._switch(cpu)
+        elif call is Hypercall.SLEEP:
+            task.state = State.SLEEPING
+            task.wake_at = self.ticks + max(a0, 1)
+            self._switch(cpu)
+        elif call is Hypercall.CLONE:
+            result = self.clone(a0, a1, self.read_string(a2, COMM_LEN), a3)
+        elif call is Hypercall.EXIT:
+            self._exit_current(cpu)
+            return
+        elif call is Hypercall.CPU_UP:
+            result = self._cpu_up(a0, a1)
+        elif call is Hypercall.SYSRET:
+            self._return_from_host_call(task, a0)
+            return
+        elif call is Hypercall.IRET:
+            self._return_from_host_call(task)
+            return
+        elif call is Hypercall.NR_CPUS:
+            result = self.ncpus
+        regs.reg_write(RAX, result & (2**64 - 1))
+
+    def _cpu_up(self, cpu: int, entry: int) -> int:
+        if not 0 <= cpu < self.ncpus or self.online[cpu]:
+            return -EINVAL
+        self._start(self.idle[cpu], entry, layout.kernel_stack_top(cpu), rdi=cpu)
+        self.online[cpu] = True
+        return 0
+
+    def _console_write(self, buffer: int, length: int) -> int:
+        length = min(length, 4096)
+        try:
+            data = self.read(buffer, length)
+        except MemoryFault:
+            return -14
+        self.console_log += data
+        del self.console_log[: -65536]
+        for listener in self.console_listeners:
+            listener(data)
+        return length

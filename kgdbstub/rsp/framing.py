@@ -1,0 +1,122 @@
+"""How a payload looks on the wire: checksum, escapes, run-length encoding.
+
+A frame is '$', the body, '#' and two hex digits of the body's checksum. The
+body is the payload with '$', '#', '}' and '*' escaped, so that the first
+raw '#' always ends the body and a raw '$' always starts a new frame, and,
+when the sender chooses, with runs of a byte compressed.
+"""
+
+import re
+
+ESCAPE = ord("}")
+ESCAPE_XOR = 0x20
+MUST_ESCAPE = b"$#}*"
+
+# 'X*n' stands for X followed by n - 29 more copies of X. Counts are
+# printable characters, which gives 3 to 97 more copies; '#' and '$' are not
+# usable as counts, since they would end the frame or start a new one.
+COUNT_BIAS = 29
+MIN_COUNT = ord(" ")
+MAX_COUNT = ord("~")
+UNUSABLE_COUNTS = frozenset(b"#$")
+
+# A compressed run takes three wire bytes: only runs of four or more gain.
+_RUN = re.compile(rb"(.)\1\1\1+", re.DOTALL)
+
+_SPECIALS = tuple(bytes([byte]) for byte in MUST_ESCAPE)
+_ESCAPED = {special: bytes([ESCAPE, special[0] ^ ESCAPE_XOR]) for special in _SPECIALS}
+_NEEDS_ESCAPE = re.compile(rb"[$#}*]")
+
+
+class MalformedBody(ValueError):
+    """A body whose checksum is right but whose escapes or runs make no sense."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def checksum(frame_body: bytes) -> int:
+    """The sum of the body's bytes, as they are on the wire, modulo 256."""
+    return sum(frame_body) & 0xFF
+
+
+def encode_frame(payload: bytes, run_length_encode: bool = True) -> bytes:
+    """The complete frame that carries `payload`: $body#cc."""
+    body = encode_body(payload, run_length_encode)
+    return b"$%s#%02x" % (body, checksum(body))
+
+
+def encode_body(payload: bytes, run_length_encode: bool = True) -> bytes:
+    """`payload` escaped and, if asked, with its runs compressed."""
+    if not run_length_encode:
+        return escape(payload)
+    pieces = []
+    done = 0
+    for run in _RUN.finditer(payload):
+        # Never compress a byte that needs escaping: the repeat would copy
+        # the raw byte after '}' rather than the byte it stands for.
+        if run[1] not in _ESCAPED:
+            pieces += escape(payload[done : run.start()]), compress_run(run[1], len(run[0]))
+            done = run.end()
+    pieces.append(escape(payload[done:]))
+    return b"".join(pieces)
+
+
+def escape(data: bytes) -> bytes:
+    """`data` with '$', '#', '}' and '*' each turned into '}' and the byte ^ 0x20."""
+    if any(special in data for special in _SPECIALS):
+        return _NEEDS_ESCAPE.sub(lambda special: _ESCAPED[special[0]], data)
+    return bytes(data)
+
+
+def compress_run(byte: bytes, length: int) -> bytes:
+    """`length` copies of the one-byte `byte`, in as few wire bytes as counts allow."""
+    pieces = []
+    while length >= 4:
+        more = min(length - 1, MAX_COUNT - COUNT_BIAS)
+        while more + COUNT_BIAS in UNUSABLE_COUNTS:
+            more -= 1
+        pieces.append(byte + b"*" + bytes([more + COUNT_BIAS]))
+        length -= 1 + more
+    pieces.append(byte * length)
+    return b"".join(pieces)
+
+
+def decode_body(body: bytes) -> bytes:
+    """The payload a frame body carries: escapes undone, runs expanded.
+
+    A '}' takes the next byte, whatever it is, as escaped; a '*' takes the
+    next byte, whatever it is, as its count. Raises MalformedBody with
+    reason 'escape' or 'run-length'.
+    """
+    end = len(body)
+    escape_at = _find_or_end(body, b"}", 0)
+    repeat_at = _find_or_end(body, b"*", 0)
+    if escape_at == repeat_at == end:
+        return bytes(body)
+    payload = bytearray()
+    done = 0
+    while (at := min(escape_at, repeat_at)) < end:
+        payload += body[done:at]
+        operand = body[at + 1 : at + 2]
+        done = at + 2
+        if at == escape_at:
+            if not operand:
+                raise MalformedBody("escape")
+            payload.append(operand[0] ^ ESCAPE_XOR)
+        else:
+            if not payload or not operand or not MIN_COUNT <= operand[0] <= MAX_COUNT:
+                raise MalformedBody("run-length")
+            payload += payload[-1:] * (operand[0] - COUNT_BIAS)
+        if escape_at < done:
+            escape_at = _find_or_end(body, b"}", done)
+        if repeat_at < done:
+            repeat_at = _find_or_end(body, b"*", done)
+    payload += body[done:]
+    return bytes(payload)
+
+
+def _find_or_end(body: bytes, marker: bytes, start: int) -> int:
+    at = body.find(marker, start)
+    return len(body) if at < 0 else at

@@ -1,0 +1,241 @@
+"""The RSP state machine: bytes in, events out; payloads in, frames out.
+
+Nothing here does I/O. A caller feeds what arrived with receive_data, drains
+events with next_event (or events), may answer with send_packet, and then
+writes data_to_send to the wire. Received bytes are parsed only when events
+are asked for, so that start_no_ack_mode, called between two events, governs
+every byte after the packet that led to it.
+"""
+
+import re
+from collections import deque
+from collections.abc import Iterator
+
+from .events import Ack, BadPacket, Event, Interrupt, Nak, Packet
+from .framing import MalformedBody, checksum, decode_body, encode_frame
+
+PACKET_START, INTERRUPT, ACK, NAK = b"$\x03+-"
+
+# Between packets only these bytes mean something; the rest is line noise
+# or console output sharing the line.
+_BETWEEN_PACKETS_WITH_ACKS = re.compile(rb"[$\x03+\-]")
+_BETWEEN_PACKETS_WITHOUT_ACKS = re.compile(rb"[$\x03]")
+_DISCARDED_BODY_END = re.compile(rb"[#$\x03]")
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+# Returned by a reader that changed state and has more to parse.
+_KEEP_READING = object()
+
+
+class ProtocolError(Exception):
+    """The caller misused the API. Never raised for anything the peer sends."""
+
+
+class RemoteProtocol:
+    """One end of an RSP connection, either the stub's or the debugger's.
+
+    Driven like this, for each chunk that arrives::
+
+        protocol.receive_data(chunk)
+        for event in protocol.events():
+            ...                                 # may call send_packet
+        wire.write(protocol.data_to_send())
+
+    Acks and retransmissions happen as events are drained, so write
+    data_to_send after draining, even when no packet came in.
+
+    In ack mode sending is stop-and-wait, as the protocol intends and as
+    kgdb and gdbserver do: while a frame awaits its '+', later frames are
+    held back, and each goes out when the '+' for the one before arrives.
+    A '-' therefore always names one frame, the one sent again.
+    """
+
+    def __init__(self, *, max_packet_size: int = 16384, run_length_encode: bool = True):
+        if not isinstance(max_packet_size, int) or max_packet_size < 1:
+            raise ProtocolError(f"max_packet_size must be a positive int, not {max_packet_size!r}")
+        self._max_packet_size = max_packet_size
+        self._run_length_encode = run_length_encode
+        self._ack_mode = True
+        self._received = bytearray()
+        # How far the body being received has been searched for its end, so
+        # that a body arriving a byte at a time is still scanned only once.
+        self._scanned = 0
+        self._read = self._read_between_packets
+        self._outgoing = bytearray()
+        self._unacknowledged: bytes | None = None
+        self._held: deque[bytes] = deque()
+
+    @property
+    def ack_mode(self) -> bool:
+        return self._ack_mode
+
+    @property
+    def awaiting_ack(self) -> bool:
+        """A frame went out in ack mode and its '+' has not come yet."""
+        return self._unacknowledged is not None
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Received bytes not yet turned into events.
+
+        Once next_event has returned None this is at most max_packet_size + 2:
+        the body of an incomplete frame, its '#' and one checksum digit.
+        """
+        return len(self._received)
+
+    def receive_data(self, data: bytes) -> None:
+        """Take bytes from the wire. Any bytes at all are fine."""
+        try:
+            self._received += data
+        except TypeError:
+            raise ProtocolError(f"receive_data wants bytes, not {type(data).__name__}") from None
+
+    def next_event(self) -> Event | None:
+        """The next thing the received bytes say, or None until more arrive."""
+        while (event := self._read()) is _KEEP_READING:
+            pass
+        return event
+
+    def events(self) -> Iterator[Event]:
+        """Every event the received bytes hold so far."""
+        while (event := self.next_event()) is not None:
+            yield event
+
+    def send_packet(self, payload: bytes) -> None:
+        """Frame `payload` and queue it, keeping it until it is acknowledged.
+
+        The frame escapes '$', '#', '}' and '*'. Note that the peer may only
+        undo escapes in packets that carry binary data (gdb does so for those
+        alone), so other payloads should not contain those four bytes.
+        """
+        try:
+            payload = memoryview(payload).tobytes()
+        except TypeError:
+            raise ProtocolError(f"send_packet wants bytes, not {type(payload).__name__}") from None
+        frame = encode_frame(payload, self._run_length_encode)
+        if not self._ack_mode:
+            self._outgoing += frame
+        elif self._unacknowledged is None:
+            self._transmit(frame)
+        else:
+            self._held.append(frame)
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the wire, which is then forgotten here."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def start_no_ack_mode(self) -> None:
+        """Stop sending acks and stop expecting them.
+
+        Call it once QStartNoAckMode has been answered OK: a stub right after
+        send_packet(b"OK"), a debugger when the OK arrives (its '+' for the OK
+        is already queued by then). A frame still awaiting its ack is taken
+        as delivered, and held frames are released.
+        """
+        self._ack_mode = False
+        self._unacknowledged = None
+        while self._held:
+            self._outgoing += self._held.popleft()
+
+    def _transmit(self, frame: bytes) -> None:
+        self._outgoing += frame
+        self._unacknowledged = frame
+
+    # Readers: one per place the stream can be in. Each consumes what it
+    # can and returns an event, None for "need more bytes", or _KEEP_READING.
+
+    def _read_between_packets(self):
+        pattern = _BETWEEN_PACKETS_WITH_ACKS if self._ack_mode else _BETWEEN_PACKETS_WITHOUT_ACKS
+        found = pattern.search(self._received)
+        if found is None:
+            self._received.clear()
+            return None
+        marker = self._received[found.start()]
+        del self._received[: found.end()]
+        if marker == PACKET_START:
+            return self._start_body()
+        if marker == INTERRUPT:
+            return Interrupt()
+        if marker == ACK:
+            return self._acknowledged()
+        return self._refused()
+
+    def _read_body(self):
+        received = self._received
+        # A '#' right after max_packet_size body bytes still ends a body that fits.
+        limit = self._max_packet_size + 1
+        hash_at = received.find(b"#", self._scanned, limit)
+        # A '$' anywhere up to the last checksum digit cuts this frame short.
+        restart_at = received.find(b"$", self._scanned, limit if hash_at < 0 else hash_at + 3)
+        if restart_at >= 0:
+            return self._restart_body(restart_at)
+        if hash_at < 0:
+            if len(received) >= limit:
+                # Drop what is held now and skip the rest of the body unseen.
+                del received[:limit]
+                self._read = self._read_discarded_body
+                return BadPacket("oversize")
+            self._scanned = len(received)
+            return None
+        if len(received) < hash_at + 3:
+            self._scanned = hash_at
+            return None
+        body = bytes(received[:hash_at])
+        digits = bytes(received[hash_at + 1 : hash_at + 3])
+        del received[: hash_at + 3]
+        self._read = self._read_between_packets
+        return self._complete(body, digits)
+
+    def _read_discarded_body(self):
+        # Nothing of an oversized body is kept: wait for its end, for a new
+        # frame, or for an interrupt, which must get through even if what
+        # looked like a frame was console noise that happened to hold a '$'.
+        found = _DISCARDED_BODY_END.search(self._received)
+        if found is None:
+            self._received.clear()
+            return None
+        marker = self._received[found.start()]
+        del self._received[: found.end()]
+        if marker == PACKET_START:
+            return self._start_body()
+        self._read = self._read_between_packets
+        return Interrupt() if marker == INTERRUPT else _KEEP_READING
+
+    def _start_body(self):
+        self._read = self._read_body
+        self._scanned = 0
+        return _KEEP_READING
+
+    def _restart_body(self, packet_start: int) -> BadPacket:
+        del self._received[: packet_start + 1]
+        self._scanned = 0
+        return BadPacket("truncated")
+
+    def _complete(self, body: bytes, digits: bytes) -> Packet | BadPacket:
+        if not _HEX_DIGITS.issuperset(digits) or int(digits, 16) != checksum(body):
+            return self._damaged("checksum")
+        try:
+            payload = decode_body(body)
+        except MalformedBody as error:
+            return self._damaged(error.reason)
+        if self._ack_mode:
+            self._outgoing.append(ACK)
+        return Packet(payload)
+
+    def _damaged(self, reason: str) -> BadPacket:
+        if self._ack_mode:
+            self._outgoing.append(NAK)
+        return BadPacket(reason)
+
+    def _acknowledged(self) -> Ack:
+        self._unacknowledged = None
+        if self._held:
+            self._transmit(self._held.popleft())
+        return Ack()
+
+    def _refused(self) -> Nak:
+        if self._unacknowledged is not None:
+            self._outgoing += self._unacknowledged
+        return Nak()

@@ -1,0 +1,404 @@
+"""One debugger connection: RSP requests in, replies out, in kgdb's terms.
+
+The session is sans-I/O like the codec beneath it: `handle` takes a packet
+payload and returns what to do -- a reply, or a resume the connection layer
+runs on a worker thread before asking `stop_reply` for the answer.
+Dialects differ only in the Dialect object: which optional features (the
+extensions the qSupported answer is derived from) exist, and how stops,
+registers and errors look.
+"""
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .debugger import Debugger, DebuggerError, StopEvent
+from .rsp import decode_hex, encode_hex
+from .x86 import registers
+from .x86.tdesc import target_xml
+
+PACKET_SIZE = 0x4000
+THREADS_PER_PACKET = 17  # as kgdb sends them
+
+
+class Malformed(Exception):
+    """The packet does not parse: answered with E22 (EINVAL)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    payload: bytes
+    no_ack_after: bool = False  # switch the codec to no-ack mode once sent
+    close_after: bool = False
+
+
+@dataclass(frozen=True)
+class Resume:
+    step: bool
+    cpu: int | None
+    address: int | None
+
+
+@dataclass(frozen=True)
+class Detach:
+    reply: bytes | None  # None for `k`, which kgdb does not answer
+
+
+Action = Reply | Resume | Detach
+
+
+# -- optional features -----------------------------------------------------------
+
+
+class Extension:
+    """An optional protocol feature: what it adds to qSupported and the packets it serves."""
+
+    def advertise(self, offered: set[str]) -> str | None:
+        return None
+
+    def handlers(self, session: "Session") -> dict[str, Callable[[bytes], Action]]:
+        return {}
+
+
+class NoAckMode(Extension):
+    def advertise(self, offered):
+        return "QStartNoAckMode+"
+
+    def handlers(self, session):
+        return {"QStartNoAckMode": lambda _: Reply(b"OK", no_ack_after=True)}
+
+
+class TargetDescription(Extension):
+    def advertise(self, offered):
+        return "qXfer:features:read+"
+
+    def handlers(self, session):
+        document = target_xml().encode()
+
+        def read(args: bytes) -> Action:
+            match = re.fullmatch(rb"target\.xml:([0-9a-fA-F]+),([0-9a-fA-F]+)", args)
+            if not match:
+                return Reply(b"E00")  # the qXfer convention for an unknown annex
+            offset, length = (int(g, 16) for g in match.groups())
+            chunk = document[offset : offset + min(length, PACKET_SIZE - 16)]
+            more = offset + len(chunk) < len(document)
+            return Reply((b"m" if more else b"l") + chunk)
+
+        return {"qXfer:features:read:": read}
+
+
+class StopReason(Extension):
+    """`swbreak:`/`hwbreak:` in stop replies, only if gdb offered to parse them."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def advertise(self, offered):
+        return f"{self.name}+" if f"{self.name}+" in offered else None
+
+
+class VContSupported(Extension):
+    def advertise(self, offered):
+        return "vContSupported+"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    extensions: tuple[Extension, ...]
+    layout: tuple
+    expedite: bool  # registers and CPU in stop replies
+    status_reply_is_stop: bool  # `?` answers the last stop (else kgdb's bare S05)
+
+    def negotiated(self, offered: set[str]) -> list[str]:
+        return [a for e in self.extensions if (a := e.advertise(offered))]
+
+
+MODERN = Dialect(
+    "modern",
+    (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported()),
+    registers.MODERN,
+    expedite=True,
+    status_reply_is_stop=True,
+)
+KGDB = Dialect("kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False)
+DIALECTS = {d.name: d for d in (MODERN, KGDB)}
+
+
+# -- encoding helpers ----------------------------------------------------------------
+
+
+def format_thread(thread: int) -> bytes:
+    """kgdb's thread ids: 32-bit two's complement, eight hex digits."""
+    return b"%08x" % (thread & 0xFFFFFFFF)
+
+
+def parse_thread(text: bytes) -> int | None:
+    """A thread id from gdb; None for -1 (all threads) and 0 (any)."""
+    if text in (b"-1", b"0", b""):
+        return None
+    value = _hex(text)
+    return value - (1 << 32) if 0x80000000 <= value < (1 << 32) else value
+
+
+def _hex(text: bytes) -> int:
+    if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", text):
+        raise Malformed(text)
+    return int(text, 16)
+
+
+def _address_length(text: bytes) -> tuple[int, int]:
+    address, _, length = text.partition(b",")
+    return _hex(address), _hex(length)
+
+
+def error(code: int) -> Reply:
+    """kgdb's error replies: E and the errno in two decimal digits."""
+    return Reply(b"E%02d" % code)
+
+
+# -- the session -------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    debugger: Debugger
+    dialect: Dialect = MODERN
+    monitor: Callable[[str], str] | None = None
+    offered: set[str] = field(default_factory=set)
+    register_thread: int | None = None  # Hg; None: the thread that stopped
+    _thread_batches: list = field(default_factory=list)
+    _handlers: dict = field(init=False)
+
+    def __post_init__(self):
+        self._handlers = {}
+        for extension in self.dialect.extensions:
+            self._handlers.update(extension.handlers(self))
+
+    def negotiated(self, feature: str) -> bool:
+        return f"{feature}+" in self.dialect.negotiated(self.offered)
+
+    # -- dispatch ------------------------------------------------------------
+
+    def handle(self, payload: bytes) -> Action:
+        try:
+            return self._dispatch(payload)
+        except Malformed:
+            return error(errno.EINVAL)
+        except DebuggerError as failure:
+            return error(failure.errno)
+
+    def _dispatch(self, payload: bytes) -> Action:
+        for prefix, handler in self._handlers.items():
+            if payload.startswith(prefix.encode()):
+                return handler(payload[len(prefix):])
+        if not payload:
+            return Reply(b"")
+        command, args = payload[:1], payload[1:]
+        simple = {
+            b"?": self._status, b"g": self._read_registers, b"G": self._write_registers,
+            b"p": self._read_register, b"P": self._write_register, b"m": self._read_memory,
+            b"M": self._write_memory, b"X": self._write_binary, b"H": self._set_thread,
+            b"T": self._thread_alive, b"Z": self._insert, b"z": self._remove,
+            b"c": self._continue, b"s": self._step, b"q": self._query, b"v": self._v_packet,
+            b"D": lambda _: self._detach(b"OK"), b"k": lambda _: self._detach(None),
+        }
+        handler = simple.get(command)
+        return handler(args) if handler else Reply(b"")
+
+    # -- stops ---------------------------------------------------------------
+
+    def stop_reply(self, stop: StopEvent) -> bytes:
+        self.register_thread = None
+        reply = b"T%02xthread:%s;" % (stop.signal, format_thread(stop.thread))
+        if self.dialect.expedite:
+            reply += b"core:%x;" % stop.cpu
+            regs = self.debugger.registers_of(stop.thread)
+            layout = self.dialect.layout
+            for name in registers.EXPEDITED:
+                number = registers.index_of(layout, name)
+                value = registers.read_value(regs, layout[number])
+                reply += b"%02x:%s;" % (number, encode_hex(value.to_bytes(layout[number].size, "little")))
+            if stop.software_breakpoint and self.negotiated("swbreak"):
+                reply += b"swbreak:;"
+        return reply
+
+    def _status(self, _):
+        self.debugger.remove_all_breakpoints()
+        stop = self.debugger.stop
+        if self.dialect.status_reply_is_stop and stop:
+            return Reply(self.stop_reply(stop))
+        return Reply(b"S05")
+
+    def _current_thread(self) -> int:
+        if self.register_thread is not None:
+            return self.register_thread
+        stop = self.debugger.stop
+        return stop.thread if stop else self.debugger.thread_of(0)
+
+    # -- registers -----------------------------------------------------------
+
+    def _regs(self):
+        return self.debugger.registers_of(self._current_thread())
+
+    def _read_registers(self, _):
+        return Reply(encode_hex(registers.encode(self._regs(), self.dialect.layout)))
+
+    def _write_registers(self, args):
+        data = self._decode(args)
+        if len(data) != registers.layout_size(self.dialect.layout):
+            raise Malformed(args)
+        registers.decode_into(self._regs(), self.dialect.layout, data)
+        return Reply(b"OK")
+
+    def _register(self, number_text: bytes) -> registers.Register:
+        number = _hex(number_text)
+        if number >= len(self.dialect.layout):
+            raise Malformed(number_text)
+        return self.dialect.layout[number]
+
+    def _read_register(self, args):
+        register = self._register(args)
+        value = registers.read_value(self._regs(), register)
+        return Reply(encode_hex(value.to_bytes(register.size, "little")))
+
+    def _write_register(self, args):
+        number, _, value = args.partition(b"=")
+        register = self._register(number)
+        data = self._decode(value)
+        if len(data) != register.size:
+            raise Malformed(args)
+        registers.write_value(self._regs(), register, int.from_bytes(data, "little"))
+        return Reply(b"OK")
+
+    @staticmethod
+    def _decode(text: bytes) -> bytes:
+        try:
+            return decode_hex(text)
+        except ValueError:
+            raise Malformed(text) from None
+
+    # -- memory --------------------------------------------------------------
+
+    def _read_memory(self, args):
+        address, length = _address_length(args)
+        length = min(length, (PACKET_SIZE - 8) // 2)
+        return Reply(encode_hex(self.debugger.read_memory(address, length)))
+
+    def _write_memory(self, args):
+        where, _, data = args.partition(b":")
+        address, length = _address_length(where)
+        data = self._decode(data)
+        if len(data) != length:
+            raise Malformed(args)
+        self.debugger.write_memory(address, data)
+        return Reply(b"OK")
+
+    def _write_binary(self, args):
+        where, colon, data = args.partition(b":")
+        address, length = _address_length(where)
+        if not colon or len(data) != length:
+            raise Malformed(args)
+        if length:
+            self.debugger.write_memory(address, data)
+        return Reply(b"OK")
+
+    # -- threads -------------------------------------------------------------
+
+    def _set_thread(self, args):
+        kind, thread = args[:1], parse_thread(args[1:])
+        if kind not in (b"g", b"c"):
+            raise Malformed(args)
+        if thread is not None and not self.debugger.thread_alive(thread):
+            return error(errno.EINVAL)
+        if kind == b"g":
+            self.register_thread = thread
+        return Reply(b"OK")
+
+    def _thread_alive(self, args):
+        thread = parse_thread(args)
+        if thread is None or not self.debugger.thread_alive(thread):
+            return error(errno.EINVAL)
+        return Reply(b"OK")
+
+    # -- breakpoints ---------------------------------------------------------
+
+    def _breakpoint_args(self, args) -> tuple[int, int, int]:
+        parts = args.split(b";")[0].split(b",")
+        if len(parts) != 3:
+            raise Malformed(args)
+        return _hex(parts[0]), _hex(parts[1]), _hex(parts[2])
+
+    def _insert(self, args):
+        kind, address, _ = self._breakpoint_args(args)
+        if kind != 0:
+            return Reply(b"")
+        self.debugger.insert_breakpoint(address)
+        return Reply(b"OK")
+
+    def _remove(self, args):
+        kind, address, _ = self._breakpoint_args(args)
+        if kind != 0:
+            return Reply(b"")
+        self.debugger.remove_breakpoint(address)
+        return Reply(b"OK")
+
+    # -- running -------------------------------------------------------------
+
+    def _continue(self, args):
+        return Resume(step=False, cpu=None, address=_hex(args) if args else None)
+
+    def _step(self, args):
+        return Resume(step=True, cpu=None, address=_hex(args) if args else None)
+
+    def _v_packet(self, args):
+        if args == b"Cont?":
+            return Reply(b"vCont;c;C;s;S")
+        if args.startswith(b"Cont;"):
+            actions = [a.split(b":")[0] for a in args[5:].split(b";")]
+            if not actions or any(a[:1] not in b"cCsS" or not a for a in actions):
+                raise Malformed(args)
+            step = any(a[:1] in b"sS" for a in actions)
+            return Resume(step=step, cpu=None, address=None)
+        return Reply(b"")
+
+    def _detach(self, reply):
+        self.debugger.remove_all_breakpoints()
+        return Detach(reply)
+
+    # -- queries -------------------------------------------------------------
+
+    def _query(self, args):
+        name, _, rest = args.partition(b":")
+        if name == b"Supported":
+            if not self.dialect.extensions:
+                return Reply(b"")
+            self.offered = set(rest.decode("ascii", "replace").split(";"))
+            return Reply(";".join([f"PacketSize={PACKET_SIZE:x}"] + self.dialect.negotiated(self.offered)).encode())
+        if args == b"C":
+            return Reply(b"QC" + format_thread(self._current_thread()))
+        if args == b"Attached":
+            return Reply(b"1")
+        if args == b"fThreadInfo":
+            ids = self.debugger.threads()
+            self._thread_batches = [ids[i : i + THREADS_PER_PACKET] for i in range(0, len(ids), THREADS_PER_PACKET)]
+            return self._next_threads()
+        if args == b"sThreadInfo":
+            return self._next_threads()
+        if args.startswith(b"ThreadExtraInfo,"):
+            thread = parse_thread(args[len(b"ThreadExtraInfo,"):])
+            if thread is None:
+                raise Malformed(args)
+            return Reply(encode_hex(self.debugger.thread_name(thread).encode()))
+        if args.startswith(b"Rcmd,") and self.monitor:
+            command = self._decode(args[5:]).decode("utf-8", "replace")
+            return Reply(b"O" + encode_hex(self.monitor(command).encode()))
+        return Reply(b"")
+
+    def _next_threads(self):
+        if not self._thread_batches:
+            return Reply(b"l")
+        batch = self._thread_batches.pop(0)
+        return Reply(b"m" + b",".join(format_thread(t) for t in batch))

@@ -1,0 +1,1 @@
+"""Byte streams a debugger reaches the stub over."""

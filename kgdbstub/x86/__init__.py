@@ -1,0 +1,1 @@
+"""The emulated x86-64 hardware: CPUs on unicorn, memory, registers."""

@@ -1,0 +1,139 @@
+"""x86 debug registers: DR0-DR3, DR6 and DR7 of one CPU, with their exact rules.
+
+This module owns the encoding (which DR7 bits mean what), the validity rules
+(alignment, lengths, no I/O breakpoints) and the match rules (an execute slot
+matches its address; a data slot matches any access overlapping its range).
+Everything that makes the emulator notice an access is derived from the
+slots these registers describe.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from enum import IntEnum
+
+SLOTS = 4
+DR7_ALWAYS_ONE = 1 << 10
+DR7_GD = 1 << 13
+DR6_BS = 1 << 14
+DR6_RESERVED_ONES = 0xFFFF0FF0  # bits that read as 1 on x86-64
+
+
+class Access(IntEnum):
+    """The R/W field of a slot."""
+
+    EXECUTE = 0b00
+    WRITE = 0b01
+    IO = 0b10
+    READ_WRITE = 0b11
+
+
+_LENGTH_OF_FIELD = {0b00: 1, 0b01: 2, 0b11: 4, 0b10: 8}
+_FIELD_OF_LENGTH = {v: k for k, v in _LENGTH_OF_FIELD.items()}
+
+
+class DebugRegisterError(OSError):
+    def __init__(self, message: str):
+        super().__init__(errno.EINVAL, message)
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int
+    address: int
+    access: Access
+    length: int
+    enabled: bool
+
+    def overlaps(self, address: int, size: int) -> bool:
+        return address < self.address + self.length and self.address < address + size
+
+    def matches_data(self, address: int, size: int, write: bool) -> bool:
+        if not self.enabled or self.access is Access.EXECUTE:
+            return False
+        if not write and self.access is not Access.READ_WRITE:
+            return False
+        return self.overlaps(address, size)
+
+    def matches_execute(self, address: int) -> bool:
+        return self.enabled and self.access is Access.EXECUTE and address == self.address
+
+
+def check_slot(address: int, access: Access, length: int) -> None:
+    """Refuse what x86 (and Linux on it) cannot do, with EINVAL."""
+    if length not in _FIELD_OF_LENGTH:
+        raise DebugRegisterError(f"length {length} is not 1, 2, 4 or 8")
+    if access is Access.IO:
+        raise DebugRegisterError("I/O breakpoints are not supported")
+    if access is Access.EXECUTE and length != 1:
+        raise DebugRegisterError("an execute breakpoint has length 1")
+    if address % length:
+        raise DebugRegisterError(f"address {address:#x} is not aligned to its length {length}")
+
+
+def dr7_field(access: Access, length: int) -> int:
+    return access | (_FIELD_OF_LENGTH[length] << 2)
+
+
+class DebugRegisters:
+    """One CPU's debug registers."""
+
+    def __init__(self):
+        self.dr = [0] * SLOTS
+        self.dr6 = DR6_RESERVED_ONES
+        self.dr7 = DR7_ALWAYS_ONE
+
+    def slot(self, index: int) -> Slot:
+        field = (self.dr7 >> (16 + 4 * index)) & 0xF
+        enabled = bool(self.dr7 & (0b11 << (2 * index)))
+        return Slot(index, self.dr[index], Access(field & 0b11), _LENGTH_OF_FIELD[field >> 2], enabled)
+
+    def slots(self) -> list[Slot]:
+        return [self.slot(i) for i in range(SLOTS)]
+
+    def enabled_slots(self) -> list[Slot]:
+        return [s for s in self.slots() if s.enabled]
+
+    def install(self, index: int, address: int, access: Access, length: int) -> None:
+        """Program a slot and enable it globally, as Linux does."""
+        check_slot(address, access, length)
+        self.dr[index] = address
+        mask = (0xF << (16 + 4 * index)) | (0b11 << (2 * index))
+        self.dr7 = (self.dr7 & ~mask) | (dr7_field(access, length) << (16 + 4 * index)) | (0b10 << (2 * index))
+
+    def clear(self, index: int) -> None:
+        self.dr[index] = 0
+        self.dr7 &= ~((0xF << (16 + 4 * index)) | (0b11 << (2 * index)))
+
+    def write_dr7(self, value: int) -> None:
+        """A raw DR7 write: every enabled slot must be valid, or nothing changes."""
+        previous = self.dr7
+        self.dr7 = (value | DR7_ALWAYS_ONE) & 0xFFFFFFFF
+        try:
+            for slot in self.enabled_slots():
+                check_slot(slot.address, slot.access, slot.length)
+        except DebugRegisterError:
+            self.dr7 = previous
+            raise
+
+    def free_index(self) -> int | None:
+        """The first slot not enabled, as arch_install_hw_breakpoint picks it."""
+        for slot in self.slots():
+            if not slot.enabled:
+                return slot.index
+        return None
+
+    def execute_hits(self, address: int) -> list[int]:
+        return [s.index for s in self.enabled_slots() if s.matches_execute(address)]
+
+    def data_hits(self, address: int, size: int, write: bool) -> list[int]:
+        return [s.index for s in self.enabled_slots() if s.matches_data(address, size, write)]
+
+    def report(self, indexes: list[int], single_step: bool = False) -> None:
+        """Set DR6 as the CPU does when slots fire: B bits for every slot that matched."""
+        dr6 = DR6_RESERVED_ONES
+        for index in indexes:
+            dr6 |= 1 << index
+        if single_step:
+            dr6 |= DR6_BS
+        self.dr6 = dr6
