@@ -40,10 +40,14 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     closed = False
     detached = False
 
+    # The reader sends acks and the main loop replies: one writer at a time.
+    write_lock = trio.StrictFIFOLock()
+
     async def flush():
-        data = codec.data_to_send()
-        if data:
-            await stream.send_all(data)
+        async with write_lock:
+            data = codec.data_to_send()
+            if data:
+                await stream.send_all(data)
 
     async def read_wire():
         nonlocal closed

@@ -139,6 +139,8 @@ def parse_thread(text: bytes) -> int | None:
     """A thread id from gdb; None for -1 (all threads) and 0 (any)."""
     if text in (b"-1", b"0", b""):
         return None
+    if text.startswith(b"-"):
+        return -_hex(text[1:])
     value = _hex(text)
     return value - (1 << 32) if 0x80000000 <= value < (1 << 32) else value
 

@@ -31,6 +31,9 @@ RAX, RDI, RSI, RDX, RCX, RSP, RIP = (
     X.UC_X86_REG_RIP,
 )
 RED_ZONE = 128
+# A CPU's turn goes on through hypercalls that keep the CPU and ends with one
+# that gives it up (schedule, sleep, exit).
+_KEEP_CPU, _TURN_OVER = "keep", "over"
 COMM_LEN = 16
 
 
@@ -166,8 +169,11 @@ class Kernel:
                 self._tick()
             if self.online[cpu]:
                 exit = self.processor.run(cpu, self.current[cpu].regs)
-                if not self._handle(cpu, exit):
+                outcome = self._handle(cpu, exit)
+                if outcome is None:
                     return Stop(cpu, exit)
+                if outcome is _KEEP_CPU:
+                    continue
             self._turn = (cpu + 1) % self.ncpus
             if self._turn == 0:
                 self._ticked = False
@@ -175,19 +181,18 @@ class Kernel:
     def step(self, cpu: int) -> Stop:
         """Run exactly one instruction on a CPU."""
         exit = self.processor.run(cpu, self.current[cpu].regs, step=True)
-        if isinstance(exit, x86.Stepped) or self._handle(cpu, exit):
+        if isinstance(exit, x86.Stepped) or self._handle(cpu, exit) is not None:
             return Stop(cpu, x86.Stepped())
         return Stop(cpu, exit)
 
-    def _handle(self, cpu: int, exit: x86.Exit) -> bool:
-        """Handle what the kernel can; False means the debugger must see it."""
+    def _handle(self, cpu: int, exit: x86.Exit):
+        """Handle what the kernel can: _KEEP_CPU or _TURN_OVER; None if the debugger must see it."""
         if isinstance(exit, x86.Hypercall):
-            self._hypercall(cpu)
-            return True
+            return self._hypercall(cpu)
         if isinstance(exit, x86.SystemCall):
             self._enter_syscall(self.current[cpu])
-            return True
-        return False
+            return _KEEP_CPU
+        return None
 
     def _tick(self) -> None:
         """A timer interrupt on CPU 0, between two of its instructions."""
@@ -228,7 +233,7 @@ class Kernel:
         if rax is not None:
             task.regs.reg_write(RAX, rax)
 
-    def _hypercall(self, cpu: int) -> None:
+    def _hypercall(self, cpu: int):
         task = self.current[cpu]
         regs = task.regs
         nr, a0, a1, a2, a3 = (regs.reg_read(r) for r in (RAX, RDI, RSI, RDX, RCX))
@@ -236,32 +241,35 @@ class Kernel:
             call = Hypercall(nr)
         except ValueError:
             regs.reg_write(RAX, -EINVAL & (2**64 - 1))
-            return
-        result = 0
+            return _KEEP_CPU
+        result, outcome = 0, _KEEP_CPU
         if call is Hypercall.CONSOLE_WRITE:
             result = self._console_write(a0, a1)
         elif call is Hypercall.SCHEDULE:
             self._switch(cpu)
+            outcome = _TURN_OVER
         elif call is Hypercall.SLEEP:
             task.state = State.SLEEPING
             task.wake_at = self.ticks + max(a0, 1)
             self._switch(cpu)
+            outcome = _TURN_OVER
         elif call is Hypercall.CLONE:
             result = self.clone(a0, a1, self.read_string(a2, COMM_LEN), a3)
         elif call is Hypercall.EXIT:
             self._exit_current(cpu)
-            return
+            return _TURN_OVER
         elif call is Hypercall.CPU_UP:
             result = self._cpu_up(a0, a1)
         elif call is Hypercall.SYSRET:
             self._return_from_host_call(task, a0)
-            return
+            return _KEEP_CPU
         elif call is Hypercall.IRET:
             self._return_from_host_call(task)
-            return
+            return _KEEP_CPU
         elif call is Hypercall.NR_CPUS:
             result = self.ncpus
         regs.reg_write(RAX, result & (2**64 - 1))
+        return outcome
 
     def _cpu_up(self, cpu: int, entry: int) -> int:
         if not 0 <= cpu < self.ncpus or self.online[cpu]:

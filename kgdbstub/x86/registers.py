@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unicorn import x86_const as X
+from unicorn.unicorn_py3.arch.intel import UcIntel
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def _segments(size: int) -> list[Register]:
 MODERN = tuple(
     _gprs()
     + _segments(4)
-    + [Register(f"st{i}", 10, X.UC_X86_REG_ST0 + i, x87=True) for i in range(8)]
+    + [Register(f"st{i}", 10, X.UC_X86_REG_FP0 + i, x87=True) for i in range(8)]
     + [
         Register("fctrl", 4, X.UC_X86_REG_FPCW),
         Register("fstat", 4, X.UC_X86_REG_FPSW),
@@ -74,7 +75,7 @@ def read_value(regs, register: Register) -> int:
     """The register's value as an unsigned integer; regs is a Uc or a UcContext."""
     if register.uc_id is None:
         return 0
-    value = regs.reg_read(register.uc_id)
+    value = regs._reg_read(register.uc_id, _value_type(register.uc_id), None)
     if register.x87:
         mantissa, exponent = value
         return mantissa | (exponent << 64)
@@ -85,9 +86,14 @@ def write_value(regs, register: Register, value: int) -> None:
     if register.uc_id is None:
         return
     if register.x87:
-        regs.reg_write(register.uc_id, (value & ((1 << 64) - 1), value >> 64))
-    else:
-        regs.reg_write(register.uc_id, value)
+        value = (value & ((1 << 64) - 1), value >> 64)
+    regs._reg_write(register.uc_id, _value_type(register.uc_id), value)
+
+
+def _value_type(uc_id: int):
+    # A unicorn context, unlike the engine, reads every register as 64 bits
+    # unless told the x86 type (128-bit xmm, 80-bit x87).
+    return UcIntel._select_reg_class(uc_id)
 
 
 def encode(regs, layout) -> bytes:
