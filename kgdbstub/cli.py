@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 async def _serve(args) -> int:
     elf = targets.resolve(args.target)
     kernel = Kernel(Image(elf), cpus=args.cpus)
-    debugger = Debugger(kernel)
+    debugger = Debugger(kernel, split_regions=args.dialect == "modern")
     # Boot runs until the image waits for the debugger (kgdbwait).
     debugger.resume()
     host, port = args.tcp

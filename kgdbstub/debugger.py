@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from unicorn import x86_const as X
 
+from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
 from .kernel.kernel import Kernel, Stop
 from .kernel.tasks import Task
 from .x86 import cpu as x86
@@ -49,13 +50,18 @@ class StopEvent:
     cpu: int
     thread: int
     software_breakpoint: bool = False
+    hardware: Hit | None = None  # the hardware breakpoint or watchpoint that fired
 
 
 class Debugger:
-    def __init__(self, kernel: Kernel):
+    def __init__(self, kernel: Kernel, *, split_regions: bool = True):
         self.kernel = kernel
         self.breakpoints: dict[int, bytes] = {}  # address -> the byte int3 replaced
         self._inserted = False
+        self.hardware = BreakTable(split_regions=split_regions)
+        self._debug_registers = kernel.processor.debug_registers
+        self.kgdb_slots: list[dict[int, object]] = [{} for _ in self._debug_registers]  # cpu -> {dr: piece}
+        self._saved_dr7: list[int | None] = [None] * len(self._debug_registers)
         self._interrupt = threading.Event()
         self.stop: StopEvent | None = None
 
@@ -133,6 +139,48 @@ class Debugger:
 
     def remove_all_breakpoints(self) -> None:
         self.breakpoints.clear()
+        self.hardware.clear()
+
+    # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
+
+    def insert_hardware(self, kind: int, address: int, length: int) -> None:
+        try:
+            request = Request(Kind(kind), address, length)
+            self.hardware.insert(request, self.hardware.with_request(request))
+        except BreakpointRefused as refused:
+            raise DebuggerError(refused.errno, str(refused)) from None
+
+    def remove_hardware(self, kind: int, address: int, length: int) -> None:
+        try:
+            request, entries = self.hardware.without_request(Kind(kind), address, length)
+        except BreakpointRefused as refused:
+            raise DebuggerError(refused.errno, str(refused)) from None
+        self.hardware.remove(request, entries)
+
+    def _leave_debugger_hardware(self) -> None:
+        """Restore each CPU's DR7 and install kgdb's pieces in free DRs, bypassing perf."""
+        pieces = self.hardware.active()
+        for cpu, registers in enumerate(self._debug_registers):
+            if self._saved_dr7[cpu] is not None:
+                registers.write_dr7(self._saved_dr7[cpu])
+                self._saved_dr7[cpu] = None
+            for index in self.kgdb_slots[cpu]:
+                registers.clear(index)
+            self.kgdb_slots[cpu] = {}
+            for piece in pieces:
+                index = registers.free_index()
+                if index is None:
+                    break
+                registers.install(index, piece.address, piece.access, piece.length)
+                self.kgdb_slots[cpu][index] = piece
+        self.kernel.processor.debug_registers_changed()
+
+    def _enter_debugger_hardware(self) -> None:
+        """Every CPU disables its breakpoints so the debugger does not trip on them."""
+        for cpu, registers in enumerate(self._debug_registers):
+            self._saved_dr7[cpu] = registers.dr7
+            registers.write_dr7(0)
+        self.kernel.processor.debug_registers_changed()
 
     def _activate_breakpoints(self) -> None:
         for address in self.breakpoints:
@@ -166,14 +214,16 @@ class Debugger:
         if address is not None:
             self.kernel.current[cpu].regs.reg_write(X.UC_X86_REG_RIP, address)
         self._activate_breakpoints()
+        self._leave_debugger_hardware()
         try:
-            if step:
-                stop = self.kernel.step(cpu)
-            else:
-                stop = self.kernel.run(self._take_interrupt)
+            while True:
+                stop = self.kernel.step(cpu) if step else self.kernel.run(self._take_interrupt)
+                event = self._enter(stop)
+                if event is not None:
+                    return event
         finally:
+            self._enter_debugger_hardware()
             self._deactivate_breakpoints()
-        return self._enter(stop)
 
     def run_free(self) -> StopEvent:
         """Run with no debugger attached until request_interrupt."""
@@ -185,9 +235,15 @@ class Debugger:
             return True
         return False
 
-    def _enter(self, stop: Stop) -> StopEvent:
+    def _enter(self, stop: Stop) -> StopEvent | None:
+        """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
-        signal, software = SIGTRAP, False
+        signal, software, hardware = SIGTRAP, False, None
+        if isinstance(exit, x86.DebugException):
+            rip = self.kernel.current[stop.cpu].regs.reg_read(X.UC_X86_REG_RIP)
+            hardware = self.hardware.hit(exit, rip)
+            if hardware is None:
+                return None
         if exit is None:
             signal = SIGINT
         elif isinstance(exit, x86.CpuException):
@@ -199,5 +255,5 @@ class Debugger:
                     # Report the PC at the breakpoint, as if it had not run.
                     regs.reg_write(X.UC_X86_REG_RIP, address)
                     software = True
-        self.stop = StopEvent(signal, stop.cpu, self.thread_of(stop.cpu), software)
+        self.stop = StopEvent(signal, stop.cpu, self.thread_of(stop.cpu), software, hardware)
         return self.stop

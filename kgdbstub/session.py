@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .breakinfo import Kind
 from .debugger import Debugger, DebuggerError, StopEvent
 from .rsp import decode_hex, encode_hex
 from .x86 import registers
@@ -21,6 +22,7 @@ from .x86.tdesc import target_xml
 
 PACKET_SIZE = 0x4000
 THREADS_PER_PACKET = 17  # as kgdb sends them
+HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
 
 class Malformed(Exception):
@@ -111,6 +113,7 @@ class Dialect:
     layout: tuple
     expedite: bool  # registers and CPU in stop replies
     status_reply_is_stop: bool  # `?` answers the last stop (else kgdb's bare S05)
+    hardware_error: int | None = None  # kgdb answers every refused hardware breakpoint alike
 
     def negotiated(self, offered: set[str]) -> list[str]:
         return [a for e in self.extensions if (a := e.advertise(offered))]
@@ -123,7 +126,7 @@ MODERN = Dialect(
     expedite=True,
     status_reply_is_stop=True,
 )
-KGDB = Dialect("kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False)
+KGDB = Dialect("kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False, hardware_error=1)
 DIALECTS = {d.name: d for d in (MODERN, KGDB)}
 
 
@@ -225,7 +228,15 @@ class Session:
                 reply += b"%02x:%s;" % (number, encode_hex(value.to_bytes(layout[number].size, "little")))
             if stop.software_breakpoint and self.negotiated("swbreak"):
                 reply += b"swbreak:;"
+            if stop.hardware:
+                reply += self._hardware_reason(stop.hardware)
         return reply
+
+    def _hardware_reason(self, hit) -> bytes:
+        if hit.request.kind is Kind.EXECUTE:
+            return b"hwbreak:;" if self.negotiated("hwbreak") else b""
+        name = {Kind.WRITE: b"watch", Kind.READ: b"rwatch", Kind.ACCESS: b"awatch"}[hit.request.kind]
+        return b"%s:%x;" % (name, hit.address)
 
     def _status(self, _):
         self.debugger.remove_all_breakpoints()
@@ -334,18 +345,32 @@ class Session:
         return _hex(parts[0]), _hex(parts[1]), _hex(parts[2])
 
     def _insert(self, args):
-        kind, address, _ = self._breakpoint_args(args)
-        if kind != 0:
+        kind, address, length = self._breakpoint_args(args)
+        if kind == 0:
+            self.debugger.insert_breakpoint(address)
+        elif kind in HARDWARE_KINDS:
+            self._hardware(self.debugger.insert_hardware, kind, address, length)
+        else:
             return Reply(b"")
-        self.debugger.insert_breakpoint(address)
         return Reply(b"OK")
 
     def _remove(self, args):
-        kind, address, _ = self._breakpoint_args(args)
-        if kind != 0:
+        kind, address, length = self._breakpoint_args(args)
+        if kind == 0:
+            self.debugger.remove_breakpoint(address)
+        elif kind in HARDWARE_KINDS:
+            self._hardware(self.debugger.remove_hardware, kind, address, length)
+        else:
             return Reply(b"")
-        self.debugger.remove_breakpoint(address)
         return Reply(b"OK")
+
+    def _hardware(self, operation, kind, address, length):
+        try:
+            operation(kind, address, length)
+        except DebuggerError:
+            if self.dialect.hardware_error is not None:
+                raise DebuggerError(self.dialect.hardware_error) from None
+            raise
 
     # -- running -------------------------------------------------------------
 

@@ -54,7 +54,7 @@ class Kernel:
         if not 1 <= cpus <= 8:
             raise ValueError("the machine has 1 to 8 CPUs")
         self.image = image
-        self.processor = x86.Processor(layout.address_space())
+        self.processor = x86.Processor(layout.address_space(), cpus)
         self.ncpus = cpus
         self.ticks = 0
         self.console_listeners: list[Callable[[bytes], None]] = []

@@ -19,24 +19,33 @@ from unicorn import (
     UC_ERR_INSN_INVALID,
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
+    UC_MEM_READ,
+    UC_MEM_WRITE,
     UC_MODE_64,
     UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
     UC_TLB_VIRTUAL,
     Uc,
     UcError,
 )
 from unicorn import x86_const as X
 
-from .memory import PAGE_MASK, AddressSpace, MemoryFault
+from .debugregs import Access, DebugRegisters
+from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
 
 HLT = 0xF4
 INT3 = 0xCC
 
 # Exception vectors the host reports.
 DIVIDE_ERROR = 0
+DEBUG = 1
 BREAKPOINT = 3
 INVALID_OPCODE = 6
 GENERAL_PROTECTION = 13
@@ -71,18 +80,58 @@ class CpuException:
 
 
 @dataclass(frozen=True)
+class DataAccess:
+    """One memory access an instruction made that a data slot matched."""
+
+    slot: int
+    address: int
+    size: int
+    write: bool
+
+
+@dataclass(frozen=True)
+class DebugException:
+    """A debug-register slot fired (#DB); DR6 of the CPU says which.
+
+    An execute breakpoint is a fault: rip is at the instruction, which has
+    not run. A data breakpoint is a trap: the instruction ran once and rip
+    is past it.
+    """
+
+    slots: tuple[int, ...]
+    accesses: tuple[DataAccess, ...] = ()
+
+    @property
+    def trap(self) -> bool:
+        return bool(self.accesses)
+
+
+@dataclass(frozen=True)
+class _WatchedPageTouched:
+    """Internal: an access hit a page some data slot watches."""
+
+
+@dataclass(frozen=True)
 class HookStop:
     """A hook asked the CPU to stop; reason is whatever the hook gave."""
 
     reason: object
 
 
-Exit = Hypercall | SystemCall | Stepped | CpuException | HookStop
+Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | HookStop
 
 
 class Processor:
-    def __init__(self, address_space: AddressSpace):
+    def __init__(self, address_space: AddressSpace, cpus: int = 1):
         self.address_space = address_space
+        self.debug_registers = [DebugRegisters() for _ in range(cpus)]
+        # Derived from the debug registers alone (see debug_registers_changed).
+        self._execute_hooks: dict[int, int] = {}
+        self._watched_pages: list[dict[int, bool]] = [{} for _ in range(cpus)]  # page -> reads too
+        self._tlb_holds: int | None = None  # whose watched pages the TLB reflects
+        self._watch_fault: int | None = None
+        self._resume_at: list[int | None] = [None] * cpus  # RF, per CPU
+        self._resume_flag: int | None = None
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         for mapping in address_space.mappings:
             uc.mem_map(mapping.physical, mapping.size, UC_PROT_ALL)
@@ -135,10 +184,29 @@ class Processor:
         """Run one CPU from the state in context until it leaves to the host."""
         uc = self.uc
         uc.context_restore(context)
-        start = uc.reg_read(X.UC_X86_REG_RIP)
         self._stop = None
-        self._unmapped = None
         self.running_cpu = cpu
+        self._resume_flag, self._resume_at[cpu] = self._resume_at[cpu], None
+        if self._tlb_holds != cpu and (self._watched_pages[cpu] or self._watched_pages[self._tlb_holds or 0]):
+            self.flush_tlb()
+        self._tlb_holds = cpu
+        try:
+            while True:
+                exit = self._run_once(step)
+                if not isinstance(exit, _WatchedPageTouched):
+                    return exit
+                exit = self._step_on_watched_page(cpu)
+                if exit is not None or step:
+                    return exit or Stepped()
+        finally:
+            self.running_cpu = None
+            uc.context_update(context)
+
+    def _run_once(self, step: bool) -> Exit:
+        uc = self.uc
+        start = uc.reg_read(X.UC_X86_REG_RIP)
+        self._unmapped = None
+        self._watch_fault = None
         try:
             if step:
                 # Translations made without an instruction count would run on
@@ -147,13 +215,50 @@ class Processor:
                 uc.emu_start(start, 0, count=1)
             else:
                 uc.emu_start(start, 0)
-            exit = self._stop or self._finished(start, step)
+            return self._stop or self._finished(start, step)
         except UcError as error:
-            exit = self._stop or self._fault(error)
+            if self._stop:
+                return self._stop
+            if self._watch_fault is not None:
+                return _WatchedPageTouched()
+            return self._fault(error)
+
+    def _step_on_watched_page(self, cpu: int) -> Exit | None:
+        """Run the instruction that touched a watched page, seeing its accesses.
+
+        The page is unwatched and a memory hook records what the one
+        instruction reads and writes; the hook exists only for this step, so
+        ordinary execution never pays for it. Returns the data breakpoint
+        that fired, another exit the step ended with, or None.
+        """
+        uc = self.uc
+        accesses: list[tuple[int, int, bool]] = []
+
+        def record(uc, kind, physical, size, value, _):
+            accesses.append((physical, size, kind == UC_MEM_WRITE))
+
+        self._tlb_holds = None  # nothing watched for this step
+        self.flush_tlb()
+        hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, record)
+        try:
+            exit = self._run_once(step=True)
         finally:
-            self.running_cpu = None
-            uc.context_update(context)
-        return exit
+            uc.hook_del(hook)
+            self._tlb_holds = cpu
+            self.flush_tlb()
+        if not isinstance(exit, Stepped):
+            return exit
+        registers = self.debug_registers[cpu]
+        hits = []
+        for physical, size, write in accesses:
+            address = self.address_space.virtual(physical)
+            for slot in registers.data_hits(address, size, write):
+                hits.append(DataAccess(slot, address, size, write))
+        if not hits:
+            return None
+        slots = tuple(sorted({hit.slot for hit in hits}))
+        registers.report(list(slots))
+        return DebugException(slots, tuple(hits))
 
     def stop(self, reason: object) -> None:
         """From inside a hook: stop the running CPU before the hooked instruction."""
@@ -195,7 +300,52 @@ class Processor:
             return False
         entry.paddr = physical & PAGE_MASK
         entry.perms = UC_PROT_ALL
+        if self._tlb_holds is not None:
+            reads_too = self._watched_pages[self._tlb_holds].get(address & PAGE_MASK)
+            if reads_too is not None:
+                entry.perms = UC_PROT_EXEC if reads_too else UC_PROT_READ | UC_PROT_EXEC
+                if access == UC_MEM_WRITE or (reads_too and access == UC_MEM_READ):
+                    self._watch_fault = address
         return True
+
+    def _on_execute(self, uc, address, size, _):
+        cpu = self.running_cpu
+        if self._resume_flag == address:
+            # RF: the instruction a breakpoint fault was reported for runs once.
+            self._resume_flag = None
+            return
+        slots = self.debug_registers[cpu].execute_hits(address)
+        if slots:
+            self.debug_registers[cpu].report(slots)
+            self._resume_at[cpu] = address
+            self._stop = DebugException(tuple(slots))
+            uc.emu_stop()
+
+    # -- what the debug registers ask of the emulator ------------------------
+
+    def debug_registers_changed(self) -> None:
+        """Derive hooks and watched pages from every CPU's debug registers."""
+        wanted: set[int] = set()
+        for cpu, registers in enumerate(self.debug_registers):
+            pages: dict[int, bool] = {}
+            for slot in registers.enabled_slots():
+                if slot.access is Access.EXECUTE:
+                    wanted.add(slot.address)
+                    continue
+                reads_too = slot.access is Access.READ_WRITE
+                first, last = slot.start & PAGE_MASK, (slot.start + slot.length - 1) & PAGE_MASK
+                for page in range(first, last + PAGE_SIZE, PAGE_SIZE):
+                    pages[page] = pages.get(page, False) or reads_too
+            if pages != self._watched_pages[cpu]:
+                self._watched_pages[cpu] = pages
+                if self._tlb_holds == cpu:
+                    self.flush_tlb()
+        for address in set(self._execute_hooks) - wanted:
+            self.uc.hook_del(self._execute_hooks.pop(address))
+        for address in wanted - set(self._execute_hooks):
+            self._execute_hooks[address] = self.uc.hook_add(UC_HOOK_CODE, self._on_execute, None, address, address)
+            # Code translated before the hook existed would not call it.
+            self.uc.ctl_remove_cache(address, address + 1)
 
     def _on_syscall(self, uc, _):
         self._stop = SystemCall()

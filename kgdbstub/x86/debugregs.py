@@ -45,8 +45,13 @@ class Slot:
     length: int
     enabled: bool
 
+    @property
+    def start(self) -> int:
+        # The hardware ignores the address bits below the length.
+        return self.address & ~(self.length - 1)
+
     def overlaps(self, address: int, size: int) -> bool:
-        return address < self.address + self.length and self.address < address + size
+        return address < self.start + self.length and self.start < address + size
 
     def matches_data(self, address: int, size: int, write: bool) -> bool:
         if not self.enabled or self.access is Access.EXECUTE:
@@ -60,7 +65,7 @@ class Slot:
 
 
 def check_slot(address: int, access: Access, length: int) -> None:
-    """Refuse what x86 (and Linux on it) cannot do, with EINVAL."""
+    """Refuse what Linux refuses to program (arch_build_bp_info), with EINVAL."""
     if length not in _FIELD_OF_LENGTH:
         raise DebugRegisterError(f"length {length} is not 1, 2, 4 or 8")
     if access is Access.IO:
@@ -95,8 +100,13 @@ class DebugRegisters:
         return [s for s in self.slots() if s.enabled]
 
     def install(self, index: int, address: int, access: Access, length: int) -> None:
-        """Program a slot and enable it globally, as Linux does."""
-        check_slot(address, access, length)
+        """Program a slot and enable it globally, as Linux does.
+
+        Like the hardware, this takes an unaligned address (and then watches
+        the aligned range around it); refusing one is Linux's business.
+        """
+        if length not in _FIELD_OF_LENGTH or access is Access.IO:
+            raise DebugRegisterError(f"no DR7 encoding for {access.name} of length {length}")
         self.dr[index] = address
         mask = (0xF << (16 + 4 * index)) | (0b11 << (2 * index))
         self.dr7 = (self.dr7 & ~mask) | (dr7_field(access, length) << (16 + 4 * index)) | (0b10 << (2 * index))
@@ -106,15 +116,7 @@ class DebugRegisters:
         self.dr7 &= ~((0xF << (16 + 4 * index)) | (0b11 << (2 * index)))
 
     def write_dr7(self, value: int) -> None:
-        """A raw DR7 write: every enabled slot must be valid, or nothing changes."""
-        previous = self.dr7
         self.dr7 = (value | DR7_ALWAYS_ONE) & 0xFFFFFFFF
-        try:
-            for slot in self.enabled_slots():
-                check_slot(slot.address, slot.access, slot.length)
-        except DebugRegisterError:
-            self.dr7 = previous
-            raise
 
     def free_index(self) -> int | None:
         """The first slot not enabled, as arch_install_hw_breakpoint picks it."""

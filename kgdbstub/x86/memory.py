@@ -51,6 +51,12 @@ class AddressSpace:
                 return mapping.physical + (address - mapping.virtual)
         return None
 
+    def virtual(self, physical: int) -> int:
+        for mapping in self.mappings:
+            if mapping.physical <= physical < mapping.physical + mapping.size:
+                return mapping.virtual + (physical - mapping.physical)
+        raise MemoryFault(physical)
+
     def physical(self, address: int) -> int:
         translated = self.translate(address)
         if translated is None:

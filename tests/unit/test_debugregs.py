@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kgdbstub.x86.debugregs import DR7_ALWAYS_ONE, Access, DebugRegisters
+from kgdbstub.x86.debugregs import DR7_ALWAYS_ONE, Access, DebugRegisters, check_slot
 
 
 def test_install_encodes_dr7_as_the_manual_says():
@@ -21,14 +21,27 @@ def test_install_encodes_dr7_as_the_manual_says():
     [(0x1001, Access.WRITE, 2), (0x1004, Access.WRITE, 8), (0x1000, Access.EXECUTE, 4),
      (0x1000, Access.IO, 1), (0x1000, Access.WRITE, 3)],
 )
-def test_invalid_slots_are_refused_with_einval_and_change_nothing(address, access, length):
+def test_linux_refuses_what_it_cannot_program_with_einval(address, access, length):
+    with pytest.raises(OSError) as refused:
+        check_slot(address, access, length)
+    assert refused.value.errno == errno.EINVAL
+
+
+def test_encodings_dr7_lacks_are_refused_and_change_nothing():
     regs = DebugRegisters()
     regs.install(0, 0x5000, Access.WRITE, 8)
     before = (list(regs.dr), regs.dr7)
-    with pytest.raises(OSError) as refused:
-        regs.install(0, address, access, length)
-    assert refused.value.errno == errno.EINVAL
+    for access, length in ((Access.IO, 1), (Access.WRITE, 3)):
+        with pytest.raises(OSError):
+            regs.install(0, 0x1000, access, length)
     assert (list(regs.dr), regs.dr7) == before
+
+
+def test_the_hardware_ignores_address_bits_below_the_length():
+    regs = DebugRegisters()
+    regs.install(0, 0x1003, Access.WRITE, 4)  # watches 0x1000-0x1003
+    assert regs.data_hits(0x1000, 1, write=True) == [0]
+    assert regs.data_hits(0x1004, 1, write=True) == []
 
 
 def test_a_data_slot_matches_any_overlapping_access_even_one_starting_below():
@@ -63,11 +76,9 @@ def test_dr6_reports_every_slot_that_matched():
     assert regs.dr6 & 0xF == 0b0101
 
 
-def test_a_bad_dr7_write_is_rolled_back():
+def test_dr7_bit_10_always_reads_one():
     regs = DebugRegisters()
-    regs.dr[0] = 0x1001
-    with pytest.raises(OSError):
-        regs.write_dr7(DR7_ALWAYS_ONE | 0b10 | (0b0101 << 16))  # 2-byte write watch on an odd address
+    regs.write_dr7(0)
     assert regs.dr7 == DR7_ALWAYS_ONE
 
 

@@ -1,0 +1,165 @@
+"""kgdb's hardware breakpoint table (breakinfo[4]) and what gdb asked of it.
+
+gdb's requests (Z1-Z4) become pieces, each one debug-register slot: an
+address, a length of 1, 2, 4 or 8 and an access type. In the `kgdb` dialect
+a request is exactly one piece, as in Linux; in `modern` a region of any
+length and alignment is split into aligned pieces and identical pieces share
+an entry with a reference count, as gdbserver does. The table changes as a
+whole or not at all.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, replace
+from enum import IntEnum
+
+from .x86.cpu import DebugException
+from .x86.debugregs import SLOTS, Access
+
+
+class Kind(IntEnum):
+    """gdb's Z packet types for hardware breakpoints."""
+
+    EXECUTE = 1
+    WRITE = 2
+    READ = 3
+    ACCESS = 4
+
+
+_HARDWARE_ACCESS = {Kind.EXECUTE: Access.EXECUTE, Kind.WRITE: Access.WRITE,
+                    Kind.READ: Access.READ_WRITE, Kind.ACCESS: Access.READ_WRITE}
+
+
+class BreakpointRefused(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.errno = code
+
+
+@dataclass(frozen=True)
+class Piece:
+    address: int
+    length: int
+    access: Access
+
+
+@dataclass(frozen=True)
+class Entry:
+    piece: Piece
+    users: int = 1
+
+
+@dataclass(frozen=True)
+class Request:
+    kind: Kind
+    address: int
+    length: int
+
+    def satisfied_by(self, address: int, size: int, write: bool) -> bool:
+        if not (address < self.address + self.length and self.address < address + size):
+            return False
+        return {Kind.WRITE: write, Kind.READ: not write, Kind.ACCESS: True}.get(self.kind, False)
+
+
+def split(address: int, length: int) -> list[tuple[int, int]]:
+    """Aligned 1/2/4/8-byte pieces covering [address, address + length)."""
+    pieces = []
+    while length > 0:
+        size = next(s for s in (8, 4, 2, 1) if address % s == 0 and s <= length)
+        pieces.append((address, size))
+        address, length = address + size, length - size
+    return pieces
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a debug exception means to gdb: the request it satisfies."""
+
+    request: Request
+    address: int  # for watchpoints: an address inside the watched range that was accessed
+
+
+class BreakTable:
+    def __init__(self, *, split_regions: bool):
+        self.split_regions = split_regions
+        self.entries: list[Entry | None] = [None] * SLOTS
+        self.requests: list[Request] = []
+
+    def pieces_of(self, request: Request) -> list[Piece]:
+        access = _HARDWARE_ACCESS[request.kind]
+        if request.kind is Kind.EXECUTE:
+            return [Piece(request.address, 1, access)]
+        if not self.split_regions:
+            return [Piece(request.address, request.length, access)]
+        return [Piece(a, n, access) for a, n in split(request.address, request.length)]
+
+    def check(self, request: Request) -> None:
+        """Refuse what kgdb refuses, before anything changes."""
+        if self.split_regions:
+            if request.length <= 0 and request.kind is not Kind.EXECUTE:
+                raise BreakpointRefused(errno.EINVAL, "empty watch region")
+            return
+        if request.kind is Kind.READ:
+            raise BreakpointRefused(errno.EPERM, "x86 has no read-only breakpoint")
+        if request.kind is not Kind.EXECUTE and request.length not in (1, 2, 4, 8):
+            raise BreakpointRefused(errno.EINVAL, f"length {request.length} is not 1, 2, 4 or 8")
+
+    def with_request(self, request: Request) -> list[Entry | None]:
+        """The entries after adding a request; raises if they cannot hold it."""
+        self.check(request)
+        entries = list(self.entries)
+        for piece in self.pieces_of(request):
+            shared = next((i for i, e in enumerate(entries) if e and self.split_regions and e.piece == piece), None)
+            if shared is not None:
+                entries[shared] = replace(entries[shared], users=entries[shared].users + 1)
+                continue
+            free = next((i for i, e in enumerate(entries) if e is None), None)
+            if free is None:
+                raise BreakpointRefused(errno.ENOSPC, "no free hardware breakpoint slot")
+            entries[free] = Entry(piece)
+        return entries
+
+    def insert(self, request: Request, entries: list[Entry | None]) -> None:
+        """Commit the entries with_request computed."""
+        self.entries = entries
+        self.requests.append(request)
+
+    def without_request(self, kind: Kind, address: int, length: int) -> tuple[Request, list[Entry | None]]:
+        if self.split_regions:
+            wanted = Request(kind, address, length if kind is not Kind.EXECUTE else 1)
+            request = next((r for r in self.requests if r == wanted), None)
+        else:
+            # kgdb matches on the address alone.
+            request = next((r for r in self.requests if r.address == address), None)
+        if request is None:
+            raise BreakpointRefused(errno.ENOENT, "no such hardware breakpoint")
+        entries = list(self.entries)
+        for piece in self.pieces_of(request):
+            index = next(i for i, e in enumerate(entries) if e and e.piece == piece)
+            users = entries[index].users - 1
+            entries[index] = replace(entries[index], users=users) if users else None
+        return request, entries
+
+    def remove(self, request: Request, entries: list[Entry | None]) -> None:
+        self.entries = entries
+        self.requests.remove(request)
+
+    def clear(self) -> None:
+        self.entries = [None] * SLOTS
+        self.requests = []
+
+    def active(self) -> list[Piece]:
+        return [e.piece for e in self.entries if e]
+
+    def hit(self, exception: DebugException, rip: int) -> Hit | None:
+        """The request a debug exception satisfies, or None (a write to a read watch)."""
+        if not exception.trap:
+            for request in self.requests:
+                if request.kind is Kind.EXECUTE and request.address == rip:
+                    return Hit(request, rip)
+            return None
+        for access in exception.accesses:
+            for request in self.requests:
+                if request.kind is not Kind.EXECUTE and request.satisfied_by(access.address, access.size, access.write):
+                    return Hit(request, max(access.address, request.address))
+        return None
