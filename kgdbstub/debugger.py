@@ -157,6 +157,20 @@ class Debugger:
             raise DebuggerError(refused.errno, str(refused)) from None
         self.hardware.remove(request, entries)
 
+    def slot_table(self):
+        """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
+        from .x86.debugregs import DebugRegisters
+
+        rows = []
+        for cpu, registers in enumerate(self._debug_registers):
+            view = DebugRegisters()
+            view.dr = list(registers.dr)
+            view.dr7 = registers.dr7 if self._saved_dr7[cpu] is None else self._saved_dr7[cpu]
+            for index, slot in enumerate(view.slots()):
+                owner = "kgdb" if index in self.kgdb_slots[cpu] else "free"
+                rows.append((cpu, index, owner, slot))
+        return rows
+
     def _leave_debugger_hardware(self) -> None:
         """Restore each CPU's DR7 and install kgdb's pieces in free DRs, bypassing perf."""
         pieces = self.hardware.active()

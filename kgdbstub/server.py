@@ -36,9 +36,12 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     session = Session(debugger, DIALECTS[dialect], monitor=monitor)
     trace = trace or Trace(None)
     packets_send, packets_receive = trio.open_memory_channel(64)
-    running = False
     closed = False
     detached = False
+    # An interrupt belongs to the resume packet it follows on the wire, even
+    # when it is read before that packet is handled: count packets to know.
+    packets_read = 0
+    interrupt_after = -1
 
     # The reader sends acks and the main loop replies: one writer at a time.
     write_lock = trio.StrictFIFOLock()
@@ -50,7 +53,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 await stream.send_all(data)
 
     async def read_wire():
-        nonlocal closed
+        nonlocal closed, packets_read, interrupt_after
         async with packets_send:
             while True:
                 try:
@@ -59,17 +62,19 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     data = b""
                 if not data:
                     closed = True
-                    if running:
-                        debugger.request_interrupt()
+                    interrupt_after = packets_read
+                    debugger.request_interrupt()
                     return
                 codec.receive_data(data)
                 for event in codec.events():
                     if isinstance(event, Interrupt):
-                        if running:
-                            debugger.request_interrupt()
+                        trace("<-", b"\\x03")
+                        interrupt_after = packets_read
+                        debugger.request_interrupt()
                     elif isinstance(event, Packet):
                         trace("<-", event.payload)
-                        await packets_send.send(event.payload)
+                        packets_read += 1
+                        await packets_send.send((packets_read, event.payload))
                     elif isinstance(event, BadPacket):
                         trace("<-!", event.reason.encode())
                 try:
@@ -86,21 +91,20 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         nursery.start_soon(read_wire)
         try:
             async with packets_receive:
-                async for payload in packets_receive:
+                async for number, payload in packets_receive:
                     action = session.handle(payload)
                     if isinstance(action, Reply):
+                        for line in action.output:
+                            await send(line)
                         await send(action.payload)
                         if action.no_ack_after:
                             codec.start_no_ack_mode()
                     elif isinstance(action, Resume):
-                        debugger.forget_interrupt()
-                        running = True
-                        try:
-                            stop = await trio.to_thread.run_sync(
-                                lambda: debugger.resume(step=action.step, cpu=action.cpu, address=action.address)
-                            )
-                        finally:
-                            running = False
+                        if interrupt_after < number:
+                            debugger.forget_interrupt()  # it came while the machine was stopped
+                        stop = await trio.to_thread.run_sync(
+                            lambda: debugger.resume(step=action.step, cpu=action.cpu, address=action.address)
+                        )
                         if closed:
                             break
                         await send(session.stop_reply(stop))

@@ -33,7 +33,7 @@ class Malformed(Exception):
 class Reply:
     payload: bytes
     no_ack_after: bool = False  # switch the codec to no-ack mode once sent
-    close_after: bool = False
+    output: tuple[bytes, ...] = ()  # console output (O packets) sent before the reply
 
 
 @dataclass(frozen=True)
@@ -421,7 +421,8 @@ class Session:
             return Reply(encode_hex(self.debugger.thread_name(thread).encode()))
         if args.startswith(b"Rcmd,") and self.monitor:
             command = self._decode(args[5:]).decode("utf-8", "replace")
-            return Reply(b"O" + encode_hex(self.monitor(command).encode()))
+            lines = self.monitor(command).splitlines(keepends=True)
+            return Reply(b"OK", output=tuple(b"O" + encode_hex(line.encode()) for line in lines))
         return Reply(b"")
 
     def _next_threads(self):

@@ -13,6 +13,17 @@
 unsigned long total_forks __own_page(total_forks);
 
 /*
+ * The newest fork: a 16-byte object whose two halves are written by two
+ * stores, so a watchpoint on it (or on a range across both halves) sees
+ * each of them.
+ */
+struct fork_record {
+	long pid;
+	unsigned long nr;
+};
+struct fork_record last_fork;
+
+/*
  * The image runs one user program, so a task cloned from user space gets
  * its name (Linux's child inherits the parent's comm).
  */
@@ -31,8 +42,11 @@ noinline long do_fork(unsigned long clone_flags, void *entry, void *arg,
 			      (unsigned long)arg, (unsigned long)comm,
 			      clone_flags);
 
-	if (pid > 0)
+	if (pid > 0) {
 		total_forks++;
+		WRITE_ONCE(last_fork.pid, pid);
+		WRITE_ONCE(last_fork.nr, READ_ONCE(total_forks));
+	}
 	return pid;
 }
 
