@@ -208,7 +208,7 @@ class Kernel:
         """Make the task call an image function, its current state saved as a frame."""
         regs = task.regs
         task.frames.append(self.processor.copy_context(regs))
-        rip, rsp = regs.reg_read(RIP), regs.reg_read(RSP)
+        rip, rsp = regs.reg_read_batch((RIP, RSP))
         if layout.is_user(rip):
             rsp = layout.kernel_stack_top(task.slot)
         else:
@@ -222,7 +222,7 @@ class Kernel:
 
     def _enter_syscall(self, task: Task) -> None:
         regs = task.regs
-        nr, a1, a2, a3 = (regs.reg_read(r) for r in (RAX, RDI, RSI, RDX))
+        nr, a1, a2, a3 = regs.reg_read_batch((RAX, RDI, RSI, RDX))
         self._call_from_host(task, self._entry["do_syscall"], self._entry["syscall_return"],
                              rdi=nr, rsi=a1, rdx=a2, rcx=a3)
 
@@ -236,7 +236,7 @@ class Kernel:
     def _hypercall(self, cpu: int):
         task = self.current[cpu]
         regs = task.regs
-        nr, a0, a1, a2, a3 = (regs.reg_read(r) for r in (RAX, RDI, RSI, RDX, RCX))
+        nr, a0, a1, a2, a3 = regs.reg_read_batch((RAX, RDI, RSI, RDX, RCX))
         try:
             call = Hypercall(nr)
         except ValueError:

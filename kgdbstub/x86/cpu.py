@@ -142,6 +142,7 @@ class Processor:
         self._blank = uc.context_save()
         self._stop: Exit | None = None
         self._unmapped: int | None = None
+        self._hlt_at: dict[int, bool] = {}  # whether an address holds hlt; forgotten on writes
         self.running_cpu: int | None = None
 
     # -- register states -------------------------------------------------
@@ -174,6 +175,7 @@ class Processor:
             offset += length
         # Code may live there: drop translations made from the old bytes.
         self.uc.ctl_remove_cache(address, address + len(data))
+        self._hlt_at.clear()
 
     def readable(self, address: int) -> bool:
         return self.address_space.translate(address) is not None
@@ -271,9 +273,8 @@ class Processor:
     def _finished(self, start: int, step: bool) -> Exit:
         rip = self.uc.reg_read(X.UC_X86_REG_RIP)
         if step:
-            executed_hlt = rip == start + 1 and self._byte(start) == HLT
-            return Hypercall() if executed_hlt else Stepped()
-        if self._byte(rip - 1) == HLT:
+            return Hypercall() if rip == start + 1 and self._is_hlt(start) else Stepped()
+        if self._is_hlt(rip - 1):
             return Hypercall()
         # emu_start's `until` address 0: the code jumped to address 0.
         return CpuException(PAGE_FAULT, rip)
@@ -285,11 +286,15 @@ class Processor:
             return CpuException(INVALID_OPCODE)
         return CpuException(GENERAL_PROTECTION)
 
-    def _byte(self, address: int) -> int | None:
-        try:
-            return self.read(address, 1)[0]
-        except MemoryFault:
-            return None
+    def _is_hlt(self, address: int) -> bool:
+        known = self._hlt_at.get(address)
+        if known is None:
+            try:
+                known = self.read(address, 1)[0] == HLT
+            except MemoryFault:
+                known = False
+            self._hlt_at[address] = known
+        return known
 
     # -- hooks -------------------------------------------------------------
 

@@ -11,8 +11,8 @@
  */
 #include "syscall.h"
 
-#define LOOPER_YIELD_EVERY	1000
-#define LOOPER_FORK_EVERY	10000
+#define LOOPER_YIELD_EVERY	10000
+#define LOOPER_FORK_EVERY	20000
 
 _Static_assert(LOOPER_FORK_EVERY % LOOPER_YIELD_EVERY == 0,
 	       "forks happen on yield iterations");

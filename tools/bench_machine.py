@@ -1,0 +1,138 @@
+"""Benchmarks of the machine and of stops through the stub, as ratios measured in one run.
+
+    python tools/bench_machine.py [--seconds S]
+
+1. Emulation speed: looper iterations per second on the machine with nothing
+   armed, against plain unicorn running the same looper code (no virtual TLB,
+   no hooks but the one that absorbs its system calls), and with four data
+   watches armed on a page the workload never touches.
+2. Stops through the session on loopback with a raw client: a software
+   breakpoint hit (z0, s, Z0, c for each stop, as gdb steps over it) and
+   a write watchpoint hit (c for each stop).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from unicorn import UC_ARCH_X86, UC_HOOK_INSN, UC_MODE_64, Uc
+from unicorn import x86_const as X
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from kgdbstub import targets  # noqa: E402
+from kgdbstub.debugger import Debugger  # noqa: E402
+from kgdbstub.kernel import layout  # noqa: E402
+from kgdbstub.kernel.image import Image  # noqa: E402
+from kgdbstub.kernel.kernel import Kernel  # noqa: E402
+from kgdbstub.x86.debugregs import Access  # noqa: E402
+from rawclient import RawClient  # noqa: E402
+
+
+def plain_unicorn(image: Image, iterations: int) -> float:
+    """Iterations per second of the looper on a bare unicorn engine."""
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0x400000, 0x10000)
+    stack = 0x7FF000000000
+    uc.mem_map(stack, 0x10000)
+    for segment in image.segments:
+        if layout.is_user(segment.address):
+            uc.mem_write(segment.address, segment.data)
+    counter = image.address_of("looper_iterations")
+
+    def on_syscall(uc, _):
+        # Stand in for the kernel: sched_yield returns 0; clone is refused.
+        uc.reg_write(X.UC_X86_REG_RAX, 0 if uc.reg_read(X.UC_X86_REG_RAX) == 24 else 2**64 - 11)
+        if int.from_bytes(uc.mem_read(counter, 8), "little") >= iterations:
+            uc.emu_stop()
+
+    uc.hook_add(UC_HOOK_INSN, on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
+    uc.reg_write(X.UC_X86_REG_RSP, stack + 0x10000 - 8)
+    started = time.perf_counter()
+    uc.emu_start(image.address_of("looper_main"), 0)
+    return int.from_bytes(uc.mem_read(counter, 8), "little") / (time.perf_counter() - started)
+
+
+def machine(image: Image, iterations: int, watches: int = 0) -> float:
+    kernel = Kernel(image, cpus=2)
+    debugger = Debugger(kernel)
+    debugger.resume()  # boot to kgdbwait
+    counter = image.address_of("looper_iterations")
+    untouched = layout.kernel_stack_top(layout.MAX_TASKS - 2)  # no task has this slot
+    for registers in kernel.processor.debug_registers:
+        for index in range(watches):
+            registers.install(index, untouched - 64 + 8 * index, Access.WRITE, 8)
+    kernel.processor.debug_registers_changed()
+    start = kernel.read_u64(counter)
+    started = time.perf_counter()
+    kernel.run(lambda: kernel.read_u64(counter) >= iterations)
+    return (kernel.read_u64(counter) - start) / (time.perf_counter() - started)
+
+
+def serve():
+    process = subprocess.Popen([sys.executable, "-m", "kgdbstub", "serve", "--tcp", "127.0.0.1:0"],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    host, port = re.match(r"listening on tcp:(\S+):(\d+)", process.stdout.readline()).groups()
+    process.stdout.readline()
+    return process, host, int(port)
+
+
+def stops_per_second(image: Image, seconds: float) -> tuple[float, float]:
+    process, host, port = serve()
+    try:
+        with RawClient(host, port) as client:
+            client.request(b"QStartNoAckMode")
+            client.codec.start_no_ack_mode()
+            tick = image.address_of("looper_tick")
+            client.request(b"Z0,%x,1" % tick)
+            client.request(b"c")
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                client.request(b"z0,%x,1" % tick)
+                client.request(b"s")
+                client.request(b"Z0,%x,1" % tick)
+                assert client.request(b"c").startswith(b"T05")
+                count += 1
+            breakpoint_rate = count / (time.perf_counter() - started)
+            client.request(b"z0,%x,1" % tick)
+            client.request(b"Z2,%x,8" % image.address_of("looper_iterations"))
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                assert b"watch:" in client.request(b"c")
+                count += 1
+            return breakpoint_rate, count / (time.perf_counter() - started)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=3_000_000)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    image = Image(targets.resolve(targets.DEFAULT_TARGET))
+
+    plain = plain_unicorn(image, args.iterations)
+    bare = machine(image, args.iterations)
+    armed = machine(image, args.iterations, watches=4)
+    breakpoint_rate, watch_rate = stops_per_second(image, args.seconds)
+    rows = [
+        ("plain unicorn, looper iterations/s", f"{plain:,.0f}", "1.00"),
+        ("machine, nothing armed", f"{bare:,.0f}", f"{bare / plain:.2f}"),
+        ("machine, four watches on an untouched page", f"{armed:,.0f}", f"{armed / plain:.2f} ({armed / bare:.2f} of unarmed)"),
+        ("Z0 breakpoint stops/s (z0 s Z0 c each)", f"{breakpoint_rate:,.0f}", f"{1e6 / breakpoint_rate:,.0f} us/stop"),
+        ("write watchpoint stops/s (c each)", f"{watch_rate:,.0f}", f"{1e6 / watch_rate:,.0f} us/stop"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value, ratio in rows:
+        print(f"{name:<{width}}  {value:>12}  {ratio}")
+
+
+if __name__ == "__main__":
+    main()
