@@ -132,6 +132,9 @@ class Processor:
         self._watch_fault: int | None = None
         self._resume_at: list[int | None] = [None] * cpus  # RF, per CPU
         self._resume_flag: int | None = None
+        # Called with (cpu, DebugException) when a slot fires; False means the
+        # owner dealt with it (a perf count, say) and the CPU runs on.
+        self.debug_handler = None
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         for mapping in address_space.mappings:
             uc.mem_map(mapping.physical, mapping.size, UC_PROT_ALL)
@@ -241,11 +244,16 @@ class Processor:
 
         self._tlb_holds = None  # nothing watched for this step
         self.flush_tlb()
+        # The instruction got past its code hook before it touched the page
+        # (no execute slot there, or RF let it through): running it again
+        # must not report an execute breakpoint for it a second time.
+        self._resume_flag = uc.reg_read(X.UC_X86_REG_RIP)
         hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, record)
         try:
             exit = self._run_once(step=True)
         finally:
             uc.hook_del(hook)
+            self._resume_flag = None
             self._tlb_holds = cpu
             self.flush_tlb()
         if not isinstance(exit, Stepped):
@@ -260,7 +268,10 @@ class Processor:
             return None
         slots = tuple(sorted({hit.slot for hit in hits}))
         registers.report(list(slots))
-        return DebugException(slots, tuple(hits))
+        exception = DebugException(slots, tuple(hits))
+        if self.debug_handler and not self.debug_handler(cpu, exception):
+            return None
+        return exception
 
     def stop(self, reason: object) -> None:
         """From inside a hook: stop the running CPU before the hooked instruction."""
@@ -322,9 +333,16 @@ class Processor:
         slots = self.debug_registers[cpu].execute_hits(address)
         if slots:
             self.debug_registers[cpu].report(slots)
+            exception = DebugException(tuple(slots))
+            if self.debug_handler and not self.debug_handler(cpu, exception):
+                return
             self._resume_at[cpu] = address
-            self._stop = DebugException(tuple(slots))
+            self._stop = exception
             uc.emu_stop()
+
+    def set_resume_flag(self, cpu: int, address: int | None) -> None:
+        """RF for the next instruction a CPU runs, if it is at address."""
+        self._resume_at[cpu] = address
 
     # -- what the debug registers ask of the emulator ------------------------
 
