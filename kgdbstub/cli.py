@@ -6,11 +6,12 @@ import sys
 
 import trio
 
-from . import targets
+from . import scenario, targets
 from .debugger import Debugger
 from .kernel.image import Image, ImageError
 from .kernel.kernel import Kernel
 from .monitor import Monitor
+from .policy import POLICIES
 from .server import Trace, serve_listener
 from .session import DIALECTS
 
@@ -33,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tcp", type=_host_port, default=("127.0.0.1", 1234), metavar="HOST:PORT",
                        help="listen on this address (default 127.0.0.1:1234; port 0 picks a free one)")
     serve.add_argument("--target", default=targets.DEFAULT_TARGET, metavar="NAME|PATH")
+    serve.add_argument("--scenario", metavar="NAME|PATH", help="perf events and ptrace users to set up (default: none)")
     serve.add_argument("--cpus", type=int, default=2, metavar="N")
+    serve.add_argument("--policy", choices=POLICIES, default="leftover", help="how kgdb gets debug-register slots")
     serve.add_argument("--dialect", choices=sorted(DIALECTS), default="modern")
     serve.add_argument("--once", action="store_true", help="exit when the first debugger disconnects")
     serve.add_argument("--trace", type=argparse.FileType("w"), metavar="FILE", help="log every packet in and out")
@@ -46,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "targets":
             for name in targets.available():
-                print(name)
+                scenarios = ", ".join(scenario.available(targets.TARGETS_DIR / name))
+                print(f"{name}: scenarios {scenarios}")
             return 0
         return trio.run(_serve, args)
-    except (targets.TargetError, ImageError, UsageError, OSError, ValueError) as problem:
+    except (targets.TargetError, scenario.ScenarioError, ImageError, UsageError, OSError, ValueError) as problem:
         print(f"kgdbstub: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -58,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _serve(args) -> int:
     elf = targets.resolve(args.target)
+    setup = scenario.load(elf.parent, args.scenario)
     kernel = Kernel(Image(elf), cpus=args.cpus)
-    debugger = Debugger(kernel, split_regions=args.dialect == "modern")
+    debugger = Debugger(kernel, split_regions=args.dialect == "modern", policy=args.policy)
+    setup.apply_early(kernel)
     # Boot runs until the image waits for the debugger (kgdbwait).
     debugger.resume()
+    debugger.late_init()
+    setup.apply(kernel)
     host, port = args.tcp
     listeners = await trio.open_tcp_listeners(port, host=host)
     address = listeners[0].socket.getsockname()

@@ -14,6 +14,7 @@ from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
 from .kernel.kernel import Kernel, Stop
+from .policy import SlotPolicy
 from .kernel.tasks import Task
 from .x86 import cpu as x86
 from .x86.memory import MemoryFault
@@ -37,6 +38,10 @@ class DebuggerError(Exception):
         self.errno = code
 
 
+def _count(entries) -> int:
+    return sum(entry is not None for entry in entries)
+
+
 def shadow_thread(cpu: int) -> int:
     """kgdb's thread id for what runs on a CPU: -(cpu + 2)."""
     return -(cpu + 2)
@@ -54,14 +59,40 @@ class StopEvent:
 
 
 class Debugger:
-    def __init__(self, kernel: Kernel, *, split_regions: bool = True):
+    def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover"):
         self.kernel = kernel
         self.breakpoints: dict[int, bytes] = {}  # address -> the byte int3 replaced
         self._inserted = False
         self.hardware = BreakTable(split_regions=split_regions)
         self._debug_registers = kernel.processor.debug_registers
-        self.kgdb_slots: list[dict[int, object]] = [{} for _ in self._debug_registers]  # cpu -> {dr: piece}
-        self._saved_dr7: list[int | None] = [None] * len(self._debug_registers)
+        self._installed: list[list[object]] = [[] for _ in self._debug_registers]  # kgdb's pieces per CPU
+        self.policy = SlotPolicy(policy, kernel.accounting, kernel.ncpus)
+        self.hardware_enabled = True
+        self.attached = False
+        self._interrupt = threading.Event()
+        self.stop: StopEvent | None = None
+
+    def late_init(self) -> None:
+        """kgdb's late init: without its slots it runs with no hardware breakpoints."""
+        try:
+            self.policy.boot()
+        except OSError:
+            self.hardware_enabled = False
+            self.kernel.console_write(b"kgdb: Could not allocate hw breakpoints\n"
+                                      b"kgdb: Hardware breakpoints disabled\n")
+
+    def attach(self) -> None:
+        self.attached = True
+        self.policy.attach()
+
+    def detach(self) -> None:
+        """A debugger left, cleanly or not: nothing it set stays behind."""
+        self.remove_all_breakpoints()
+        self.policy.detach()
+        self.attached = False
+
+    def set_policy(self, name: str) -> None:
+        self.policy = self.policy.switch_to(name, attached=self.attached)
         self._interrupt = threading.Event()
         self.stop: StopEvent | None = None
 
@@ -139,62 +170,8 @@ class Debugger:
 
     def remove_all_breakpoints(self) -> None:
         self.breakpoints.clear()
+        self.policy.release(len(self.hardware.active()))
         self.hardware.clear()
-
-    # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
-
-    def insert_hardware(self, kind: int, address: int, length: int) -> None:
-        try:
-            request = Request(Kind(kind), address, length)
-            self.hardware.insert(request, self.hardware.with_request(request))
-        except BreakpointRefused as refused:
-            raise DebuggerError(refused.errno, str(refused)) from None
-
-    def remove_hardware(self, kind: int, address: int, length: int) -> None:
-        try:
-            request, entries = self.hardware.without_request(Kind(kind), address, length)
-        except BreakpointRefused as refused:
-            raise DebuggerError(refused.errno, str(refused)) from None
-        self.hardware.remove(request, entries)
-
-    def slot_table(self):
-        """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
-        from .x86.debugregs import DebugRegisters
-
-        rows = []
-        for cpu, registers in enumerate(self._debug_registers):
-            view = DebugRegisters()
-            view.dr = list(registers.dr)
-            view.dr7 = registers.dr7 if self._saved_dr7[cpu] is None else self._saved_dr7[cpu]
-            for index, slot in enumerate(view.slots()):
-                owner = "kgdb" if index in self.kgdb_slots[cpu] else "free"
-                rows.append((cpu, index, owner, slot))
-        return rows
-
-    def _leave_debugger_hardware(self) -> None:
-        """Restore each CPU's DR7 and install kgdb's pieces in free DRs, bypassing perf."""
-        pieces = self.hardware.active()
-        for cpu, registers in enumerate(self._debug_registers):
-            if self._saved_dr7[cpu] is not None:
-                registers.write_dr7(self._saved_dr7[cpu])
-                self._saved_dr7[cpu] = None
-            for index in self.kgdb_slots[cpu]:
-                registers.clear(index)
-            self.kgdb_slots[cpu] = {}
-            for piece in pieces:
-                index = registers.free_index()
-                if index is None:
-                    break
-                registers.install(index, piece.address, piece.access, piece.length)
-                self.kgdb_slots[cpu][index] = piece
-        self.kernel.processor.debug_registers_changed()
-
-    def _enter_debugger_hardware(self) -> None:
-        """Every CPU disables its breakpoints so the debugger does not trip on them."""
-        for cpu, registers in enumerate(self._debug_registers):
-            self._saved_dr7[cpu] = registers.dr7
-            registers.write_dr7(0)
-        self.kernel.processor.debug_registers_changed()
 
     def _activate_breakpoints(self) -> None:
         for address in self.breakpoints:
@@ -206,6 +183,50 @@ class Debugger:
             for address, original in self.breakpoints.items():
                 self.kernel.write(address, original)
             self._inserted = False
+
+    # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
+
+    def insert_hardware(self, kind: int, address: int, length: int) -> None:
+        """kgdb_set_hw_break: the table and the slots change together or not at all."""
+        if not self.hardware_enabled:
+            raise DebuggerError(errno.ENODEV, "kgdb has no hardware breakpoints")
+        try:
+            request = Request(Kind(kind), address, length)
+            entries = self.hardware.with_request(request)
+            self.policy.acquire(_count(entries) - _count(self.hardware.entries))
+        except (BreakpointRefused, OSError) as refused:
+            raise DebuggerError(refused.errno, str(refused)) from None
+        self.hardware.insert(request, entries)
+
+    def remove_hardware(self, kind: int, address: int, length: int) -> None:
+        try:
+            request, entries = self.hardware.without_request(Kind(kind), address, length)
+        except BreakpointRefused as refused:
+            raise DebuggerError(refused.errno, str(refused)) from None
+        self.policy.release(_count(self.hardware.entries) - _count(entries))
+        self.hardware.remove(request, entries)
+
+    def slot_table(self):
+        """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
+        return [
+            (cpu, index, self.kernel.debug_slots.owner(cpu, index), slot)
+            for cpu, registers in enumerate(self._debug_registers)
+            for index, slot in enumerate(registers.slots())
+        ]
+
+    def _leave_debugger_hardware(self) -> None:
+        """Put kgdb's pieces in free DRs, bypassing perf, and arm every CPU's DR7 again."""
+        slots = self.kernel.debug_slots
+        pieces = self.hardware.active()
+        for cpu in range(len(self._debug_registers)):
+            for piece in self._installed[cpu]:
+                slots.uninstall(cpu, piece)
+            self._installed[cpu] = [p for p in pieces if slots.install(cpu, p, p.address, p.length, p.access) is not None]
+        self.kernel.processor.arm_debug_registers(True)
+
+    def _enter_debugger_hardware(self) -> None:
+        """Every CPU disables its DR7 so that the debugger does not trip over breakpoints."""
+        self.kernel.processor.arm_debug_registers(False)
 
     # -- running -------------------------------------------------------------
 

@@ -87,6 +87,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         codec.send_packet(payload)
         await flush()
 
+    debugger.attach()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(read_wire)
         try:
@@ -116,7 +117,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            debugger.remove_all_breakpoints()
+            debugger.detach()
             nursery.cancel_scope.cancel()
     await stream.aclose()
     return detached

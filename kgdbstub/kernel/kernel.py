@@ -17,8 +17,12 @@ from unicorn import x86_const as X
 from ..x86 import cpu as x86
 from ..x86.memory import MemoryFault
 from . import layout
+from .debugslots import DebugSlots
 from .hostif import CLONE_USER, EAGAIN, EINVAL, Hypercall
+from .hw_breakpoint import Breakpoint, SlotAccounting
 from .image import Image
+from .perf import PerfEvents
+from .ptrace import Ptrace
 from .tasks import State, Task
 
 RAX, RDI, RSI, RDX, RCX, RSP, RIP = (
@@ -76,6 +80,18 @@ class Kernel:
         self.runqueue: deque[Task] = deque()
         self._turn = 0  # the CPU whose turn it is
         self._ticked = False  # whether this round's tick was delivered
+
+        self.accounting = SlotAccounting(cpus=cpus, slots=4)
+        self.debug_slots = DebugSlots(self.processor)
+        self.perf = PerfEvents(self.accounting, self.debug_slots, self._pid_on)
+        self.ptrace = Ptrace(self.perf)
+        self.processor.debug_handler = self._on_debug_exception
+        self._tracees_to_stop: set[int] = set()
+        self.debugger_slot_fired = False
+
+    def _pid_on(self, cpu: int) -> int | None:
+        task = self.current[cpu]
+        return None if task.idle else task.pid
 
     # -- memory ----------------------------------------------------------------
 
@@ -141,17 +157,40 @@ class Kernel:
         """Give the CPU to the next runnable task, or to its idle task."""
         previous = self.current[cpu]
         previous.cpu = None
-        if not previous.idle and previous.state is State.RUNNING and previous.pid in self.tasks:
-            self.runqueue.append(previous)
+        if not previous.idle:
+            self.perf.task_switched_out(cpu, previous.pid)
+            if previous.state is State.RUNNING and previous.pid in self.tasks:
+                self.runqueue.append(previous)
         following = self.runqueue.popleft() if self.runqueue else self.idle[cpu]
         following.cpu = cpu
         self.current[cpu] = following
+        if not following.idle:
+            self.perf.task_switched_in(cpu, following.pid)
+        self.processor.set_resume_flag(cpu, following.resume_at)
+        following.resume_at = None
+
+    def stop_task(self, pid: int) -> None:
+        """Take a task off the CPUs until resume_task (a ptrace stop)."""
+        task = self.tasks[pid]
+        task.state = State.STOPPED
+        if task in self.runqueue:
+            self.runqueue.remove(task)
+        if task.cpu is not None:
+            self._switch(task.cpu)
+
+    def resume_task(self, pid: int) -> None:
+        task = self.tasks[pid]
+        if task.state is State.STOPPED:
+            task.state = State.RUNNING
+            self.runqueue.append(task)
 
     def _exit_current(self, cpu: int) -> None:
         task = self.current[cpu]
         if task.idle:
             raise KernelPanic(f"the idle task of CPU {cpu} tried to exit")
         del self.tasks[task.pid]
+        self.ptrace.detach(task.pid)
+        self.perf.task_exited(task.pid)
         self._free_slots.append(task.slot)
         self._free_slots.sort()
         self._switch(cpu)
@@ -164,6 +203,8 @@ class Kernel:
             if interrupted():
                 return Stop(self._turn, None)
             cpu = self._turn
+            if self.current[cpu].state is State.STOPPED:
+                self._switch(cpu)
             if cpu == 0 and not self._ticked:
                 self._ticked = True
                 self._tick()
@@ -192,7 +233,43 @@ class Kernel:
         if isinstance(exit, x86.SystemCall):
             self._enter_syscall(self.current[cpu])
             return _KEEP_CPU
+        if isinstance(exit, x86.DebugException):
+            debugger = self.debugger_slot_fired
+            self.debugger_slot_fired = False
+            self._stop_tracees(cpu, exit, now=not debugger)
+            return None if debugger else _TURN_OVER
         return None
+
+    # -- hardware breakpoints (hw_breakpoint_handler) --------------------------
+
+    def _on_debug_exception(self, cpu: int, exception: x86.DebugException) -> bool:
+        """Give each fired slot to its owner; True if the CPU must stop."""
+        stop = False
+        for index in exception.slots:
+            owner = self.debug_slots.owner(cpu, index)
+            if isinstance(owner, Breakpoint):
+                owner.hits += 1
+                if owner.owner == "ptrace" and self.ptrace.hit(owner):
+                    self._tracees_to_stop.add(owner.task)
+                    stop = True
+            elif owner is not None:
+                self.debugger_slot_fired = True
+                stop = True
+        return stop
+
+    def _stop_tracees(self, cpu: int, exception: x86.DebugException, *, now: bool) -> None:
+        rip = self.current[cpu].regs.reg_read(RIP)
+        for pid in self._tracees_to_stop:
+            task = self.tasks.get(pid)
+            if task is None:
+                continue
+            if not exception.trap and task is self.current[cpu]:
+                task.resume_at = rip  # the breakpoint fault is not taken again on resume
+            if now:
+                self.stop_task(pid)
+            else:
+                task.state = State.STOPPED  # taken off its CPU when the machine runs again
+        self._tracees_to_stop.clear()
 
     def _tick(self) -> None:
         """A timer interrupt on CPU 0, between two of its instructions."""
@@ -284,8 +361,12 @@ class Kernel:
             data = self.read(buffer, length)
         except MemoryFault:
             return -14
+        self.console_write(data)
+        return length
+
+    def console_write(self, data: bytes) -> None:
+        """Output on the console device, from the image or from the kernel's host side."""
         self.console_log += data
         del self.console_log[: -65536]
         for listener in self.console_listeners:
             listener(data)
-        return length

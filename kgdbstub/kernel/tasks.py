@@ -24,6 +24,8 @@ class Task:
     # Register states to return to: the user context under a system call,
     # the interrupted context under an interrupt.
     frames: list = field(default_factory=list)
+    # RF for when the task runs again: it stopped at an execute breakpoint here.
+    resume_at: int | None = None
 
     @property
     def idle(self) -> bool:

@@ -127,6 +127,7 @@ class Processor:
         self.debug_registers = [DebugRegisters() for _ in range(cpus)]
         # Derived from the debug registers alone (see debug_registers_changed).
         self._execute_hooks: dict[int, int] = {}
+        self._execute_slots: list[dict[int, DebugException]] = [{} for _ in range(cpus)]
         self._watched_pages: list[dict[int, bool]] = [{} for _ in range(cpus)]  # page -> reads too
         self._tlb_holds: int | None = None  # whose watched pages the TLB reflects
         self._watch_fault: int | None = None
@@ -135,6 +136,7 @@ class Processor:
         # Called with (cpu, DebugException) when a slot fires; False means the
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
+        self._armed = True
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         for mapping in address_space.mappings:
             uc.mem_map(mapping.physical, mapping.size, UC_PROT_ALL)
@@ -330,10 +332,9 @@ class Processor:
             # RF: the instruction a breakpoint fault was reported for runs once.
             self._resume_flag = None
             return
-        slots = self.debug_registers[cpu].execute_hits(address)
-        if slots:
-            self.debug_registers[cpu].report(slots)
-            exception = DebugException(tuple(slots))
+        exception = self._execute_slots[cpu].get(address)
+        if exception:
+            self.debug_registers[cpu].report(exception.slots)
             if self.debug_handler and not self.debug_handler(cpu, exception):
                 return
             self._resume_at[cpu] = address
@@ -346,19 +347,28 @@ class Processor:
 
     # -- what the debug registers ask of the emulator ------------------------
 
+    def arm_debug_registers(self, armed: bool) -> None:
+        """Whether DR7 takes effect; kgdb disarms every CPU's while it is in control."""
+        self._armed = armed
+        self.debug_registers_changed()
+
     def debug_registers_changed(self) -> None:
         """Derive hooks and watched pages from every CPU's debug registers."""
         wanted: set[int] = set()
         for cpu, registers in enumerate(self.debug_registers):
             pages: dict[int, bool] = {}
-            for slot in registers.enabled_slots():
+            execute: dict[int, list[int]] = {}
+            for slot in registers.enabled_slots() if self._armed else ():
                 if slot.access is Access.EXECUTE:
                     wanted.add(slot.address)
+                    execute.setdefault(slot.address, []).append(slot.index)
                     continue
                 reads_too = slot.access is Access.READ_WRITE
                 first, last = slot.start & PAGE_MASK, (slot.start + slot.length - 1) & PAGE_MASK
                 for page in range(first, last + PAGE_SIZE, PAGE_SIZE):
                     pages[page] = pages.get(page, False) or reads_too
+            # The exceptions hits raise, made once: execute hooks are the hot path.
+            self._execute_slots[cpu] = {a: DebugException(tuple(s)) for a, s in execute.items()}
             if pages != self._watched_pages[cpu]:
                 self._watched_pages[cpu] = pages
                 if self._tlb_holds == cpu:

@@ -131,7 +131,7 @@ class DebugRegisters:
     def data_hits(self, address: int, size: int, write: bool) -> list[int]:
         return [s.index for s in self.enabled_slots() if s.matches_data(address, size, write)]
 
-    def report(self, indexes: list[int], single_step: bool = False) -> None:
+    def report(self, indexes, single_step: bool = False) -> None:
         """Set DR6 as the CPU does when slots fire: B bits for every slot that matched."""
         dr6 = DR6_RESERVED_ONES
         for index in indexes:

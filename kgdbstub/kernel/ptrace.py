@@ -1,0 +1,122 @@
+"""ptrace users: tracers that set hardware breakpoints in their tracees.
+
+A tracer writes its tracee's virtual DR0-3 and DR7 as PTRACE_POKEUSER does
+(arch/x86/kernel/ptrace.c): writing DRn registers a disabled per-task,
+all-CPU perf event; writing DR7 enables or changes them all, and undoes
+every change if one fails. A hit stops the tracee with SIGTRAP; the tracer
+reads the virtual DR6 (numbered by its own DR index), counts it and
+continues, as many times as it was told (gdb's `continue N`), then leaves
+the tracee stopped.
+"""
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+
+from .hw_breakpoint import Breakpoint, BreakpointType
+from .perf import PerfEvents
+
+_TYPE_OF_RW = {0b00: BreakpointType.EXECUTE, 0b01: BreakpointType.WRITE, 0b11: BreakpointType.READ_WRITE}
+_LENGTH_OF_LEN = {0b00: 1, 0b01: 2, 0b11: 4, 0b10: 8}
+_LEN_OF_LENGTH = {v: k for k, v in _LENGTH_OF_LEN.items()}
+_RW_OF_TYPE = {v: k for k, v in _TYPE_OF_RW.items()}
+
+
+def dr7_for(index: int, type: BreakpointType, length: int, enabled: bool = True) -> int:
+    """The DR7 bits a tracer writes to enable one virtual DR (local enable, as gdb does)."""
+    field = _RW_OF_TYPE[type] | (_LEN_OF_LENGTH[length] << 2)
+    return (field << (16 + 4 * index)) | (int(enabled) << (2 * index))
+
+
+@dataclass
+class Tracee:
+    pid: int
+    events: list[Breakpoint | None] = field(default_factory=lambda: [None] * 4)
+    dr7: int = 0
+    dr6: int = 0
+    hits: list[int] = field(default_factory=lambda: [0] * 4)
+    continues_left: int = 0
+    stopped: bool = False
+
+
+class Ptrace:
+    def __init__(self, perf: PerfEvents):
+        self.perf = perf
+        self.tracees: dict[int, Tracee] = {}
+
+    def attach(self, pid: int) -> Tracee:
+        return self.tracees.setdefault(pid, Tracee(pid))
+
+    def detach(self, pid: int) -> None:
+        tracee = self.tracees.pop(pid, None)
+        if tracee:
+            for event in tracee.events:
+                if event is not None:
+                    self.perf.unregister(event)
+
+    def poke_dr(self, pid: int, index: int, address: int) -> None:
+        """PTRACE_POKEUSER of DR0-3: may fail with ENOSPC."""
+        if not 0 <= index < 4:
+            raise OSError(errno.EIO, "only DR0-DR3 hold addresses")
+        tracee = self.tracees[pid]
+        event = tracee.events[index]
+        if event is None:
+            tracee.events[index] = self.perf.register(address=address, length=1, type=BreakpointType.WRITE,
+                                                      cpu=None, task=pid, owner="ptrace", enabled=False)
+        else:
+            self.perf.modify(event, address=address)
+
+    def poke_dr7(self, pid: int, value: int) -> None:
+        """PTRACE_POKEUSER of DR7: every enabled DR is changed, or none is."""
+        tracee = self.tracees[pid]
+        before = []
+        try:
+            for index, event in enumerate(tracee.events):
+                enabled = bool(value & (0b11 << (2 * index)))
+                field = (value >> (16 + 4 * index)) & 0xF
+                if event is None:
+                    if enabled:
+                        raise OSError(errno.EINVAL, f"DR{index} holds no address")
+                    continue
+                if field & 0b11 not in _TYPE_OF_RW:
+                    raise OSError(errno.EINVAL, "I/O breakpoints are not supported")
+                state = dict(type=event.type, length=event.length, enabled=event.enabled)
+                changes = dict(type=_TYPE_OF_RW[field & 0b11], length=_LENGTH_OF_LEN[field >> 2], enabled=enabled)
+                if not enabled:
+                    changes = dict(enabled=False)
+                self.perf.modify(event, **changes)
+                before.append((event, state))
+        except OSError:
+            for event, state in reversed(before):
+                self.perf.modify(event, **state)
+            raise
+        tracee.dr7 = value
+
+    def cont(self, pid: int, count: int) -> None:
+        """The tracer continues the tracee, and again after each of the next count-1 stops."""
+        tracee = self.tracees[pid]
+        tracee.continues_left = count
+        tracee.stopped = count == 0
+
+    def owner_of(self, event: Breakpoint) -> tuple[Tracee, int] | None:
+        tracee = self.tracees.get(event.task)
+        if tracee is None:
+            return None
+        for index, candidate in enumerate(tracee.events):
+            if candidate is event:
+                return tracee, index
+        return None
+
+    def hit(self, event: Breakpoint) -> bool:
+        """A tracee's breakpoint fired: True if the tracee must now stay stopped."""
+        owner = self.owner_of(event)
+        if owner is None:
+            return False
+        tracee, index = owner
+        tracee.dr6 = 1 << index
+        tracee.hits[index] += 1
+        if tracee.continues_left > 0:
+            tracee.continues_left -= 1
+        if tracee.continues_left == 0:
+            tracee.stopped = True
+        return tracee.stopped
