@@ -103,3 +103,16 @@ def test_interrupt_while_running_stops_with_sigint(modern):
     client.send(b"c")
     client.interrupt()
     assert client.receive().startswith(b"T02")
+
+
+def test_an_unaligned_watch_across_two_fields_stops_at_each_store(modern):
+    client, image = modern
+    last_fork = image.address_of("last_fork")
+    assert client.request(b"Z2,%x,8" % (last_fork + 3)) == b"OK"  # bytes 3-7 of pid, 0-2 of nr
+    addresses = []
+    for _ in range(2):
+        reply = client.request(b"c")
+        fields = dict(f.split(b":", 1) for f in reply[3:].split(b";") if f)
+        addresses.append(int(fields[b"watch"], 16))
+    assert all(last_fork + 3 <= a < last_fork + 11 for a in addresses)
+    assert addresses[0] < last_fork + 8 <= addresses[1], "one stop per field"
