@@ -252,7 +252,7 @@ class Debugger:
         self._leave_debugger_hardware()
         try:
             while True:
-                stop = self.kernel.step(cpu) if step else self.kernel.run(self._take_interrupt)
+                stop = self.kernel.step(cpu) if step else self.kernel.run(self._take_interrupt, self._interrupt.is_set)
                 event = self._enter(stop)
                 if event is not None:
                     return event

@@ -90,11 +90,13 @@ class SlotPolicy:
         successor = SlotPolicy(name, self.accounting, self.cpus)
         self._release_all()
         try:
-            successor.boot()
+            if name == "boot":
+                successor.boot()
             if attached:
                 successor.attach()
         except OSError:
-            self.boot()
+            if self.name == "boot":
+                self.boot()
             if attached:
                 self.attach()
             raise

@@ -197,8 +197,14 @@ class Kernel:
 
     # -- running -------------------------------------------------------------
 
-    def run(self, interrupted: Callable[[], bool] = lambda: False) -> Stop:
-        """Run the machine until something needs the debugger or interrupted() says so."""
+    def run(self, interrupted: Callable[[], bool] = lambda: False,
+            pending: Callable[[], bool] = lambda: False) -> Stop:
+        """Run the machine until something needs the debugger or interrupted() says so.
+
+        pending() tells, without consuming it, whether an interrupt waits: a
+        CPU slowed down by watched pages checks it between instructions.
+        """
+        self.processor.preempt_requested = pending
         while True:
             if interrupted():
                 return Stop(self._turn, None)
@@ -232,6 +238,8 @@ class Kernel:
             return self._hypercall(cpu)
         if isinstance(exit, x86.SystemCall):
             self._enter_syscall(self.current[cpu])
+            return _KEEP_CPU
+        if isinstance(exit, x86.Preempted):
             return _KEEP_CPU
         if isinstance(exit, x86.DebugException):
             debugger = self.debugger_slot_fired

@@ -107,6 +107,11 @@ class DebugException:
 
 
 @dataclass(frozen=True)
+class Preempted:
+    """The host asked the CPU to stop between two instructions; nothing happened."""
+
+
+@dataclass(frozen=True)
 class _WatchedPageTouched:
     """Internal: an access hit a page some data slot watches."""
 
@@ -118,7 +123,7 @@ class HookStop:
     reason: object
 
 
-Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | HookStop
+Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | HookStop | Preempted
 
 
 class Processor:
@@ -137,6 +142,9 @@ class Processor:
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
         self._armed = True
+        # Polled where a CPU could otherwise run long in Python: the steps
+        # over watched pages. True asks the CPU to stop (Preempted).
+        self.preempt_requested = lambda: False
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         for mapping in address_space.mappings:
             uc.mem_map(mapping.physical, mapping.size, UC_PROT_ALL)
@@ -205,6 +213,8 @@ class Processor:
                 exit = self._step_on_watched_page(cpu)
                 if exit is not None or step:
                     return exit or Stepped()
+                if self.preempt_requested():
+                    return Preempted()
         finally:
             self.running_cpu = None
             uc.context_update(context)
