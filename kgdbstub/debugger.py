@@ -93,8 +93,6 @@ class Debugger:
 
     def set_policy(self, name: str) -> None:
         self.policy = self.policy.switch_to(name, attached=self.attached)
-        self._interrupt = threading.Event()
-        self.stop: StopEvent | None = None
 
     # -- threads -------------------------------------------------------------
 
@@ -172,6 +170,7 @@ class Debugger:
         self.breakpoints.clear()
         self.policy.release(len(self.hardware.active()))
         self.hardware.clear()
+        self._uninstall_removed_pieces()
 
     def _activate_breakpoints(self) -> None:
         for address in self.breakpoints:
@@ -205,6 +204,7 @@ class Debugger:
             raise DebuggerError(refused.errno, str(refused)) from None
         self.policy.release(_count(self.hardware.entries) - _count(entries))
         self.hardware.remove(request, entries)
+        self._uninstall_removed_pieces()
 
     def slot_table(self):
         """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
@@ -223,6 +223,22 @@ class Debugger:
                 slots.uninstall(cpu, piece)
             self._installed[cpu] = [p for p in pieces if slots.install(cpu, p, p.address, p.length, p.access) is not None]
         self.kernel.processor.arm_debug_registers(True)
+
+    def _uninstall_removed_pieces(self) -> None:
+        """Take pieces gone from the table out of the DRs now, as kgdb_remove_hw_break does.
+
+        Their slots went back to perf and ptrace with the reservation; left in
+        place until the next resume, they would keep a DR the accounting
+        already promised to someone else.
+        """
+        active = self.hardware.active()
+        slots = self.kernel.debug_slots
+        for cpu, installed in enumerate(self._installed):
+            kept = [p for p in installed if any(p is a for a in active)]
+            for piece in installed:
+                if not any(piece is k for k in kept):
+                    slots.uninstall(cpu, piece)
+            self._installed[cpu] = kept
 
     def _enter_debugger_hardware(self) -> None:
         """Every CPU disables its DR7 so that the debugger does not trip over breakpoints."""

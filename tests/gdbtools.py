@@ -5,14 +5,16 @@ helpers wait on output (a line from the server, a marker or message from gdb)
 or on a process exit, and raise AssertionError with everything seen so far when
 the deadline passes.
 
-The gdb output shapes the parsers rely on are gdb 13's (and gdb 12's):
+The gdb output shapes the parsers rely on are gdb 13's, as it prints them
+against this stub:
 
-    info threads   "* 3    Thread 1 (init) do_fork (flags=17) at fork.c:12"
+    info threads   "  1    Thread 4294967294 (shadowCPU0) schedule () at kernel/sched.c:14"
+                   "* 3    Thread 1 (init)                kgdb_breakpoint () at ..."
                    the Target Id is `Thread ID`, then ` "NAME"` if the target
                    names threads (qXfer:threads), then ` (EXTRA)` if it answers
                    qThreadExtraInfo: kgdb gives the task's comm or shadowCPU<n>.
-    bt             "#0  do_fork (flags=17) at fork.c:12"
-                   "#1  0xffffffff81000123 in kernel_clone () at fork.c:30"
+    bt             "#0  do_fork (clone_flags=1, ...) at kernel/fork.c:40"
+                   "#1  0xffffffff810000e4 in sys_clone (entry=<optimized out>, ...) at ..."
     print          "$1 = 12345"
 """
 
@@ -156,7 +158,7 @@ class OutputReader:
             end = text.find("\n", start)
             return None if end < 0 else (text[start:end].rstrip("\r"), end + 1)
 
-        return self._wait(line, timeout, "a complete line")
+        return self._wait(line, timeout, "complete line")
 
     def wait_closed(self, timeout: float) -> str:
         self._wait(lambda text: True if self._closed else None, timeout, "end of output")
@@ -199,10 +201,10 @@ class Server:
     host: str
     port: int
     elf: Path
-    proc: subprocess.Popen
-    stdout: OutputReader
-    stderr_path: Path
-    argv: list[str]
+    proc: subprocess.Popen = field(repr=False)
+    stdout: OutputReader = field(repr=False)
+    stderr_path: Path = field(repr=False)
+    argv: list[str] = field(repr=False)
     failed: bool = False  # set when the test failed: the stderr is shown
 
     @property
@@ -236,8 +238,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=grace)
+        # Whatever it printed last; a child it left behind may hold the pipe.
         with contextlib.suppress(AssertionError):
-            self.stdout.wait_closed(timeout=grace)
+            self.stdout.wait_closed(timeout=2)
 
 
 @contextlib.contextmanager
@@ -275,7 +278,8 @@ def start_server(
             second, pos = reader.readline(pos, timeout=timeout)
             host, port, elf = parse_contract_lines(first, second, cwd)
         except AssertionError as exc:
-            proc.poll()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)  # it may be exiting: report its status
             raise AssertionError(
                 f"{' '.join(argv)}: {exc}\n"
                 f"exit status: {proc.returncode}\n"

@@ -6,7 +6,10 @@
    armed, against plain unicorn running the same looper code (no virtual TLB,
    no hooks but the one that absorbs its system calls), and with four data
    watches armed on a page the workload never touches.
-2. Stops through the session on loopback with a raw client: a software
+2. Hits handled inside the machine: seconds for the 1,000,000 ptrace hits of
+   the ptrace-loop scenario, and perf hits per second in perf-watch (a
+   wide event on jiffies) and on looper_iterations (written every iteration).
+3. Stops through the session on loopback with a raw client: a software
    breakpoint hit (z0, s, Z0, c for each stop, as gdb steps over it) and
    a write watchpoint hit (c for each stop).
 """
@@ -25,7 +28,7 @@ from unicorn import x86_const as X
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from kgdbstub import targets  # noqa: E402
+from kgdbstub import scenario, targets  # noqa: E402
 from kgdbstub.debugger import Debugger  # noqa: E402
 from kgdbstub.kernel import layout  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
@@ -62,6 +65,7 @@ def machine(image: Image, iterations: int, watches: int = 0) -> float:
     kernel = Kernel(image, cpus=2)
     debugger = Debugger(kernel)
     debugger.resume()  # boot to kgdbwait
+    kernel.processor.arm_debug_registers(True)  # run on as if the debugger had left
     counter = image.address_of("looper_iterations")
     untouched = layout.kernel_stack_top(layout.MAX_TASKS - 2)  # no task has this slot
     for registers in kernel.processor.debug_registers:
@@ -72,6 +76,37 @@ def machine(image: Image, iterations: int, watches: int = 0) -> float:
     started = time.perf_counter()
     kernel.run(lambda: kernel.read_u64(counter) >= iterations)
     return (kernel.read_u64(counter) - start) / (time.perf_counter() - started)
+
+
+def booted(image: Image, scenario_name: str | None = None) -> tuple[Kernel, Debugger]:
+    kernel = Kernel(image, cpus=2)
+    debugger = Debugger(kernel)
+    debugger.resume()
+    debugger.late_init()
+    scenario.load(targets.TARGETS_DIR / targets.DEFAULT_TARGET, scenario_name).apply(kernel)
+    kernel.processor.arm_debug_registers(True)  # run on as if the debugger had left
+    return kernel, debugger
+
+
+def ptrace_million(image: Image) -> float:
+    """Seconds until the tracer of ptrace-loop has seen its 1,000,000 hits."""
+    kernel, _ = booted(image, "ptrace-loop")
+    tracee = kernel.ptrace.tracees[2]
+    started = time.perf_counter()
+    kernel.run(lambda: tracee.stopped)
+    assert tracee.hits[0] == 1_000_000
+    return time.perf_counter() - started
+
+
+def perf_rate(image: Image, scenario_name: str | None, address: str | None, hits: int) -> float:
+    kernel, _ = booted(image, scenario_name)
+    if address:
+        scenario.add_perf_event(kernel, "wide", None, None, address, "w", 8)
+    events = kernel.perf.events()
+    counted = lambda: sum(e.hits for e in events)  # noqa: E731
+    started = time.perf_counter()
+    kernel.run(lambda: counted() >= hits)
+    return counted() / (time.perf_counter() - started)
 
 
 def serve():
@@ -121,11 +156,17 @@ def main() -> None:
     plain = plain_unicorn(image, args.iterations)
     bare = machine(image, args.iterations)
     armed = machine(image, args.iterations, watches=4)
+    million = ptrace_million(image)
+    jiffies_rate = perf_rate(image, "perf-watch", None, 2000)
+    iteration_rate = perf_rate(image, None, "looper_iterations", 20000)
     breakpoint_rate, watch_rate = stops_per_second(image, args.seconds)
     rows = [
         ("plain unicorn, looper iterations/s", f"{plain:,.0f}", "1.00"),
         ("machine, nothing armed", f"{bare:,.0f}", f"{bare / plain:.2f}"),
         ("machine, four watches on an untouched page", f"{armed:,.0f}", f"{armed / plain:.2f} ({armed / bare:.2f} of unarmed)"),
+        ("ptrace-loop: seconds for 1,000,000 ptrace hits", f"{million:.2f}", f"{million:.2e} s/hit"),
+        ("perf-watch: perf hits/s (jiffies, one per tick)", f"{jiffies_rate:,.0f}", ""),
+        ("perf hits/s on looper_iterations (every iteration)", f"{iteration_rate:,.0f}", ""),
         ("Z0 breakpoint stops/s (z0 s Z0 c each)", f"{breakpoint_rate:,.0f}", f"{1e6 / breakpoint_rate:,.0f} us/stop"),
         ("write watchpoint stops/s (c each)", f"{watch_rate:,.0f}", f"{1e6 / watch_rate:,.0f} us/stop"),
     ]

@@ -290,9 +290,15 @@ class Kernel:
             self._call_from_host(self.current[0], self._entry["timer_interrupt"], self._entry["irq_return"])
 
     def _call_from_host(self, task: Task, function: int, return_to: int, **arguments: int) -> None:
-        """Make the task call an image function, its current state saved as a frame."""
+        """Make the task call an image function, its current state saved as a frame.
+
+        The frame keeps the RF the task was to resume with (pending after an
+        execute breakpoint's stop), as RFLAGS in an interrupt frame does, so
+        that the interrupted instruction does not report its breakpoint again.
+        """
         regs = task.regs
-        task.frames.append(self.processor.copy_context(regs))
+        resume_at = self.processor.take_resume_flag(task.cpu) if task.cpu is not None else None
+        task.frames.append((self.processor.copy_context(regs), resume_at))
         rip, rsp = regs.reg_read_batch((RIP, RSP))
         if layout.is_user(rip):
             rsp = layout.kernel_stack_top(task.slot)
@@ -314,7 +320,9 @@ class Kernel:
     def _return_from_host_call(self, task: Task, rax: int | None = None) -> None:
         if not task.frames:
             raise KernelPanic(f"task {task.pid} returned to the host with nothing to return to")
-        task.regs = task.frames.pop()
+        task.regs, resume_at = task.frames.pop()
+        if task.cpu is not None:
+            self.processor.set_resume_flag(task.cpu, resume_at)
         if rax is not None:
             task.regs.reg_write(RAX, rax)
 

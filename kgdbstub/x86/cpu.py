@@ -202,7 +202,7 @@ class Processor:
         self._stop = None
         self.running_cpu = cpu
         self._resume_flag, self._resume_at[cpu] = self._resume_at[cpu], None
-        if self._tlb_holds != cpu and (self._watched_pages[cpu] or self._watched_pages[self._tlb_holds or 0]):
+        if self._tlb_holds != cpu and self._watched_pages[cpu] != self._watched_of(self._tlb_holds):
             self.flush_tlb()
         self._tlb_holds = cpu
         try:
@@ -290,6 +290,9 @@ class Processor:
         self._stop = HookStop(reason)
         self.uc.emu_stop()
 
+    def _watched_of(self, cpu: int | None) -> dict[int, bool] | None:
+        return None if cpu is None else self._watched_pages[cpu]
+
     def flush_tlb(self) -> None:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
 
@@ -354,6 +357,11 @@ class Processor:
     def set_resume_flag(self, cpu: int, address: int | None) -> None:
         """RF for the next instruction a CPU runs, if it is at address."""
         self._resume_at[cpu] = address
+
+    def take_resume_flag(self, cpu: int) -> int | None:
+        """The RF a CPU would resume with, cleared: an interrupt saves it in its frame."""
+        address, self._resume_at[cpu] = self._resume_at[cpu], None
+        return address
 
     # -- what the debug registers ask of the emulator ------------------------
 
