@@ -1,0 +1,270 @@
+"""kgdbstub's benchmarks, with its peers measured in the same run.
+
+    python tools/bench.py [--json FILE] [--stops N]
+
+Prints a table and writes JSON. Ratios compare numbers taken in this run:
+the machine against plain unicorn running the same code; stops that gdb
+sees against gdbserver (a native process, real debug registers) and
+udbserver (gdbstub over unicorn). A missing peer is skipped with a note:
+`apt-get install gdbserver`, `pip install udbserver`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+
+import bench_machine  # noqa: E402
+from kgdbstub import targets  # noqa: E402
+from kgdbstub.kernel.image import Image  # noqa: E402
+from kgdbstub.rsp import Packet, RemoteProtocol  # noqa: E402
+
+GDB = shutil.which("gdb")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# A peer that says nothing when it is ready: gdb keeps trying to connect.
+RETRY = ["set tcp auto-retry on", "set tcp connect-timeout 30"]
+
+
+# -- stops that gdb sees ---------------------------------------------------------------
+
+GDB_LOOP = """
+python
+import time
+started = time.perf_counter()
+for _ in range({stops}):
+    gdb.execute("continue", to_string=True)
+print("ELAPSED %f" % (time.perf_counter() - started))
+end
+"""
+
+GDB_IGNORE = """
+ignore 1 {ignores}
+python
+import time
+started = time.perf_counter()
+gdb.execute("continue", to_string=True)
+print("ELAPSED %f" % (time.perf_counter() - started))
+end
+"""
+
+
+def gdb_stops(setup: list[str], stops: int, mode: str) -> float:
+    """Seconds for `stops` watchpoint stops, with gdb continuing from Python or an ignore count."""
+    script = (GDB_LOOP if mode == "loop" else GDB_IGNORE).format(stops=stops, ignores=stops - 1)
+    with tempfile.NamedTemporaryFile("w", suffix=".gdb", delete=False) as f:
+        f.write("\n".join(["set pagination off", "set confirm off", *setup, script, "kill", "quit"]))
+    try:
+        out = subprocess.run([GDB, "-nx", "-batch", "-x", f.name], capture_output=True, text=True, timeout=600)
+    finally:
+        os.unlink(f.name)
+    match = re.search(r"ELAPSED ([\d.]+)", out.stdout)
+    if not match:
+        raise RuntimeError(f"gdb did not finish: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+    return float(match[1])
+
+
+def kgdbstub_stops(stops: int, mode: str) -> float:
+    process, host, port = bench_machine.serve()
+    try:
+        elf = targets.resolve(targets.DEFAULT_TARGET)
+        return gdb_stops([f"file {elf}", f"target remote {host}:{port}", "watch looper_iterations"], stops, mode)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+NATIVE = "volatile long counter;\nint main(void) { for (;;) counter++; }\n"
+
+
+def gdbserver_stops(stops: int, mode: str) -> float | None:
+    gdbserver, cc = shutil.which("gdbserver"), shutil.which("cc") or shutil.which("gcc")
+    if not gdbserver or not cc:
+        return None
+    with tempfile.TemporaryDirectory() as work:
+        source, program = Path(work, "counter.c"), Path(work, "counter")
+        source.write_text(NATIVE)
+        subprocess.run([cc, "-g", "-O0", "-o", str(program), str(source)], check=True)
+        port = free_port()
+        server = subprocess.Popen([gdbserver, f"127.0.0.1:{port}", str(program)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            return gdb_stops([f"file {program}", *RETRY, f"target remote 127.0.0.1:{port}", "watch counter"],
+                             stops, mode)
+        finally:
+            server.kill()
+            server.wait(10)
+
+
+UDB_SCRIPT = textwrap.dedent("""
+    import sys
+    from unicorn import Uc, UC_ARCH_X86, UC_MODE_64
+    from unicorn.x86_const import UC_X86_REG_RBX, UC_X86_REG_RSP
+    from udbserver import udbserver
+    uc = Uc(UC_ARCH_X86, UC_MODE_64)
+    uc.mem_map(0x400000, 0x10000)
+    uc.mem_write(0x400000, bytes.fromhex("48ff03" "ebfb"))  # 1: inc qword [rbx]; jmp 1
+    uc.reg_write(UC_X86_REG_RBX, 0x408000)
+    uc.reg_write(UC_X86_REG_RSP, 0x40f000)
+    udbserver(uc, int(sys.argv[1]), 0x400000)  # waits for gdb when execution gets there
+    uc.emu_start(0x400000, 0)
+""")
+
+
+def udbserver_stops(stops: int, mode: str) -> float | None:
+    try:
+        import udbserver  # noqa: F401
+    except ImportError:
+        return None
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", UDB_SCRIPT, str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return gdb_stops(["set architecture i386:x86-64", *RETRY, f"target remote 127.0.0.1:{port}",
+                          "watch *(long *)0x408000"], stops, mode)
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+# -- protocol ------------------------------------------------------------------------
+
+
+class Wire:
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.codec = RemoteProtocol(run_length_encode=False, max_packet_size=1 << 20)
+        self.request(b"QStartNoAckMode")
+        self.codec.start_no_ack_mode()
+
+    def request(self, payload: bytes) -> bytes:
+        self.codec.send_packet(payload)
+        self.sock.sendall(self.codec.data_to_send())
+        while True:
+            event = self.codec.next_event()
+            if isinstance(event, Packet):
+                return event.payload
+            if event is None:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionError("the stub went away")
+                self.codec.receive_data(data)
+
+
+def protocol_rates(count: int) -> tuple[float, float, float]:
+    process, host, port = bench_machine.serve()
+    image = Image(targets.resolve(targets.DEFAULT_TARGET))
+    try:
+        wire = Wire(host, port)
+        address = image.address_of("jiffies")
+        started = time.perf_counter()
+        for _ in range(count):
+            wire.request(b"m%x,8" % address)
+        reads = count / (time.perf_counter() - started)
+        do_fork = image.address_of("do_fork")
+        started = time.perf_counter()
+        for _ in range(count):
+            wire.request(b"Z1,%x,1" % do_fork)
+            wire.request(b"z1,%x,1" % do_fork)
+        pairs = count / (time.perf_counter() - started)
+        wire.sock.close()
+        elf = targets.resolve(targets.DEFAULT_TARGET)
+        start = image.address_of("start_kernel") & ~0xFFF
+        with tempfile.TemporaryDirectory() as work:
+            out = subprocess.run(
+                [GDB, "-nx", "-batch", "-ex", f"file {elf}", "-ex", f"target remote {host}:{port}", "-ex",
+                 "python import time; t = time.perf_counter(); "
+                 f"gdb.execute('dump memory {work}/mem {start:#x} {start + (1 << 20):#x}'); "
+                 "print('ELAPSED %f' % (time.perf_counter() - t))"],
+                capture_output=True, text=True, timeout=300)
+        dump = float(re.search(r"ELAPSED ([\d.]+)", out.stdout)[1])
+        return reads, pairs, dump
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def attach_seconds() -> float:
+    """From starting `kgdbstub serve` to gdb showing where the machine stopped, with symbols."""
+    started = time.perf_counter()
+    process, host, port = bench_machine.serve()
+    try:
+        elf = targets.resolve(targets.DEFAULT_TARGET)
+        subprocess.run([GDB, "-nx", "-batch", "-ex", f"file {elf}", "-ex", f"target remote {host}:{port}"],
+                       capture_output=True, timeout=120, check=True)
+        return time.perf_counter() - started
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default="bench.json", metavar="FILE")
+    parser.add_argument("--stops", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--iterations", type=int, default=5_000_000)
+    args = parser.parse_args()
+    image = Image(targets.resolve(targets.DEFAULT_TARGET))
+    results: dict[str, float | None] = {}
+    rows: list[tuple[str, str, str]] = []
+
+    def row(name, value, unit, ratio=""):
+        results[name] = value
+        shown = "skipped (peer not installed)" if value is None else f"{value:,.3f} {unit}".strip()
+        rows.append((name, shown, ratio))
+
+    plain = bench_machine.plain_unicorn(image, args.iterations)
+    bare = bench_machine.machine(image, args.iterations)
+    armed = bench_machine.machine(image, args.iterations, watches=4)
+    row("plain unicorn: looper iterations/s", plain, "")
+    row("machine, nothing armed: iterations/s", bare, "", f"{bare / plain:.2f} of plain unicorn")
+    row("machine, four watches armed: iterations/s", armed, "", f"{armed / plain:.2f} of plain unicorn")
+    million = bench_machine.ptrace_million(image)
+    row("ptrace-loop: 1,000,000 ptrace hits", million, "s", f"{million / 1e6 * 1e6:.2f} us/hit")
+    perf = bench_machine.perf_rate(image, None, "looper_iterations", 20000)
+    row("perf hits/s (watch written every iteration)", perf, "")
+    for mode, label in (("ignore", "ignore count"), ("loop", "gdb Python continue loop")):
+        ours = kgdbstub_stops(args.stops, mode)
+        native = gdbserver_stops(args.stops, mode)
+        udb = udbserver_stops(args.stops, mode)
+        row(f"{args.stops} watch stops, {label}: kgdbstub", ours, "s")
+        row(f"{args.stops} watch stops, {label}: gdbserver (native)", native, "s",
+            f"kgdbstub/gdbserver {ours / native:.2f}" if native else "")
+        row(f"{args.stops} watch stops, {label}: udbserver", udb, "s",
+            f"kgdbstub/udbserver {ours / udb:.2f}" if udb else "")
+    reads, pairs, dump = protocol_rates(args.requests)
+    row("m reads/s (raw client, loopback)", reads, "")
+    row("Z1/z1 pairs/s (raw client, loopback)", pairs, "")
+    row("gdb dump memory, 1 MiB", dump, "s")
+    row("attach: serve start to gdb showing the stop", attach_seconds(), "s")
+
+    width = max(len(r[0]) for r in rows)
+    machine_line = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    print(f"# {machine_line}")
+    for name, value, ratio in rows:
+        print(f"{name:<{width}}  {value:>28}  {ratio}")
+    Path(args.json).write_text(json.dumps({"machine": machine_line, "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
