@@ -253,9 +253,10 @@ class Kernel:
     def _on_debug_exception(self, cpu: int, exception: x86.DebugException) -> bool:
         """Give each fired slot to its owner; True if the CPU must stop."""
         stop = False
+        owners = self.debug_slots.owners[cpu]
         for index in exception.slots:
-            owner = self.debug_slots.owner(cpu, index)
-            if isinstance(owner, Breakpoint):
+            owner = owners[index]
+            if type(owner) is Breakpoint:
                 owner.hits += 1
                 if owner.owner == "ptrace" and self.ptrace.hit(owner):
                     self._tracees_to_stop.add(owner.task)

@@ -108,11 +108,18 @@ class Ptrace:
         return None
 
     def hit(self, event: Breakpoint) -> bool:
-        """A tracee's breakpoint fired: True if the tracee must now stay stopped."""
-        owner = self.owner_of(event)
-        if owner is None:
+        """A tracee's breakpoint fired: True if the tracee must now stay stopped.
+
+        This runs once per hit from the emulator's hook (a million times in
+        the ptrace-loop scenario), so it does no more than it must.
+        """
+        tracee = self.tracees.get(event.task)
+        if tracee is None:
             return False
-        tracee, index = owner
+        events = tracee.events
+        index = 0 if events[0] is event else 1 if events[1] is event else 2 if events[2] is event else 3
+        if events[index] is not event:
+            return False
         tracee.dr6 = 1 << index
         tracee.hits[index] += 1
         if tracee.continues_left > 0:

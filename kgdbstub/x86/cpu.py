@@ -9,6 +9,7 @@ and stores it back.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from unicorn import (
     UC_ARCH_X86,
@@ -37,7 +38,9 @@ from unicorn import (
 )
 from unicorn import x86_const as X
 
-from .debugregs import Access, DebugRegisters
+from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC as _HOOK_CODE_CFUNC
+
+from .debugregs import DR6_RESERVED_ONES, Access, DebugRegisters
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
 
 HLT = 0xF4
@@ -104,6 +107,11 @@ class DebugException:
     @property
     def trap(self) -> bool:
         return bool(self.accesses)
+
+    @cached_property
+    def dr6(self) -> int:
+        """DR6 as the CPU sets it for this exception: a B bit for every slot."""
+        return DR6_RESERVED_ONES | sum(1 << slot for slot in self.slots)
 
 
 @dataclass(frozen=True)
@@ -205,9 +213,12 @@ class Processor:
         if self._tlb_holds != cpu and self._watched_pages[cpu] != self._watched_of(self._tlb_holds):
             self.flush_tlb()
         self._tlb_holds = cpu
+        self._hook_error = None
         try:
             while True:
                 exit = self._run_once(step)
+                if self._hook_error is not None:
+                    raise self._hook_error
                 if not isinstance(exit, _WatchedPageTouched):
                     return exit
                 exit = self._step_on_watched_page(cpu)
@@ -339,15 +350,34 @@ class Processor:
                     self._watch_fault = address
         return True
 
+    def _add_execute_hook(self, address: int) -> int:
+        """A code hook on one address, without the binding's per-call wrapper.
+
+        An execute breakpoint may fire a million times (ptrace-loop); the
+        binding's generic wrapper would double the cost of each. Errors are
+        kept and re-raised by run, as the binding does.
+        """
+        uc = self.uc
+
+        def raw(_engine, address, size, _user_data):
+            try:
+                self._on_execute(uc, address, size, None)
+            except BaseException as error:  # noqa: BLE001 - re-raised by run()
+                self._hook_error = error
+                uc.emu_stop()
+
+        return uc._Uc__do_hook_add(UC_HOOK_CODE, _HOOK_CODE_CFUNC(raw), address, address)
+
     def _on_execute(self, uc, address, size, _):
-        cpu = self.running_cpu
+        # Runs for every execution of a hooked address: keep it lean.
         if self._resume_flag == address:
             # RF: the instruction a breakpoint fault was reported for runs once.
             self._resume_flag = None
             return
+        cpu = self.running_cpu
         exception = self._execute_slots[cpu].get(address)
         if exception:
-            self.debug_registers[cpu].report(exception.slots)
+            self.debug_registers[cpu].dr6 = exception.dr6
             if self.debug_handler and not self.debug_handler(cpu, exception):
                 return
             self._resume_at[cpu] = address
@@ -394,7 +424,7 @@ class Processor:
         for address in set(self._execute_hooks) - wanted:
             self.uc.hook_del(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):
-            self._execute_hooks[address] = self.uc.hook_add(UC_HOOK_CODE, self._on_execute, None, address, address)
+            self._execute_hooks[address] = self._add_execute_hook(address)
             # Code translated before the hook existed would not call it.
             self.uc.ctl_remove_cache(address, address + 1)
 
