@@ -269,6 +269,10 @@ def test_hit_counts_are_not_accounting():
     before = acct.snapshot()
     bp.hits += 3
     assert acct.snapshot() == before
+    acct.modify(bp, enabled=False)
+    assert acct.snapshot() != before  # but what is registered, and how, is
+    acct.modify(bp, enabled=True)
+    assert acct.snapshot() == before
     hash(before)
 
 
