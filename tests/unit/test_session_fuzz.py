@@ -1,0 +1,41 @@
+"""The session never raises on any packet and answers every one (issue: robustness)."""
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kgdbstub import targets
+from kgdbstub.debugger import Debugger
+from kgdbstub.kernel.image import Image
+from kgdbstub.kernel.kernel import Kernel
+from kgdbstub.session import DIALECTS, Detach, Reply, Resume, Session
+
+
+@pytest.fixture(scope="module")
+def machine():
+    kernel = Kernel(Image(targets.resolve("minikernel")), cpus=2)
+    debugger = Debugger(kernel)
+    debugger.resume()
+    return kernel, debugger
+
+
+COMMANDS = [b"?", b"g", b"G", b"p", b"P", b"m", b"M", b"X", b"H", b"T", b"Z", b"z", b"q", b"Q", b"v", b"c", b"s",
+            b"D", b"k", b"qRcmd,", b"qXfer:features:read:", b"qThreadExtraInfo,", b"vCont;", b"Hg", b"Z1,", b"Z2,",
+            b"z3,", b"Z4,", b"qSupported:"]
+NUMBERS = st.one_of(st.integers(0, 2**64 - 1), st.integers(-5, 5)).map(lambda n: b"%x" % n if n >= 0 else b"%d" % n)
+ARGUMENT = st.one_of(NUMBERS, st.binary(max_size=12), st.sampled_from([b"ffffffff81002000", b"8", b",", b":", b";", b"=", b"-1"]))
+PAYLOAD = st.builds(lambda head, parts: head + b"".join(parts), st.sampled_from(COMMANDS), st.lists(ARGUMENT, max_size=6))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(sorted(DIALECTS)), st.lists(PAYLOAD, min_size=1, max_size=8))
+def test_any_packet_gets_an_answer_and_nothing_raises(machine, dialect, payloads):
+    kernel, debugger = machine
+    before = kernel.accounting.snapshot()
+    session = Session(debugger, DIALECTS[dialect], monitor=lambda line: "ok\n")
+    for payload in payloads:
+        action = session.handle(payload)
+        assert isinstance(action, (Reply, Resume, Detach))
+        if isinstance(action, Reply):
+            assert isinstance(action.payload, bytes)
+    debugger.detach()
+    assert kernel.accounting.snapshot() == before, "nothing a session took is left behind"
