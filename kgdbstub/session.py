@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from .breakinfo import Kind
 from .debugger import Debugger, DebuggerError, StopEvent
+from .hostio import ExecFile, HostIO
 from .rsp import decode_hex, encode_hex
 from .x86 import registers
 from .x86.tdesc import target_xml
@@ -121,7 +122,8 @@ class Dialect:
 
 MODERN = Dialect(
     "modern",
-    (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported()),
+    (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
+     ExecFile(), HostIO()),
     registers.MODERN,
     expedite=True,
     status_reply_is_stop=True,

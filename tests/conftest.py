@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-# Test helpers (gdbtools, rawclient) live beside the tests.
+# Test helpers (gdbtools) live beside the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gdbtools  # noqa: E402

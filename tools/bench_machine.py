@@ -34,7 +34,7 @@ from kgdbstub.kernel import layout  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
 from kgdbstub.kernel.kernel import Kernel  # noqa: E402
 from kgdbstub.x86.debugregs import Access  # noqa: E402
-from rawclient import RawClient  # noqa: E402
+from kgdbstub.client import SyncTarget  # noqa: E402
 
 
 def plain_unicorn(image: Image, iterations: int) -> float:
@@ -120,9 +120,7 @@ def serve():
 def stops_per_second(image: Image, seconds: float) -> tuple[float, float]:
     process, host, port = serve()
     try:
-        with RawClient(host, port) as client:
-            client.request(b"QStartNoAckMode")
-            client.codec.start_no_ack_mode()
+        with SyncTarget(f"{host}:{port}") as client:  # negotiates no-ack mode
             tick = image.address_of("looper_tick")
             client.request(b"Z0,%x,1" % tick)
             client.request(b"c")

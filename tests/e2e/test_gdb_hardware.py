@@ -19,8 +19,9 @@ def server():
 
 
 def test_hbreak_stops_at_do_fork_and_again_at_the_next_fork(server):
-    out = run_gdb(server, ["hbreak do_fork", "continue", "print total_forks", "continue", "print total_forks",
-                           "monitor slots", "delete", "detach"])
+    # always-inserted: gdb leaves its breakpoints in while stopped, so monitor slots shows them
+    out = run_gdb(server, ["set breakpoint always-inserted on", "hbreak do_fork", "continue", "print total_forks",
+                           "continue", "print total_forks", "monitor slots", "delete", "detach"])
     assert re.search(r"Hardware assisted breakpoint 1 at 0x[0-9a-f]+: file kernel/fork.c", out)
     assert len(re.findall(r"hit Breakpoint 1, do_fork \(", out)) == 2, out
     first, second = values(out)
