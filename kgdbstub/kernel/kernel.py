@@ -88,6 +88,7 @@ class Kernel:
         self.processor.debug_handler = self._on_debug_exception
         self._tracees_to_stop: set[int] = set()
         self.debugger_slot_fired = False
+        self._debug_exceptions = 0  # numbers each #DB: a tracee takes one stop per exception
 
     def _pid_on(self, cpu: int) -> int | None:
         task = self.current[cpu]
@@ -254,11 +255,12 @@ class Kernel:
         """Give each fired slot to its owner; True if the CPU must stop."""
         stop = False
         owners = self.debug_slots.owners[cpu]
+        self._debug_exceptions += 1
         for index in exception.slots:
             owner = owners[index]
             if type(owner) is Breakpoint:
                 owner.hits += 1
-                if owner.owner == "ptrace" and self.ptrace.hit(owner):
+                if owner.owner == "ptrace" and self.ptrace.hit(owner, self._debug_exceptions):
                     self._tracees_to_stop.add(owner.task)
                     stop = True
             elif owner is not None:

@@ -37,6 +37,7 @@ class Tracee:
     hits: list[int] = field(default_factory=lambda: [0] * 4)
     continues_left: int = 0
     stopped: bool = False
+    last_exception: int | None = None  # the debug exception its latest stop came from
 
 
 class Ptrace:
@@ -107,8 +108,12 @@ class Ptrace:
                 return tracee, index
         return None
 
-    def hit(self, event: Breakpoint) -> bool:
+    def hit(self, event: Breakpoint, exception: int | None = None) -> bool:
         """A tracee's breakpoint fired: True if the tracee must now stay stopped.
+
+        `exception` numbers the debug exception: when several of a tracee's
+        DRs match one instruction, that is one SIGTRAP and one stop, with a
+        DR6 bit for each (exc_debug_user collects them in virtual_dr6).
 
         This runs once per hit from the emulator's hook (a million times in
         the ptrace-loop scenario), so it does no more than it must.
@@ -120,8 +125,12 @@ class Ptrace:
         index = 0 if events[0] is event else 1 if events[1] is event else 2 if events[2] is event else 3
         if events[index] is not event:
             return False
-        tracee.dr6 = 1 << index
         tracee.hits[index] += 1
+        if exception is not None and tracee.last_exception == exception:
+            tracee.dr6 |= 1 << index  # another DR matched the same instruction: the same stop
+            return tracee.stopped
+        tracee.last_exception = exception
+        tracee.dr6 = 1 << index
         if tracee.continues_left > 0:
             tracee.continues_left -= 1
         if tracee.continues_left == 0:

@@ -1,0 +1,168 @@
+"""A booted minikernel driven from Python, for the tests in this folder.
+
+The machine is run only through Debugger.resume, so that kgdb's entry and
+exit work (disarming DR7, putting kgdb's pieces into free DRs) happens as
+it does under a server. How long it runs is decided by a condition checked
+between two CPU turns, never by the wall clock: the condition is evaluated
+where Kernel.run asks whether it is interrupted, and when it holds the test
+requests the interrupt the way a debugger's Ctrl-C would.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+from kgdbstub.breakinfo import Piece
+from kgdbstub.debugger import SIGINT, SIGTRAP, Debugger, StopEvent
+from kgdbstub.kernel.hw_breakpoint import Breakpoint, BreakpointType
+from kgdbstub.kernel.image import Image
+from kgdbstub.kernel.kernel import Kernel
+from kgdbstub.kernel.ptrace import dr7_for
+from kgdbstub.kernel.tasks import State
+from kgdbstub.x86.debugregs import Access
+
+ELF = Path(__file__).resolve().parents[2] / "targets" / "minikernel" / "minikernel.elf"
+INIT, LOOPER = 1, 2
+X, W, RW = BreakpointType.EXECUTE, BreakpointType.WRITE, BreakpointType.READ_WRITE
+ACCESS_OF = {X: Access.EXECUTE, W: Access.WRITE, RW: Access.READ_WRITE}
+# Rounds a run may take before the test gives up on its condition: a
+# failing condition must fail the test, not hang it.
+RUN_LIMIT = 2000
+
+
+@functools.cache
+def image() -> Image:
+    """The ELF is parsed once; an Image is only read from."""
+    return Image(ELF)
+
+
+class Machine:
+    """A two-CPU minikernel booted to kgdbwait, past kgdb's late init."""
+
+    def __init__(self, *, policy: str = "leftover", cpus: int = 2,
+                 early: Callable[[Kernel], object] | None = None, late_init: bool = True):
+        self.kernel = Kernel(image(), cpus=cpus)
+        self.debugger = Debugger(self.kernel, policy=policy)
+        if early is not None:
+            early(self.kernel)
+        boot = self.resume()
+        assert (boot.signal, boot.thread) == (SIGTRAP, INIT), f"boot did not stop in kgdbwait: {boot}"
+        if late_init:
+            self.debugger.late_init()
+
+    # -- the image ------------------------------------------------------------
+
+    def address(self, symbol: str) -> int:
+        return self.kernel.image.address_of(symbol)
+
+    def u64(self, symbol: str) -> int:
+        return self.kernel.read_u64(self.address(symbol))
+
+    @property
+    def jiffies(self) -> int:
+        return self.u64("jiffies")
+
+    @property
+    def iterations(self) -> int:
+        return self.u64("looper_iterations")
+
+    @property
+    def looper(self):
+        return self.kernel.tasks[LOOPER]
+
+    def looper_cpu(self) -> int | None:
+        return self.looper.cpu
+
+    # -- running ----------------------------------------------------------------
+
+    def run(self, until: Callable[[], bool], *, observe: Callable[[], None] | None = None,
+            limit: int = RUN_LIMIT) -> list[StopEvent]:
+        """Resume until until() holds between two CPU turns; the debugger stops met on the way.
+
+        observe() is called between every two CPU turns (and after every
+        debugger stop). Fails if until() does not hold within `limit` rounds.
+        """
+        kernel, debugger = self.kernel, self.debugger
+        deadline = kernel.ticks + limit
+        reached = False
+        stops: list[StopEvent] = []
+
+        def between_turns() -> None:
+            nonlocal reached
+            if observe is not None:
+                observe()
+            if not reached and (until() or kernel.ticks > deadline):
+                reached = True
+                debugger.request_interrupt()
+
+        def run(interrupted=lambda: False, *rest):
+            def checked() -> bool:
+                between_turns()
+                return interrupted()
+            return type(kernel).run(kernel, checked, *rest)
+
+        kernel.run = run  # this instance only; removed below
+        try:
+            while True:
+                event = debugger.resume()
+                if event.signal == SIGINT and reached:
+                    break
+                stops.append(event)
+                between_turns()
+        finally:
+            del kernel.run
+        assert kernel.ticks <= deadline, f"still not there after {limit} rounds"
+        return stops
+
+    def resume(self, *, limit: int = RUN_LIMIT) -> StopEvent:
+        """Debugger.resume, failing (not hanging) if nothing stops the machine within `limit` rounds."""
+        kernel, debugger = self.kernel, self.debugger
+        deadline = kernel.ticks + limit
+
+        def run(interrupted=lambda: False, *rest):
+            def checked() -> bool:
+                if kernel.ticks > deadline:
+                    debugger.request_interrupt()
+                return interrupted()
+            return type(kernel).run(kernel, checked, *rest)
+
+        kernel.run = run
+        try:
+            event = debugger.resume()
+        finally:
+            del kernel.run
+        assert not (event.signal == SIGINT and kernel.ticks > deadline), f"no stop within {limit} rounds"
+        return event
+
+    def run_rounds(self, rounds: int, **options) -> list[StopEvent]:
+        end = self.kernel.ticks + rounds
+        return self.run(lambda: self.kernel.ticks >= end, **options)
+
+    # -- looking at the slots -----------------------------------------------------
+
+    def drs_of(self, cpu: int, owner: object) -> list[int]:
+        return self.kernel.debug_slots.held_by(cpu, owner)
+
+    def kgdb_drs(self, cpu: int) -> list[int]:
+        return [i for i, owner in enumerate(self.kernel.debug_slots.owners[cpu]) if isinstance(owner, Piece)]
+
+    def check_register_matches(self, cpu: int, dr: int, event: Breakpoint) -> None:
+        """The DR really holds the event: its address, type, length, enabled in DR7."""
+        slot = self.kernel.processor.debug_registers[cpu].slot(dr)
+        assert slot.enabled, (cpu, dr)
+        assert (slot.address, slot.access, slot.length) == (event.address, ACCESS_OF[event.type], event.length)
+
+    # -- ptrace ---------------------------------------------------------------------
+
+    def trace(self, index: int = 0, symbol: str = "looper_tick", type: BreakpointType = X, length: int = 1,
+              pid: int = LOOPER):
+        """A tracer sets one hardware breakpoint in a virtual DR, as gdb does with POKEUSER."""
+        ptrace = self.kernel.ptrace
+        tracee = ptrace.attach(pid)
+        ptrace.poke_dr(pid, index, self.address(symbol))
+        ptrace.poke_dr7(pid, tracee.dr7 | dr7_for(index, type, length))
+        return tracee
+
+    def stopped(self, pid: int = LOOPER) -> bool:
+        return self.kernel.tasks[pid].state is State.STOPPED
