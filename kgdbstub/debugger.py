@@ -218,10 +218,13 @@ class Debugger:
         """Put kgdb's pieces in free DRs, bypassing perf, and arm every CPU's DR7 again."""
         slots = self.kernel.debug_slots
         pieces = self.hardware.active()
-        for cpu in range(len(self._debug_registers)):
-            for piece in self._installed[cpu]:
-                slots.uninstall(cpu, piece)
-            self._installed[cpu] = [p for p in pieces if slots.install(cpu, p, p.address, p.length, p.access) is not None]
+        for cpu, installed in enumerate(self._installed):
+            # Pieces removed from the table have left their DRs already; the
+            # ones still installed stay where they are.
+            for piece in pieces:
+                if not any(piece is p for p in installed) and slots.install(
+                        cpu, piece, piece.address, piece.length, piece.access) is not None:
+                    installed.append(piece)
         self.kernel.processor.arm_debug_registers(True)
 
     def _uninstall_removed_pieces(self) -> None:

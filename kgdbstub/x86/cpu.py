@@ -342,7 +342,7 @@ class Processor:
             return False
         entry.paddr = physical & PAGE_MASK
         entry.perms = UC_PROT_ALL
-        if self._tlb_holds is not None:
+        if self._tlb_holds is not None and self._armed:
             reads_too = self._watched_pages[self._tlb_holds].get(address & PAGE_MASK)
             if reads_too is not None:
                 entry.perms = UC_PROT_EXEC if reads_too else UC_PROT_READ | UC_PROT_EXEC
@@ -374,6 +374,8 @@ class Processor:
             # RF: the instruction a breakpoint fault was reported for runs once.
             self._resume_flag = None
             return
+        if not self._armed:
+            return
         cpu = self.running_cpu
         exception = self._execute_slots[cpu].get(address)
         if exception:
@@ -396,9 +398,15 @@ class Processor:
     # -- what the debug registers ask of the emulator ------------------------
 
     def arm_debug_registers(self, armed: bool) -> None:
-        """Whether DR7 takes effect; kgdb disarms every CPU's while it is in control."""
-        self._armed = armed
-        self.debug_registers_changed()
+        """Whether DR7 takes effect; kgdb disarms every CPU's while it is in control.
+
+        The hooks and watched pages stay as the registers say (rebuilding
+        them at every stop would cost more than the stop); the hooks ignore
+        slots while disarmed and the TLB forgets the watched pages.
+        """
+        if armed != self._armed:
+            self._armed = armed
+            self.flush_tlb()
 
     def debug_registers_changed(self) -> None:
         """Derive hooks and watched pages from every CPU's debug registers."""
@@ -406,7 +414,7 @@ class Processor:
         for cpu, registers in enumerate(self.debug_registers):
             pages: dict[int, bool] = {}
             execute: dict[int, list[int]] = {}
-            for slot in registers.enabled_slots() if self._armed else ():
+            for slot in registers.enabled_slots():
                 if slot.access is Access.EXECUTE:
                     wanted.add(slot.address)
                     execute.setdefault(slot.address, []).append(slot.index)
