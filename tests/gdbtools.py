@@ -309,6 +309,134 @@ def start_server(
             stderr_path.unlink()
 
 
+# -- the server on a line: a pty or a serial port ---------------------------------
+
+_LISTENING_LINE = re.compile(r"listening on (?P<kind>pty|serial):(?P<path>\S+)")
+
+
+@dataclass
+class LineServer(Server):
+    """A running `kgdbstub serve --pty` (or `--serial`), as its contract lines
+    describe it: `path` is the pty's slave (or the serial device). gdb
+    attaches to `path` for a pty; `host` and `port` are unused."""
+
+    kind: str = "pty"
+    path: str = ""
+
+    @property
+    def address(self) -> str:
+        return self.path
+
+
+@contextlib.contextmanager
+def start_line_server(
+    *args: str,
+    timeout: float = 30.0,
+    command: Sequence[str] = SERVER_COMMAND,
+    cwd: Path = REPO_ROOT,
+) -> Iterator[LineServer]:
+    """Run `kgdbstub serve ARGS...` with ARGS holding `--pty` or `--serial
+    DEVICE`, as start_server does for TCP: yields once the contract lines
+    `listening on pty:PATH` (or `serial:DEVICE`) and `symbols: PATH` have
+    been read; the server is terminated on exit, its stderr shown on failure."""
+    argv = [*command, *args]
+    stderr_file = tempfile.NamedTemporaryFile(
+        prefix="kgdbstub-server-", suffix=".stderr", delete=False
+    )
+    stderr_path = Path(stderr_file.name)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file
+    )
+    stderr_file.close()
+    reader = OutputReader(proc.stdout, "kgdbstub serve stdout")
+    server = None
+    try:
+        try:
+            first, pos = reader.readline(0, timeout=timeout)
+            second, pos = reader.readline(pos, timeout=timeout)
+            listening = _LISTENING_LINE.fullmatch(first)
+            symbols = _SYMBOLS.fullmatch(second)
+            if listening is None or symbols is None:
+                raise AssertionError(
+                    f"not 'listening on pty:PATH' (or serial:) and 'symbols: PATH': {first!r}, {second!r}"
+                )
+        except AssertionError as exc:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+            raise AssertionError(
+                f"{' '.join(argv)}: {exc}\nexit status: {proc.returncode}\n"
+                f"stderr:\n{stderr_path.read_text(errors='replace')}"
+            ) from None
+        server = LineServer("", 0, cwd / symbols["elf"], proc, reader, stderr_path, argv,
+                            kind=listening["kind"], path=listening["path"])
+        yield server
+    except BaseException:
+        if server is not None:
+            server.failed = True
+        raise
+    finally:
+        if server is not None:
+            server.stop()
+            if server.failed:
+                sys.stderr.write(
+                    f"---- kgdbstub server {' '.join(argv)}\n"
+                    f"---- exit status {proc.returncode}\n"
+                    f"---- stdout:\n{reader.text}\n"
+                    f"---- stderr:\n{server.stderr_text()}\n"
+                )
+        else:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        with contextlib.suppress(OSError):
+            stderr_path.unlink()
+
+
+@contextlib.contextmanager
+def null_modem() -> Iterator[tuple[str, str]]:
+    """Two serial ports joined by a null-modem cable, made of two ptys: what
+    is written to one end's path is read from the other's. Yields the two
+    paths (pty slaves). A thread copies between the masters; this process
+    holds both slaves open too, so that either end can be closed and opened
+    again without breaking the cable."""
+    import select
+    import termios
+    import tty
+
+    pairs = [os.openpty() for _ in range(2)]
+    for master, slave in pairs:
+        tty.setraw(master, termios.TCSANOW)
+        tty.setraw(slave, termios.TCSANOW)
+    (m0, s0), (m1, s1) = pairs
+    stop_read, stop_write = os.pipe()
+
+    def copy() -> None:
+        other = {m0: m1, m1: m0}
+        while True:
+            ready, _, _ = select.select([m0, m1, stop_read], [], [])
+            if stop_read in ready:
+                return
+            for fd in ready:
+                try:
+                    data = os.read(fd, 65536)
+                except OSError:
+                    return
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(other[fd], view):]
+
+    thread = threading.Thread(target=copy, name="null-modem", daemon=True)
+    thread.start()
+    try:
+        yield os.ttyname(s0), os.ttyname(s1)
+    finally:
+        os.write(stop_write, b"x")
+        thread.join(timeout=5)
+        for fd in (m0, s0, m1, s1, stop_read, stop_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 # -- gdb ----------------------------------------------------------------------
 
 
