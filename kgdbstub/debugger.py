@@ -122,11 +122,6 @@ class Debugger:
             return self.kernel.current[self._cpu_of_shadow(thread)].regs
         return self._task(thread).regs
 
-    def cpu_of_thread(self, thread: int) -> int | None:
-        if thread < 0:
-            return self._cpu_of_shadow(thread)
-        return self._task(thread).cpu
-
     def _cpu_of_shadow(self, thread: int) -> int:
         cpu = -thread - 2
         if not (0 <= cpu < self.kernel.ncpus and self.kernel.online[cpu]):
@@ -278,10 +273,6 @@ class Debugger:
         finally:
             self._enter_debugger_hardware()
             self._deactivate_breakpoints()
-
-    def run_free(self) -> StopEvent:
-        """Run with no debugger attached until request_interrupt."""
-        return self.resume()
 
     def _take_interrupt(self) -> bool:
         if self._interrupt.is_set():

@@ -124,14 +124,7 @@ class _WatchedPageTouched:
     """Internal: an access hit a page some data slot watches."""
 
 
-@dataclass(frozen=True)
-class HookStop:
-    """A hook asked the CPU to stop; reason is whatever the hook gave."""
-
-    reason: object
-
-
-Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | HookStop | Preempted
+Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted
 
 
 class Processor:
@@ -197,9 +190,6 @@ class Processor:
         # Code may live there: drop translations made from the old bytes.
         self.uc.ctl_remove_cache(address, address + len(data))
         self._hlt_at.clear()
-
-    def readable(self, address: int) -> bool:
-        return self.address_space.translate(address) is not None
 
     # -- execution -----------------------------------------------------------
 
@@ -295,11 +285,6 @@ class Processor:
         if self.debug_handler and not self.debug_handler(cpu, exception):
             return None
         return exception
-
-    def stop(self, reason: object) -> None:
-        """From inside a hook: stop the running CPU before the hooked instruction."""
-        self._stop = HookStop(reason)
-        self.uc.emu_stop()
 
     def _watched_of(self, cpu: int | None) -> dict[int, bool] | None:
         return None if cpu is None else self._watched_pages[cpu]

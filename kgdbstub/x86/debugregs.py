@@ -118,13 +118,6 @@ class DebugRegisters:
     def write_dr7(self, value: int) -> None:
         self.dr7 = (value | DR7_ALWAYS_ONE) & 0xFFFFFFFF
 
-    def free_index(self) -> int | None:
-        """The first slot not enabled, as arch_install_hw_breakpoint picks it."""
-        for slot in self.slots():
-            if not slot.enabled:
-                return slot.index
-        return None
-
     def execute_hits(self, address: int) -> list[int]:
         return [s.index for s in self.enabled_slots() if s.matches_execute(address)]
 
