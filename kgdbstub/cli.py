@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import contextlib
 import os
 import signal
@@ -32,6 +33,15 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kgdbstub", description="A kgdb-like GDB stub for an emulated x86-64 machine.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="serve on a new pseudo-terminal, shared with the kernel console; its slave is printed")
     where.add_argument("--serial", metavar="DEVICE",
                        help="serve on a serial line (opened with pyserial), shared with the kernel console")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow --tcp on an address other than loopback: whoever connects controls the machine")
     serve.add_argument("--link", metavar="PATH", help="with --pty: keep a symlink PATH to the pty's slave")
     serve.add_argument("--baud", type=int, metavar="N", help=f"with --serial: line speed (default {DEFAULT_BAUD})")
     serve.add_argument("--target", default=targets.DEFAULT_TARGET, metavar="NAME|PATH")
@@ -66,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--baud goes with --serial")
         if args.baud is not None and args.baud <= 0:
             parser.error("--baud must be a positive number")
+        if not 1 <= args.cpus <= 8:
+            parser.error("--cpus takes 1 to 8")
+        if not args.pty and args.serial is None and not _loopback(args.tcp[0]) and not args.allow_remote:
+            parser.error(f"{args.tcp[0]} is not a loopback address: whoever connects controls the machine; "
+                         "add --allow-remote to listen there anyway")
     try:
         if args.command == "targets":
             for name in targets.available():
@@ -95,6 +112,9 @@ async def _serve(args) -> int:
         await _serve_line(args, elf, kernel, debugger, options)
         return 0
     host, port = args.tcp
+    if not _loopback(host):
+        print(f"kgdbstub: warning: listening on {host}, not loopback: whoever connects controls the machine",
+              file=sys.stderr, flush=True)
     listeners = await trio.open_tcp_listeners(port, host=host)
     address = listeners[0].socket.getsockname()
     print(f"listening on tcp:{address[0]}:{address[1]}", flush=True)

@@ -235,25 +235,56 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
 
 async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, once: bool = False,
                          **options) -> None:
-    """Serve debuggers one after another.
+    """Serve debuggers one after another, refusing a second one while one is attached.
 
     While nobody is attached a detached machine runs freely; a new
     connection stops it, as kgdb's break-in on a connection does. A
     debugger that vanishes without detaching leaves the machine stopped
     for the next one, as kgdb does.
     """
-    running_free = False
-    while True:
-        async with trio.open_nursery() as nursery:
-            if running_free:
-                debugger.forget_interrupt()
-                nursery.start_soon(trio.to_thread.run_sync, debugger.resume)
+    arrivals_send, arrivals = trio.open_memory_channel(0)
+    attached = False
+
+    async def accept_forever():
+        while True:
             stream = await listener.accept()
-            debugger.request_interrupt()
-        detached = await serve_stream(stream, debugger, **options)
-        if once:
-            return
-        running_free = detached
+            if attached:
+                nursery.start_soon(_refuse, stream)
+            else:
+                await arrivals_send.send(stream)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept_forever)
+        running_free = False
+        while True:
+            async with trio.open_nursery() as free_run:
+                if running_free:
+                    debugger.forget_interrupt()
+                    free_run.start_soon(trio.to_thread.run_sync, debugger.resume)
+                stream = await arrivals.receive()
+                attached = True
+                debugger.request_interrupt()
+            try:
+                detached = await serve_stream(stream, debugger, **options)
+            finally:
+                attached = False
+            if once:
+                nursery.cancel_scope.cancel()
+                return
+            running_free = detached
+
+
+REFUSAL = b"kgdbstub: another debugger is attached; only one is served at a time\n"
+
+
+async def _refuse(stream: trio.abc.Stream) -> None:
+    """Tell a second client why it is turned away, in plain text gdb skips, and hang up."""
+    with trio.move_on_after(5):
+        try:
+            await stream.send_all(REFUSAL)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await trio.aclose_forcefully(stream)
 
 
 # With --once on a pty, how long the debugger may take to close its end

@@ -249,15 +249,16 @@ def start_server(
     timeout: float = 30.0,
     command: Sequence[str] = SERVER_COMMAND,
     cwd: Path = REPO_ROOT,
+    address: str = "127.0.0.1:0",
 ) -> Iterator[Server]:
-    """Run `kgdbstub serve --tcp 127.0.0.1:0 ARGS...` for the `with` block.
+    """Run `kgdbstub serve --tcp ADDRESS ARGS...` for the `with` block.
 
     Yields once the two contract lines have been read (at most `timeout`
     seconds). On exit the server is terminated; if the block raised, or the
     test set `server.failed`, the server's stderr is written to our stderr
     so that pytest shows it with the failure.
     """
-    argv = [*command, "--tcp", "127.0.0.1:0", *args]
+    argv = [*command, "--tcp", address, *args]
     stderr_file = tempfile.NamedTemporaryFile(
         prefix="kgdbstub-server-", suffix=".stderr", delete=False
     )

@@ -1,5 +1,6 @@
 """Each kind of client error, provoked with a real `kgdbstub serve`."""
 import errno
+from functools import partial
 
 import pytest
 import trio
@@ -9,6 +10,7 @@ from kgdbstub.client import (
     BreakpointRefused, ClientError, ConnectionLost, RemoteError, SyncTarget, Timeout, Unsupported, connect,
 )
 from kgdbstub.kernel.image import Image
+from kgdbstub.rsp import Packet, RemoteProtocol
 
 
 async def test_a_bad_address_raises_remote_error_with_efault(server):
@@ -66,17 +68,37 @@ async def test_a_resume_that_does_not_stop_in_time_times_out_and_leaves_the_targ
         assert await target.read_register("rip") == stop.pc
 
 
-async def test_a_request_nobody_answers_times_out_and_its_late_reply_is_dropped(server):
-    first = await connect(server.address)
-    # One debugger at a time: the second waits in the listen queue, unanswered.
-    async with await connect(server.address, handshake=False, timeout=0.5) as second:
-        with pytest.raises(Timeout) as nobody:
-            await second.request(b"qC")
-        assert "no reply to 'qC' within 0.5 s" in str(nobody.value)
-        await first.detach()  # now the server takes the second connection and answers qC
-        second.timeout = 10
-        assert await second.request(b"qAttached") == b"1", "the late QC was not taken for this reply"
-        assert (await second.request(b"qC")).startswith(b"QC")
+async def _late_stub(stream, release: trio.Event):
+    """A peer that answers its first packet only once released, then at once."""
+    codec = RemoteProtocol(run_length_encode=False)
+    answers = {b"qC": b"QC1", b"qAttached": b"1", b"D": b"OK"}
+    first = True
+    while data := await stream.receive_some(4096):
+        codec.receive_data(data)
+        for event in codec.events():
+            if isinstance(event, Packet):
+                if first:
+                    await release.wait()
+                    first = False
+                codec.send_packet(answers.get(event.payload, b""))
+        await stream.send_all(codec.data_to_send())
+
+
+async def test_a_request_nobody_answers_times_out_and_its_late_reply_is_dropped():
+    release = trio.Event()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            partial(trio.serve_tcp, lambda stream: _late_stub(stream, release), 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        async with await connect(f"127.0.0.1:{port}", handshake=False, timeout=0.5) as late:
+            with pytest.raises(Timeout) as nobody:
+                await late.request(b"qC")
+            assert "no reply to 'qC' within 0.5 s" in str(nobody.value)
+            release.set()  # now the peer answers the qC nobody waits for any more
+            late.timeout = 10
+            assert await late.request(b"qAttached") == b"1", "the late QC was not taken for this reply"
+            assert (await late.request(b"qC")).startswith(b"QC")
+        nursery.cancel_scope.cancel()
 
 
 async def test_a_server_that_dies_during_a_resume_raises_connection_lost():
