@@ -244,10 +244,16 @@ async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, onc
     """
     arrivals_send, arrivals = trio.open_memory_channel(0)
     attached = False
+    session_over = trio.Event()
 
     async def accept_forever():
         while True:
             stream = await listener.accept()
+            if attached:
+                # A debugger that just detached may reconnect before its
+                # session has finished closing: give that a moment.
+                with trio.move_on_after(HANDOVER_PATIENCE):
+                    await session_over.wait()
             if attached:
                 nursery.start_soon(_refuse, stream)
             else:
@@ -262,18 +268,20 @@ async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, onc
                     debugger.forget_interrupt()
                     free_run.start_soon(trio.to_thread.run_sync, debugger.resume)
                 stream = await arrivals.receive()
-                attached = True
+                attached, session_over = True, trio.Event()
                 debugger.request_interrupt()
             try:
                 detached = await serve_stream(stream, debugger, **options)
             finally:
                 attached = False
+                session_over.set()
             if once:
                 nursery.cancel_scope.cancel()
                 return
             running_free = detached
 
 
+HANDOVER_PATIENCE = 2.0
 REFUSAL = b"kgdbstub: another debugger is attached; only one is served at a time\n"
 
 
