@@ -73,7 +73,7 @@ def test_the_monitor_slot_table_shows_the_task_event_where_it_is(machine):
 
 
 def test_cpu_bound_and_kgdb_breakpoints_stay_where_they_are_while_a_task_event_moves(machine):
-    kernel, perf, debugger = machine.kernel, machine.kernel.perf, machine.debugger
+    perf, debugger = machine.kernel.perf, machine.debugger
     pinned = perf.register(address=machine.address("jiffies"), length=8, type=W, cpu=1, task=None)
     mine = perf.register(address=machine.address("looper_tick"), length=1, type=X, cpu=None, task=LOOPER)
     # kgdb: an execute breakpoint where nothing runs after boot, so it never stops the machine.

@@ -88,7 +88,7 @@ def test_leftover_gives_gdb_the_one_slot_perf_left_and_refuses_a_second():
 
 def test_leftover_gives_a_removed_breakpoint_slot_back_at_once():
     machine = Machine(policy="leftover")
-    debugger, accounting = machine.debugger, machine.kernel.accounting
+    debugger = machine.debugger
     three_wide(machine)
     debugger.attach()
     debugger.insert_hardware(KIND_EXECUTE, machine.address("do_fork"), 1)
