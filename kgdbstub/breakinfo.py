@@ -96,8 +96,13 @@ class BreakTable:
     def check(self, request: Request) -> None:
         """Refuse what kgdb refuses, before anything changes."""
         if self.split_regions:
-            if request.length <= 0 and request.kind is not Kind.EXECUTE:
+            if request.kind is Kind.EXECUTE:
+                return
+            if request.length <= 0:
                 raise BreakpointRefused(errno.EINVAL, "empty watch region")
+            if request.length > SLOTS * 8:
+                # Checked before splitting: a huge length must not cost a huge split.
+                raise BreakpointRefused(errno.ENOSPC, f"{request.length} bytes cannot fit {SLOTS} debug registers")
             return
         if request.kind is Kind.READ:
             raise BreakpointRefused(errno.EPERM, "x86 has no read-only breakpoint")

@@ -182,6 +182,8 @@ class Processor:
         )
 
     def write(self, address: int, data: bytes) -> None:
+        if not data:
+            return  # unicorn refuses an empty range to drop translations from
         pieces = list(self.address_space.pieces(address, len(data)))  # fault before writing anything
         offset = 0
         for _, physical, length in pieces:

@@ -39,3 +39,31 @@ def test_any_packet_gets_an_answer_and_nothing_raises(machine, dialect, payloads
             assert isinstance(action.payload, bytes)
     debugger.detach()
     assert kernel.accounting.snapshot() == before, "nothing a session took is left behind"
+
+
+def test_a_huge_watch_region_is_refused_at_once(machine):
+    _, debugger = machine
+    session = Session(debugger, DIALECTS["modern"])
+    assert session.handle(b"Z2,ffffffff81002000,ffffffffffff").payload == b"E28"
+    assert session.handle(b"Z2,ffffffff81002000,21").payload == b"E28"  # 33 bytes: more than four slots hold
+    assert session.handle(b"Z2,ffffffff81002000,20").payload == b"OK"  # 32 bytes: four 8-byte pieces
+    assert session.handle(b"z2,ffffffff81002000,20").payload == b"OK"
+
+
+def test_an_empty_memory_write_is_answered_ok(machine):
+    _, debugger = machine
+    session = Session(debugger, DIALECTS["modern"])
+    assert session.handle(b"Mffffffff81002000,0:").payload == b"OK"
+    assert session.handle(b"Xffffffff81002000,0:").payload == b"OK"
+
+
+def test_the_fuzz_program_runs_clean_for_a_few_seconds():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "fuzz.py"
+    done = subprocess.run([sys.executable, str(tool), "--seconds", "3", "--seed", "7"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "violations 0" in done.stdout
