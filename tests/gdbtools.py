@@ -258,7 +258,18 @@ def start_server(
     test set `server.failed`, the server's stderr is written to our stderr
     so that pytest shows it with the failure.
     """
-    argv = [*command, "--tcp", address, *args]
+
+    def described(first, second, proc, reader, stderr_path, argv):
+        host, port, elf = parse_contract_lines(first, second, cwd)
+        return Server(host, port, elf, proc, reader, stderr_path, argv)
+
+    with _serving([*command, "--tcp", address, *args], cwd, timeout, described) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _serving(argv: list[str], cwd: Path, timeout: float, described) -> Iterator[Server]:
+    """Run a server, read its two contract lines, and let `described` make the Server of them."""
     stderr_file = tempfile.NamedTemporaryFile(
         prefix="kgdbstub-server-", suffix=".stderr", delete=False
     )
@@ -277,7 +288,7 @@ def start_server(
         try:
             first, pos = reader.readline(0, timeout=timeout)
             second, pos = reader.readline(pos, timeout=timeout)
-            host, port, elf = parse_contract_lines(first, second, cwd)
+            described_server = described(first, second, proc, reader, stderr_path, argv)
         except AssertionError as exc:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2)  # it may be exiting: report its status
@@ -286,7 +297,7 @@ def start_server(
                 f"exit status: {proc.returncode}\n"
                 f"stderr:\n{stderr_path.read_text(errors='replace')}"
             ) from None
-        server = Server(host, port, elf, proc, reader, stderr_path, argv)
+        server = described_server
         yield server
     except BaseException:
         if server is not None:
@@ -340,57 +351,19 @@ def start_line_server(
     DEVICE`, as start_server does for TCP: yields once the contract lines
     `listening on pty:PATH` (or `serial:DEVICE`) and `symbols: PATH` have
     been read; the server is terminated on exit, its stderr shown on failure."""
-    argv = [*command, *args]
-    stderr_file = tempfile.NamedTemporaryFile(
-        prefix="kgdbstub-server-", suffix=".stderr", delete=False
-    )
-    stderr_path = Path(stderr_file.name)
-    proc = subprocess.Popen(
-        argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file
-    )
-    stderr_file.close()
-    reader = OutputReader(proc.stdout, "kgdbstub serve stdout")
-    server = None
-    try:
-        try:
-            first, pos = reader.readline(0, timeout=timeout)
-            second, pos = reader.readline(pos, timeout=timeout)
-            listening = _LISTENING_LINE.fullmatch(first)
-            symbols = _SYMBOLS.fullmatch(second)
-            if listening is None or symbols is None:
-                raise AssertionError(
-                    f"not 'listening on pty:PATH' (or serial:) and 'symbols: PATH': {first!r}, {second!r}"
-                )
-        except AssertionError as exc:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=2)
+
+    def described(first, second, proc, reader, stderr_path, argv):
+        listening = _LISTENING_LINE.fullmatch(first)
+        symbols = _SYMBOLS.fullmatch(second)
+        if listening is None or symbols is None:
             raise AssertionError(
-                f"{' '.join(argv)}: {exc}\nexit status: {proc.returncode}\n"
-                f"stderr:\n{stderr_path.read_text(errors='replace')}"
-            ) from None
-        server = LineServer("", 0, cwd / symbols["elf"], proc, reader, stderr_path, argv,
-                            kind=listening["kind"], path=listening["path"])
+                f"not 'listening on pty:PATH' (or serial:) and 'symbols: PATH': {first!r}, {second!r}"
+            )
+        return LineServer("", 0, cwd / symbols["elf"], proc, reader, stderr_path, argv,
+                          kind=listening["kind"], path=listening["path"])
+
+    with _serving([*command, *args], cwd, timeout, described) as server:
         yield server
-    except BaseException:
-        if server is not None:
-            server.failed = True
-        raise
-    finally:
-        if server is not None:
-            server.stop()
-            if server.failed:
-                sys.stderr.write(
-                    f"---- kgdbstub server {' '.join(argv)}\n"
-                    f"---- exit status {proc.returncode}\n"
-                    f"---- stdout:\n{reader.text}\n"
-                    f"---- stderr:\n{server.stderr_text()}\n"
-                )
-        else:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-        with contextlib.suppress(OSError):
-            stderr_path.unlink()
 
 
 @contextlib.contextmanager
