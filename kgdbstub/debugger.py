@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
 from .kernel.kernel import Kernel, Stop
-from .policy import SlotPolicy
 from .kernel.tasks import Task
+from .policy import SlotPolicy
 from .x86 import cpu as x86
 from .x86.memory import MemoryFault
 
@@ -258,18 +260,40 @@ class Debugger:
 
     def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None) -> StopEvent:
         """Run (or single-step one CPU) until the machine stops again. Blocking."""
+        with self.resumed(step=step, cpu=cpu, address=address) as run:
+            return run()
+
+    @contextmanager
+    def resumed(self, *, step: bool = False, cpu: int | None = None,
+                address: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
+        """The machine out of the debugger for the block, and a function that runs it.
+
+        `run()` runs until the machine stops and returns the stop. With
+        `pause`, `run(pause)` also returns None when pause() says so, between
+        two CPU turns, so that a caller can run the machine in slices on its
+        own thread; the next call goes on exactly where that one left off.
+        """
         if cpu is None:
             cpu = self.stop.cpu if self.stop else 0
         if address is not None:
             self.kernel.current[cpu].regs.reg_write(X.UC_X86_REG_RIP, address)
-        self._activate_breakpoints()
-        self._leave_debugger_hardware()
-        try:
+
+        def run(pause: Callable[[], bool] | None = None) -> StopEvent | None:
             while True:
-                stop = self.kernel.step(cpu) if step else self.kernel.run(self._take_interrupt, self._interrupt.is_set)
+                if step:
+                    stop = self.kernel.step(cpu)
+                else:
+                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set, pause)
+                    if stop is None:
+                        return None
                 event = self._enter(stop)
                 if event is not None:
                     return event
+
+        self._activate_breakpoints()
+        self._leave_debugger_hardware()
+        try:
+            yield run
         finally:
             self._enter_debugger_hardware()
             self._deactivate_breakpoints()

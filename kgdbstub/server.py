@@ -1,9 +1,10 @@
 """Serving one debugger at a time over a byte stream, with trio.
 
 The machine runs freely while no debugger is attached and stops when one
-connects; a connection's session then decides when it runs. Blocking
-emulation happens on a worker thread; Ctrl-C from gdb reaches it as a flag
-the machine checks between two CPU turns.
+connects; a connection's session then decides when it runs, in slices on
+the event loop while a debugger is attached (on a worker thread while
+none is); Ctrl-C from gdb reaches it as a flag the machine checks between
+two CPU turns.
 
 Over TCP (`serve_listener`) a connection is a debugger. On a line -- a pty
 or a serial port (`serve_line`) -- the line stays while debuggers come and
@@ -20,6 +21,9 @@ console:
   takes a new frame in place of an ack the same way: gdb is reconnecting).
 """
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import trio
 
@@ -50,6 +54,151 @@ class Trace:
             self._stream.flush()
 
 
+class _Wire:
+    """One debugger connection's bytes as packets, and its replies as bytes.
+
+    One task reads at a time: the session's loop while the machine is
+    stopped, the watcher while it runs. Received bytes are parsed only as
+    far as the next packet, so that an interrupt that follows a resume
+    packet on the wire is seen after that resume has begun.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, debugger: Debugger, trace: Trace):
+        self.stream = stream
+        self.codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
+        self.closed = False
+        self.running = False  # interrupts stop the machine only while it runs
+        self._debugger = debugger
+        self._trace = trace
+        self._line = stream if isinstance(stream, LineConnection) else None
+        self._sysrq = SysRqG()
+        self._early: Packet | None = None  # a packet that came while the machine ran
+        self._last_payload: bytes | None = None
+        self._acknowledged = True  # gdb acknowledged a frame since its last packet
+        # The watcher sends acks while the session's loop may be sending: one writer at a time.
+        self._write_lock = trio.StrictFIFOLock()
+
+    async def next_packet(self) -> Packet | BadPacket | None:
+        """The next packet (or an intact 'oversize' one to refuse); None once the debugger is gone."""
+        if self._early is not None:
+            packet, self._early = self._early, None
+            return packet
+        while True:
+            event = self._parse()
+            if event is not None or self.closed:
+                return event
+            await self.flush()
+            await self._receive()
+
+    async def watch_while_running(self) -> None:
+        """Read while the machine runs, for interrupts and for the debugger going away.
+
+        A packet ends the watch: in all-stop mode gdb sends none while the
+        target runs, so what follows it is not this run's business.
+        """
+        while True:
+            event = self._parse()
+            if event is not None:
+                self._early = event
+            if event is not None or self.closed:
+                return
+            with trio.CancelScope(shield=True):
+                await self.flush()
+            await self._receive()
+
+    def _parse(self) -> Packet | BadPacket | None:
+        while (event := self.codec.next_event()) is not None:
+            if isinstance(event, Packet):
+                self._trace("<-", event.payload)
+                verdict = self._on_line(event.payload)
+                if verdict == "repeat":
+                    self._trace("<-!", b"sent again before any ack: acknowledged, not run twice")
+                    continue
+                if verdict == "new debugger":
+                    self._trace("<-!", b"a new debugger: this session ends")
+                    self._line.unread(encode_frame(event.payload, run_length_encode=False) + self.codec.unparsed())
+                    self._gone()
+                    return None
+                self._last_payload, self._acknowledged = event.payload, False
+                return event
+            if isinstance(event, Interrupt):
+                self._trace("<-", b"\\x03")
+                self._interrupt()
+            elif isinstance(event, Ack):
+                self._acknowledged = True
+            elif isinstance(event, BadPacket):
+                self._trace("<-!", event.reason.encode())
+                if event.reason == "oversize":
+                    return event
+        return None
+
+    def _on_line(self, payload: bytes) -> str | None:
+        """'repeat' or 'new debugger' for a packet on a line, else None."""
+        if self._line is None or self._last_payload is None:
+            return None
+        if self.codec.ack_mode and not self._acknowledged and payload == self._last_payload:
+            return "repeat"
+        if payload.startswith(b"qSupported") and payload != self._last_payload:
+            return "new debugger"
+        return None
+
+    async def _receive(self) -> None:
+        try:
+            data = await self.stream.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            self._gone()
+            return
+        if self._line is not None and self._sysrq.feed(data) and self.running:
+            self._trace("<-", b"BREAK g")
+            self._interrupt()
+        self.codec.receive_data(data)
+
+    def _interrupt(self) -> None:
+        if self.running:
+            self._debugger.request_interrupt()
+
+    def _gone(self) -> None:
+        self.closed = True
+        self._debugger.request_interrupt()  # a running machine stops for the next debugger
+
+    def give_back_unparsed(self) -> None:
+        """On a line, what follows the session's last packet is the next reader's."""
+        if self._line is not None:
+            self._line.unread(self.codec.unparsed())
+
+    async def send(self, *payloads: bytes) -> None:
+        for payload in payloads:
+            self._trace("->", payload)
+            self.codec.send_packet(payload)
+        await self.flush()
+
+    async def send_raw(self, data: bytes) -> None:
+        # Our acks go first: a '-' in the text must not look like a nak of them.
+        await self._write(self.codec.data_to_send() + data)
+
+    async def flush(self) -> None:
+        if data := self.codec.data_to_send():
+            await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
+        if not self.running:
+            await self.stream.send_all(data)  # the session's loop is the only writer
+            return
+        # The lock is FIFO and nothing yields between taking the data and
+        # queueing for it, so writes go out in the order they were made.
+        async with self._write_lock:
+            await self.stream.send_all(data)
+
+
+# How long the machine runs on the event loop before it lets the other tasks
+# (the wire's watcher, the console) have their turn. A resume runs here
+# rather than on a worker thread: the hand-over to a thread and back costs
+# more than most runs between two stops take.
+RUN_SLICE = 0.005
+
+
 async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: str = "modern",
                        trace: Trace | None = None, monitor=None,
                        console: ConsoleBuffer | None = None) -> bool:
@@ -65,117 +214,18 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     and a `qSupported` after other packets is a new debugger: the session
     ends and gives the packet back to the connection for the next one.
     """
-    codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
     session = Session(debugger, DIALECTS[dialect], monitor=monitor)
-    trace = trace or Trace(None)
-    line = stream if isinstance(stream, LineConnection) else None
+    wire = _Wire(stream, debugger, trace or Trace(None))
     console_packets = CONSOLE_AS_PACKETS.get(dialect, True)
-    sysrq = SysRqG()
-    packets_send, packets_receive = trio.open_memory_channel(64)
-    closed = False
-    detached = False
-    running = False  # a resume is on the worker thread
-    # An interrupt belongs to the resume packet it follows on the wire, even
-    # when it is read before that packet is handled: count packets to know.
-    packets_read = 0
-    interrupt_after = -1
-    last_payload: bytes | None = None
-    acknowledged = True  # gdb acknowledged a frame since its last packet
-
-    # The reader sends acks and the main loop replies: one writer at a time.
-    write_lock = trio.StrictFIFOLock()
-
-    async def flush():
-        async with write_lock:
-            data = codec.data_to_send()
-            if data:
-                await stream.send_all(data)
-
-    def interrupt():
-        nonlocal interrupt_after
-        interrupt_after = packets_read
-        debugger.request_interrupt()
-
-    def on_line(payload: bytes) -> str | None:
-        """'repeat' or 'new debugger' for a packet on a line, else None."""
-        if last_payload is None:
-            return None
-        if codec.ack_mode and not acknowledged and payload == last_payload:
-            return "repeat"
-        if payload.startswith(b"qSupported") and payload != last_payload:
-            return "new debugger"
-        return None
-
-    def unparsed(data: bytes) -> bytes:
-        """What the codec holds unparsed: the end of `data`, the read in which the last event came."""
-        left = min(codec.buffered_bytes, len(data))
-        return data[len(data) - left :] if left else b""
-
-    async def read_wire():
-        nonlocal closed, packets_read, last_payload, acknowledged
-        async with packets_send:
-            while True:
-                try:
-                    data = await stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-                if not data:
-                    closed = True
-                    interrupt()
-                    return
-                if line is not None and sysrq.feed(data) and running:
-                    trace("<-", b"BREAK g")
-                    interrupt()
-                codec.receive_data(data)
-                for event in codec.events():
-                    if isinstance(event, Interrupt):
-                        trace("<-", b"\\x03")
-                        interrupt()
-                    elif isinstance(event, Packet):
-                        trace("<-", event.payload)
-                        verdict = on_line(event.payload) if line is not None else None
-                        if verdict == "repeat":
-                            trace("<-!", b"sent again before any ack: acknowledged, not run twice")
-                            continue
-                        if verdict == "new debugger":
-                            trace("<-!", b"a new debugger: this session ends")
-                            line.unread(encode_frame(event.payload, run_length_encode=False) + unparsed(data))
-                            closed = True
-                            interrupt()
-                            return
-                        last_payload, acknowledged = event.payload, False
-                        packets_read += 1
-                        await packets_send.send((packets_read, event.payload))
-                        if line is not None and event.payload[:1] in (b"D", b"k"):
-                            # The session ends with this packet: what follows
-                            # on the line (a break-in, the next debugger) is
-                            # not this session's to read.
-                            line.unread(unparsed(data))
-                            await flush()
-                            return
-                    elif isinstance(event, Ack):
-                        acknowledged = True
-                    elif isinstance(event, BadPacket):
-                        trace("<-!", event.reason.encode())
-                try:
-                    await flush()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    pass
-
-    async def send(payload: bytes):
-        trace("->", payload)
-        codec.send_packet(payload)
-        await flush()
 
     async def forward_console():
         """Console output waiting now, to the debugger; never cut short mid-frame."""
         while data := console.peek(CONSOLE_CHUNK):
             with trio.CancelScope(shield=True):
                 if console_packets:
-                    await send(b"O" + encode_hex(data))
+                    await wire.send(b"O" + encode_hex(data))
                 else:
-                    async with write_lock:  # our acks go first: a '-' in the text must not look like a nak of them
-                        await stream.send_all(codec.data_to_send() + data)
+                    await wire.send_raw(data)
             console.consume(len(data))
 
     async def forward_console_while_running():
@@ -184,56 +234,66 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 await console.wait()
                 await forward_console()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the debugger is gone: the reader sees it and stops the machine
+            pass  # the debugger is gone: the watcher sees it and stops the machine
 
+    async def run_machine(resume: Resume):
+        await wire.flush()  # the ack of the resume packet goes out before the machine runs
+        debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
+        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
+            if resume.step:
+                return run()
+            # Most runs end within a slice: watchers are started only for a longer one.
+            if (stop := run(_slice_over())) is not None:
+                return stop
+            wire.running = True
+            try:
+                async with trio.open_nursery() as watchers:
+                    watchers.start_soon(wire.watch_while_running)
+                    if console is not None:
+                        watchers.start_soon(forward_console_while_running)
+                    while (stop := run(_slice_over())) is None:
+                        await trio.lowlevel.checkpoint()
+                    watchers.cancel_scope.cancel()
+            finally:
+                wire.running = False
+            return stop
+
+    detached = False
     debugger.attach()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(read_wire)
-        try:
-            async with packets_receive:
-                async for number, payload in packets_receive:
-                    action = session.handle(payload)
-                    if isinstance(action, Reply):
-                        for line_out in action.output:
-                            await send(line_out)
-                        await send(action.payload)
-                        if action.no_ack_after:
-                            codec.start_no_ack_mode()
-                    elif isinstance(action, Resume):
-                        if interrupt_after < number:
-                            debugger.forget_interrupt()  # it came while the machine was stopped
-                        run = lambda: debugger.resume(step=action.step, cpu=action.cpu, address=action.address)  # noqa: E731
-                        running = True
-                        try:
-                            if action.step:
-                                # One instruction: quicker here than a worker thread's round trip.
-                                stop = run()
-                            elif console is None:
-                                stop = await trio.to_thread.run_sync(run)
-                            else:
-                                async with trio.open_nursery() as running_tasks:
-                                    running_tasks.start_soon(forward_console_while_running)
-                                    stop = await trio.to_thread.run_sync(run)
-                                    running_tasks.cancel_scope.cancel()
-                        finally:
-                            running = False
-                        if closed:
-                            break
-                        if console is not None:
-                            await forward_console()  # what the run printed last comes before its stop
-                        await send(session.stop_reply(stop))
-                    elif isinstance(action, Detach):
-                        detached = True
-                        if action.reply is not None:
-                            await send(action.reply)
-                        break
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            debugger.detach()
-            nursery.cancel_scope.cancel()
+    try:
+        while (packet := await wire.next_packet()) is not None:
+            if isinstance(packet, Packet):
+                action = session.handle(packet.payload)
+            else:
+                action = session.too_large()
+            if isinstance(action, Reply):
+                await wire.send(*action.output, action.payload)
+                if action.no_ack_after:
+                    wire.codec.start_no_ack_mode()
+            elif isinstance(action, Resume):
+                stop = await run_machine(action)
+                if wire.closed:
+                    break
+                if console is not None:
+                    await forward_console()  # what the run printed last comes before its stop
+                await wire.send(session.stop_reply(stop))
+            elif isinstance(action, Detach):
+                detached = True
+                wire.give_back_unparsed()
+                if action.reply is not None:
+                    await wire.send(action.reply)
+                break
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        debugger.detach()
     await stream.aclose()
     return detached
+
+
+def _slice_over() -> Callable[[], bool]:
+    end = time.monotonic() + RUN_SLICE
+    return lambda: time.monotonic() >= end
 
 
 async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, once: bool = False,

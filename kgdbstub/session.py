@@ -215,6 +215,10 @@ class Session:
         handler = simple.get(command)
         return handler(args) if handler else Reply(b"")
 
+    def too_large(self) -> Reply:
+        """The answer to a packet that arrived intact but longer than PacketSize allows."""
+        return error(errno.EMSGSIZE)
+
     # -- stops ---------------------------------------------------------------
 
     def stop_reply(self, stop: StopEvent) -> bytes:

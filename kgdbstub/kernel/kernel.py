@@ -199,16 +199,24 @@ class Kernel:
     # -- running -------------------------------------------------------------
 
     def run(self, interrupted: Callable[[], bool] = lambda: False,
-            pending: Callable[[], bool] = lambda: False) -> Stop:
+            pending: Callable[[], bool] = lambda: False,
+            pause: Callable[[], bool] | None = None) -> Stop | None:
         """Run the machine until something needs the debugger or interrupted() says so.
 
         pending() tells, without consuming it, whether an interrupt waits: a
         CPU slowed down by watched pages checks it between instructions.
+        pause(), asked at the same points, returns None instead of a Stop,
+        with nothing lost: calling run again goes on where this run left off.
         """
-        self.processor.preempt_requested = pending
+        if pause is None:
+            self.processor.preempt_requested = pending
+        else:
+            self.processor.preempt_requested = lambda: pending() or pause()
         while True:
             if interrupted():
                 return Stop(self._turn, None)
+            if pause is not None and pause():
+                return None
             cpu = self._turn
             if self.current[cpu].state is State.STOPPED:
                 self._switch(cpu)

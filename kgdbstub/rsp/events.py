@@ -36,14 +36,18 @@ class BadPacket:
     - 'run-length': a '*' with no byte before it to repeat, or without a
       printable count after it;
     - 'truncated': a '$' started a new frame before this one was complete;
-    - 'oversize': the body grew past max_packet_size.
+    - 'oversize': the body grew past max_packet_size; it was skipped
+      unseen, keeping only its checksum.
 
-    The first three are frames that arrived whole but damaged: in ack mode a
-    '-' has been queued so that the peer sends them again. The last two get
-    no '-': sending the same oversized frame again cannot help, and a frame cut
-    short by a new '$' was noise or was abandoned by its sender, who has moved
-    on to the frame that cut it, so a '-' would only make the peer send that
-    newer frame twice.
+    'checksum', 'escape' and 'run-length' are frames that arrived whole but
+    damaged: in ack mode a '-' has been queued so that the peer sends them
+    again. An 'oversize' frame arrived whole and intact (or it would be a
+    'checksum' one), only too big to keep: in ack mode a '+' has been
+    queued, since sending it again cannot help, and the peer now awaits an
+    answer, which should be an error. A 'truncated' frame gets neither: it
+    was noise or was abandoned by its sender, who has moved on to the frame
+    that cut it, so a '-' would only make the peer send that newer frame
+    twice.
     """
 
     reason: str

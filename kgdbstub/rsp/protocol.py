@@ -60,6 +60,7 @@ class RemoteProtocol:
         # How far the body being received has been searched for its end, so
         # that a body arriving a byte at a time is still scanned only once.
         self._scanned = 0
+        self._discarded_sum = 0
         self._read = self._read_between_packets
         self._outgoing = bytearray()
         self._unacknowledged: bytes | None = None
@@ -82,6 +83,20 @@ class RemoteProtocol:
         the body of an incomplete frame, its '#' and one checksum digit.
         """
         return len(self._received)
+
+    def unparsed(self) -> bytes:
+        """The received bytes no event has come from yet, as they arrived.
+
+        For handing the rest of a stream over to another reader, as when a
+        session on a shared line ends with a packet and what follows it
+        belongs to whoever reads the line next. A frame being skipped for
+        its size is not given back.
+        """
+        if self._read == self._read_body:
+            return b"$" + self._received
+        if self._read == self._read_between_packets:
+            return bytes(self._received)
+        return b""
 
     def receive_data(self, data: bytes) -> None:
         """Take bytes from the wire. Any bytes at all are fine."""
@@ -173,10 +188,12 @@ class RemoteProtocol:
             return self._restart_body(restart_at)
         if hash_at < 0:
             if len(received) >= limit:
-                # Drop what is held now and skip the rest of the body unseen.
+                # Drop what is held now and skip the rest of the body unseen,
+                # keeping only its checksum.
+                self._discarded_sum = sum(received[:limit])
                 del received[:limit]
                 self._read = self._read_discarded_body
-                return BadPacket("oversize")
+                return _KEEP_READING
             self._scanned = len(received)
             return None
         if len(received) < hash_at + 3:
@@ -194,14 +211,38 @@ class RemoteProtocol:
         # looked like a frame was console noise that happened to hold a '$'.
         found = _DISCARDED_BODY_END.search(self._received)
         if found is None:
+            self._discarded_sum += sum(self._received)
             self._received.clear()
             return None
         marker = self._received[found.start()]
+        self._discarded_sum += sum(self._received[: found.start()])
         del self._received[: found.end()]
         if marker == PACKET_START:
-            return self._start_body()
+            self._start_body()
+            return BadPacket("truncated")
+        if marker == INTERRUPT:
+            self._read = self._read_between_packets
+            return Interrupt()
+        self._read = self._read_discarded_checksum
+        return _KEEP_READING
+
+    def _read_discarded_checksum(self):
+        received = self._received
+        restart_at = received.find(b"$", 0, 2)
+        if restart_at >= 0:
+            self._read = self._read_body
+            return self._restart_body(restart_at)
+        if len(received) < 2:
+            return None
+        digits = bytes(received[:2])
+        del received[:2]
         self._read = self._read_between_packets
-        return Interrupt() if marker == INTERRUPT else _KEEP_READING
+        if not _HEX_DIGITS.issuperset(digits) or int(digits, 16) != self._discarded_sum & 0xFF:
+            return self._damaged("checksum")
+        # It arrived intact, only too big to keep: the peer awaits an answer.
+        if self._ack_mode:
+            self._outgoing.append(ACK)
+        return BadPacket("oversize")
 
     def _start_body(self):
         self._read = self._read_body

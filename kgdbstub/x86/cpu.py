@@ -8,6 +8,8 @@ and stores it back.
 """
 from __future__ import annotations
 
+import ctypes
+import mmap
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -37,11 +39,13 @@ from unicorn import (
     UcError,
 )
 from unicorn import x86_const as X
-
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC as _HOOK_CODE_CFUNC
+from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
+from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
 
 from .debugregs import DR6_RESERVED_ONES, Access, DebugRegisters
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
+from .stepper import Stepper
 
 HLT = 0xF4
 INT3 = 0xCC
@@ -135,6 +139,7 @@ class Processor:
         self._execute_hooks: dict[int, int] = {}
         self._execute_slots: list[dict[int, DebugException]] = [{} for _ in range(cpus)]
         self._watched_pages: list[dict[int, bool]] = [{} for _ in range(cpus)]  # page -> reads too
+        self._data_slots: list[list] = [[] for _ in range(cpus)]
         self._tlb_holds: int | None = None  # whose watched pages the TLB reflects
         self._watch_fault: int | None = None
         self._resume_at: list[int | None] = [None] * cpus  # RF, per CPU
@@ -143,14 +148,27 @@ class Processor:
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
         self._armed = True
+        self._tlb_armed = True  # whether the TLB holds watched pages as armed
         # Polled where a CPU could otherwise run long in Python: the steps
         # over watched pages. True asks the CPU to stop (Preempted).
         self.preempt_requested = lambda: False
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        # Memory of our own, so that the stepper's engine can share it.
+        self._memory = {m.physical: mmap.mmap(-1, m.size) for m in address_space.mappings}
+        host_memory = {physical: ctypes.addressof(ctypes.c_char.from_buffer(memory))
+                       for physical, memory in self._memory.items()}
         for mapping in address_space.mappings:
-            uc.mem_map(mapping.physical, mapping.size, UC_PROT_ALL)
+            uc.mem_map_ptr(mapping.physical, mapping.size, UC_PROT_ALL, host_memory[mapping.physical])
+        self._stepper = Stepper(address_space, host_memory)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
-        uc.hook_add(UC_HOOK_TLB_FILL, self._fill_tlb)
+        # Hooks the hot paths call go in raw, without the binding's wrappers:
+        # the TLB is refilled after every flush, and the watched-page step
+        # adds and removes its memory hook each time.
+        self._tlb_fill_hook = _HOOK_TLB_FILL_CFUNC(self._fill_tlb)
+        uc._Uc__do_hook_add(UC_HOOK_TLB_FILL, self._tlb_fill_hook, 1, 0)
+        self._accesses: list[tuple[int, int, bool]] = []
+        self._hook_error: BaseException | None = None
+        self._record_access_hook = _HOOK_MEM_CFUNC(self._record_access)
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self._blank = uc.context_save()
@@ -191,6 +209,7 @@ class Processor:
             offset += length
         # Code may live there: drop translations made from the old bytes.
         self.uc.ctl_remove_cache(address, address + len(data))
+        self._stepper.forget_code(address, address + len(data))
         self._hlt_at.clear()
 
     # -- execution -----------------------------------------------------------
@@ -202,7 +221,8 @@ class Processor:
         self._stop = None
         self.running_cpu = cpu
         self._resume_flag, self._resume_at[cpu] = self._resume_at[cpu], None
-        if self._tlb_holds != cpu and self._watched_pages[cpu] != self._watched_of(self._tlb_holds):
+        if self._tlb_armed != self._armed or (
+                self._tlb_holds != cpu and self._watched_pages[cpu] != self._watched_of(self._tlb_holds)):
             self.flush_tlb()
         self._tlb_holds = cpu
         self._hook_error = None
@@ -246,24 +266,41 @@ class Processor:
     def _step_on_watched_page(self, cpu: int) -> Exit | None:
         """Run the instruction that touched a watched page, seeing its accesses.
 
-        The page is unwatched and a memory hook records what the one
-        instruction reads and writes; the hook exists only for this step, so
-        ordinary execution never pays for it. Returns the data breakpoint
-        that fired, another exit the step ended with, or None.
+        The stepper runs it; when it cannot, this engine does, as the
+        stepper would but slowly. Returns the data breakpoint that fired,
+        another exit the step ended with, or None.
         """
+        accesses = self._stepper.step(self.uc)
+        if accesses is None:
+            exit, accesses = self._step_here(cpu)
+            if not isinstance(exit, Stepped):
+                return exit
+        hits = []
+        for physical, size, write in accesses:
+            address = self.address_space.virtual(physical)
+            for slot in self._data_slots[cpu]:
+                if slot.matches_data(address, size, write):
+                    hits.append(DataAccess(slot.index, address, size, write))
+        if not hits:
+            return None
+        slots = tuple(sorted({hit.slot for hit in hits}))
+        self.debug_registers[cpu].report(list(slots))
+        exception = DebugException(slots, tuple(hits))
+        if self.debug_handler and not self.debug_handler(cpu, exception):
+            return None
+        return exception
+
+    def _step_here(self, cpu: int) -> tuple[Exit, list[tuple[int, int, bool]]]:
+        """One instruction in this engine, with the page unwatched and its accesses recorded."""
         uc = self.uc
-        accesses: list[tuple[int, int, bool]] = []
-
-        def record(uc, kind, physical, size, value, _):
-            accesses.append((physical, size, kind == UC_MEM_WRITE))
-
+        self._accesses = []
         self._tlb_holds = None  # nothing watched for this step
         self.flush_tlb()
         # The instruction got past its code hook before it touched the page
         # (no execute slot there, or RF let it through): running it again
         # must not report an execute breakpoint for it a second time.
         self._resume_flag = uc.reg_read(X.UC_X86_REG_RIP)
-        hook = uc.hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, record)
+        hook = uc._Uc__do_hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._record_access_hook, 1, 0)
         try:
             exit = self._run_once(step=True)
         finally:
@@ -271,28 +308,17 @@ class Processor:
             self._resume_flag = None
             self._tlb_holds = cpu
             self.flush_tlb()
-        if not isinstance(exit, Stepped):
-            return exit
-        registers = self.debug_registers[cpu]
-        hits = []
-        for physical, size, write in accesses:
-            address = self.address_space.virtual(physical)
-            for slot in registers.data_hits(address, size, write):
-                hits.append(DataAccess(slot, address, size, write))
-        if not hits:
-            return None
-        slots = tuple(sorted({hit.slot for hit in hits}))
-        registers.report(list(slots))
-        exception = DebugException(slots, tuple(hits))
-        if self.debug_handler and not self.debug_handler(cpu, exception):
-            return None
-        return exception
+        return exit, self._accesses
+
+    def _record_access(self, _engine, kind, physical, size, _value, _):
+        self._accesses.append((physical, size, kind == UC_MEM_WRITE))
 
     def _watched_of(self, cpu: int | None) -> dict[int, bool] | None:
         return None if cpu is None else self._watched_pages[cpu]
 
     def flush_tlb(self) -> None:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self._tlb_armed = self._armed
 
     def _finished(self, start: int, step: bool) -> Exit:
         rip = self.uc.reg_read(X.UC_X86_REG_RIP)
@@ -322,7 +348,15 @@ class Processor:
 
     # -- hooks -------------------------------------------------------------
 
-    def _fill_tlb(self, uc, address, access, entry, _):
+    def _fill_tlb(self, _engine, address, access, entry_pointer, _):
+        try:
+            return self._fill_tlb_entry(address, access, entry_pointer.contents)
+        except BaseException as error:  # noqa: BLE001 - re-raised by run()
+            self._hook_error = error
+            self.uc.emu_stop()
+            return False
+
+    def _fill_tlb_entry(self, address, access, entry) -> bool:
         physical = self.address_space.translate(address)
         if physical is None:
             self._unmapped = address
@@ -391,9 +425,7 @@ class Processor:
         them at every stop would cost more than the stop); the hooks ignore
         slots while disarmed and the TLB forgets the watched pages.
         """
-        if armed != self._armed:
-            self._armed = armed
-            self.flush_tlb()
+        self._armed = armed  # the TLB follows when a CPU next runs
 
     def debug_registers_changed(self) -> None:
         """Derive hooks and watched pages from every CPU's debug registers."""
@@ -401,6 +433,7 @@ class Processor:
         for cpu, registers in enumerate(self.debug_registers):
             pages: dict[int, bool] = {}
             execute: dict[int, list[int]] = {}
+            self._data_slots[cpu] = [s for s in registers.enabled_slots() if s.access is not Access.EXECUTE]
             for slot in registers.enabled_slots():
                 if slot.access is Access.EXECUTE:
                     wanted.add(slot.address)

@@ -1,4 +1,7 @@
 """One debugger at a time, loopback by default, and one clear line for bad configuration."""
+import errno
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -7,6 +10,7 @@ import pytest
 import trio
 
 from gdbtools import REPO_ROOT, start_server
+from kgdbstub import cli
 from kgdbstub.client import connect
 
 SERVE = [sys.executable, "-m", "kgdbstub", "serve"]
@@ -73,3 +77,57 @@ def test_a_port_in_use_is_one_clear_error():
         port = taken.getsockname()[1]
         said = _serve_fails("--tcp", f"127.0.0.1:{port}")
     assert "address already in use" in said.lower() and len(said.strip().splitlines()) == 1
+
+
+def test_no_pty_support_is_one_clear_error(monkeypatch, capsys):
+    def no_ptys():
+        raise OSError(errno.ENOENT, "out of pseudo-terminals")
+
+    monkeypatch.setattr(os, "openpty", no_ptys)
+    assert cli.main(["serve", "--pty"]) == 2
+    said = capsys.readouterr()
+    assert said.out == "" and "pseudo-terminals" in said.err and len(said.err.strip().splitlines()) == 1
+
+
+def _frame(payload: bytes) -> bytes:
+    return b"$%s#%02x" % (payload, sum(payload) & 0xFF)
+
+
+async def _read_until(stream, needle: bytes) -> bytes:
+    seen = b""
+    while needle not in seen:
+        chunk = await stream.receive_some(65536)
+        assert chunk, f"the stub hung up; it said {seen!r}"
+        seen += chunk
+    return seen
+
+
+@pytest.mark.parametrize("ack_mode", [True, False])
+async def test_an_oversize_packet_gets_an_error_and_the_stream_goes_on(server, ack_mode):
+    with trio.fail_after(30):
+        stream = await trio.open_tcp_stream(server.host, server.port)
+        async with stream:
+            await stream.send_all(_frame(b"qSupported"))
+            said = await _read_until(stream, b"#")
+            size = int(re.search(rb"PacketSize=([0-9a-f]+)", said)[1], 16)
+            await stream.send_all(b"+")
+            if not ack_mode:
+                await stream.send_all(_frame(b"QStartNoAckMode"))
+                await _read_until(stream, _frame(b"OK"))
+                await stream.send_all(b"+")
+            # A write of one byte more than fits, sent intact: acknowledged, then refused.
+            too_big = b"M402000,%x:" % size
+            too_big += b"55" * ((size + 1 - len(too_big)) // 2) + b"5" * ((size + 1 - len(too_big)) % 2)
+            assert len(too_big) == size + 1
+            await stream.send_all(_frame(too_big))
+            reply = await _read_until(stream, b"#")
+            await stream.send_all(b"+" if ack_mode else b"")
+            assert reply.startswith(b"+$E" if ack_mode else b"$E"), reply
+            # Damaged as well as too big: a '-', so that it is sent again.
+            if ack_mode:
+                await stream.send_all(_frame(too_big)[:-2] + b"00")
+                assert await stream.receive_some(1) == b"-"
+            # The stream is in step again: the next packet is answered, and nothing was written.
+            await stream.send_all(_frame(b"m402000,1"))
+            reply = await _read_until(stream, b"#")
+            assert reply.startswith(b"+$00#" if ack_mode else b"$00#"), reply

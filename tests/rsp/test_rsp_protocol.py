@@ -182,10 +182,27 @@ def test_body_of_exactly_max_packet_size_is_accepted():
     assert feed(stub, b"$1234#ca") == [Packet(b"1234")]
 
 
-def test_oversized_frame_is_dropped_and_the_next_one_decoded():
+def test_an_intact_oversized_frame_is_acknowledged_once_whole_and_the_next_one_decoded():
     stub = RemoteProtocol(max_packet_size=4)
-    assert feed(stub, b"$12345#ff$OK#9a") == [BadPacket("oversize"), Packet(b"OK")]
-    assert stub.data_to_send() == b"+"
+    oversized = frame_of(b"12345")
+    assert feed(stub, oversized[:-1]) == []
+    assert stub.data_to_send() == b""
+    assert feed(stub, oversized[-1:] + b"$OK#9a") == [BadPacket("oversize"), Packet(b"OK")]
+    # Acknowledged, so that the peer stops sending it and awaits the answer.
+    assert stub.data_to_send() == b"++"
+
+
+def test_a_damaged_oversized_frame_is_refused_as_a_damaged_one_is():
+    stub = RemoteProtocol(max_packet_size=4)
+    assert feed(stub, b"$12345#00") == [BadPacket("checksum")]
+    assert stub.data_to_send() == b"-"
+
+
+def test_an_oversized_frame_gets_no_ack_in_no_ack_mode():
+    stub = RemoteProtocol(max_packet_size=4)
+    stub.start_no_ack_mode()
+    assert feed(stub, frame_of(b"123456789") + frame_of(b"g")) == [BadPacket("oversize"), Packet(b"g")]
+    assert stub.data_to_send() == b""
 
 
 def test_max_packet_size_counts_wire_bytes_not_payload_bytes():
@@ -200,27 +217,29 @@ def test_oversized_frame_is_never_buffered_beyond_the_bound():
     for _ in range(1000):
         events += feed(stub, b"x")
         assert stub.buffered_bytes <= 16 + 2
-    assert events == [BadPacket("oversize")]
-    assert feed(stub, b"x#00$OK#9a") == [Packet(b"OK")]
+    assert events == []
+    assert feed(stub, b"x#" + b"%02x" % (1001 * ord("x") % 256) + b"$OK#9a") == [BadPacket("oversize"), Packet(b"OK")]
 
 
 def test_acks_inside_an_oversized_frame_are_not_acks():
     stub = sent_once(RemoteProtocol(max_packet_size=4), b"OK")
-    assert feed(stub, b"$1234567-+-#00") == [BadPacket("oversize")]
-    assert stub.data_to_send() == b""
+    assert feed(stub, frame_of(b"1234567-+-")) == [BadPacket("oversize")]
+    assert stub.data_to_send() == b"+"
     assert stub.awaiting_ack
     assert feed(stub, b"+") == [Ack()]
 
 
 def test_interrupt_gets_through_an_oversized_frame():
     stub = RemoteProtocol(max_packet_size=4)
-    assert feed(stub, b"$console noise\x03") == [BadPacket("oversize"), Interrupt()]
+    assert feed(stub, b"$console noise\x03") == [Interrupt()]
     assert feed(stub, b"+") == [Ack()]
 
 
-def test_dollar_inside_an_oversized_frame_starts_a_new_frame():
+@pytest.mark.parametrize("cut", [b"$123456$", b"$123456#$", b"$123456#0$"])
+def test_dollar_inside_an_oversized_frame_starts_a_new_frame(cut):
     stub = RemoteProtocol(max_packet_size=4)
-    assert feed(stub, b"$123456$OK#9a") == [BadPacket("oversize"), Packet(b"OK")]
+    assert feed(stub, cut + b"OK#9a") == [BadPacket("truncated"), Packet(b"OK")]
+    assert stub.data_to_send() == b"+"
 
 
 # Sending, acks and retransmission

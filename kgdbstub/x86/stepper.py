@@ -1,0 +1,91 @@
+"""One instruction at a time, with every memory access it makes seen.
+
+A data breakpoint traps after the instruction that touched its range, so
+the processor runs such an instruction on its own and looks at what it
+read and wrote. Doing that in the processor's own engine costs about
+150 µs: its TLB must let the watched page through and then be flushed
+again, instruction counting must be switched on, which throws away
+translations made without it (unicorn issue 1606), and a memory hook must
+come and go, since any memory hook slows every access. The stepper is a
+second engine over the same memory that always counts instructions,
+always records accesses and never watches a page, so a step is a copy of
+the registers each way and one instruction: about 10 µs.
+"""
+from __future__ import annotations
+
+from unicorn import (
+    UC_ARCH_X86,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
+    UC_HOOK_TLB_FILL,
+    UC_MEM_WRITE,
+    UC_MODE_64,
+    UC_PROT_ALL,
+    UC_TLB_VIRTUAL,
+    Uc,
+    UcError,
+)
+from unicorn import x86_const as X
+from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
+from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
+
+from .memory import PAGE_MASK, AddressSpace
+
+# (physical address, size, whether it was a write)
+Access = tuple[int, int, bool]
+
+
+class Stepper:
+    def __init__(self, address_space: AddressSpace, host_memory: dict[int, int]):
+        """`host_memory` maps each mapping's physical address to the host memory backing it."""
+        self._address_space = address_space
+        self._accesses: list[Access] = []
+        self._context = None
+        uc = self._uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        for mapping in address_space.mappings:
+            uc.mem_map_ptr(mapping.physical, mapping.size, UC_PROT_ALL, host_memory[mapping.physical])
+        uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
+        # Raw callbacks: these run on every step.
+        self._hooks = (_HOOK_TLB_FILL_CFUNC(self._fill_tlb), _HOOK_MEM_CFUNC(self._record))
+        uc._Uc__do_hook_add(UC_HOOK_TLB_FILL, self._hooks[0], 1, 0)
+        uc._Uc__do_hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._hooks[1], 1, 0)
+
+    def step(self, engine: Uc) -> list[Access] | None:
+        """Run the instruction at `engine`'s RIP, in `engine`'s register state; its accesses.
+
+        On success `engine` holds the state after the instruction. None
+        when the instruction did not simply complete (it faulted, or it
+        touched memory with no mapping): `engine` is then untouched and the
+        caller runs the instruction itself, where every exit is handled.
+        """
+        if self._context is None:
+            self._context = engine.context_save()
+        else:
+            engine.context_update(self._context)
+        uc = self._uc
+        uc.context_restore(self._context)
+        start = uc.reg_read(X.UC_X86_REG_RIP)
+        self._accesses = []
+        try:
+            uc.emu_start(start, 0, count=1)
+        except UcError:
+            return None
+        uc.context_update(self._context)
+        engine.context_restore(self._context)
+        return self._accesses
+
+    def forget_code(self, begin: int, end: int) -> None:
+        """Drop translations of [begin, end): the code there was written to."""
+        self._uc.ctl_remove_cache(begin, end)
+
+    def _fill_tlb(self, _engine, address, _access, entry_pointer, _) -> bool:
+        physical = self._address_space.translate(address)
+        if physical is None:
+            return False
+        entry = entry_pointer.contents
+        entry.paddr = physical & PAGE_MASK
+        entry.perms = UC_PROT_ALL
+        return True
+
+    def _record(self, _engine, kind, physical, size, _value, _) -> None:
+        self._accesses.append((physical, size, kind == UC_MEM_WRITE))
