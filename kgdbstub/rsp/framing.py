@@ -65,7 +65,7 @@ def encode_body(payload: bytes, run_length_encode: bool = True) -> bytes:
 
 def escape(data: bytes) -> bytes:
     """`data` with '$', '#', '}' and '*' each turned into '}' and the byte ^ 0x20."""
-    if any(special in data for special in _SPECIALS):
+    if _NEEDS_ESCAPE.search(data):
         return _NEEDS_ESCAPE.sub(lambda special: _ESCAPED[special[0]], data)
     return bytes(data)
 

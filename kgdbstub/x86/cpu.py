@@ -433,8 +433,9 @@ class Processor:
         for cpu, registers in enumerate(self.debug_registers):
             pages: dict[int, bool] = {}
             execute: dict[int, list[int]] = {}
-            self._data_slots[cpu] = [s for s in registers.enabled_slots() if s.access is not Access.EXECUTE]
-            for slot in registers.enabled_slots():
+            enabled = registers.enabled_slots()
+            self._data_slots[cpu] = [s for s in enabled if s.access is not Access.EXECUTE]
+            for slot in enabled:
                 if slot.access is Access.EXECUTE:
                     wanted.add(slot.address)
                     execute.setdefault(slot.address, []).append(slot.index)

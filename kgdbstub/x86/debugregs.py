@@ -9,8 +9,8 @@ slots these registers describe.
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 SLOTS = 4
 DR7_ALWAYS_ONE = 1 << 10
@@ -29,6 +29,7 @@ class Access(IntEnum):
 
 
 _LENGTH_OF_FIELD = {0b00: 1, 0b01: 2, 0b11: 4, 0b10: 8}
+_ACCESS_OF_FIELD = tuple(Access(field) for field in range(4))
 _FIELD_OF_LENGTH = {v: k for k, v in _LENGTH_OF_FIELD.items()}
 
 
@@ -37,8 +38,9 @@ class DebugRegisterError(OSError):
         super().__init__(errno.EINVAL, message)
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(NamedTuple):
+    """One of DR0-DR3 with its DR7 fields; made afresh whenever asked for."""
+
     index: int
     address: int
     access: Access
@@ -91,7 +93,7 @@ class DebugRegisters:
     def slot(self, index: int) -> Slot:
         field = (self.dr7 >> (16 + 4 * index)) & 0xF
         enabled = bool(self.dr7 & (0b11 << (2 * index)))
-        return Slot(index, self.dr[index], Access(field & 0b11), _LENGTH_OF_FIELD[field >> 2], enabled)
+        return Slot(index, self.dr[index], _ACCESS_OF_FIELD[field & 0b11], _LENGTH_OF_FIELD[field >> 2], enabled)
 
     def slots(self) -> list[Slot]:
         return [self.slot(i) for i in range(SLOTS)]
