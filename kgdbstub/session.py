@@ -178,11 +178,21 @@ class Session:
     register_thread: int | None = None  # Hg; None: the thread that stopped
     _thread_batches: list = field(default_factory=list)
     _handlers: dict = field(init=False)
+    _commands: dict = field(init=False)
 
     def __post_init__(self):
         self._handlers = {}
         for extension in self.dialect.extensions:
-            self._handlers.update(extension.handlers(self))
+            for prefix, handler in extension.handlers(self).items():
+                self._handlers[prefix.encode()] = handler
+        self._commands = {
+            b"?": self._status, b"g": self._read_registers, b"G": self._write_registers,
+            b"p": self._read_register, b"P": self._write_register, b"m": self._read_memory,
+            b"M": self._write_memory, b"X": self._write_binary, b"H": self._set_thread,
+            b"T": self._thread_alive, b"Z": self._insert, b"z": self._remove,
+            b"c": self._continue, b"s": self._step, b"q": self._query, b"v": self._v_packet,
+            b"D": lambda _: self._detach(b"OK"), b"k": lambda _: self._detach(None),
+        }
 
     def negotiated(self, feature: str) -> bool:
         return f"{feature}+" in self.dialect.negotiated(self.offered)
@@ -199,21 +209,10 @@ class Session:
 
     def _dispatch(self, payload: bytes) -> Action:
         for prefix, handler in self._handlers.items():
-            if payload.startswith(prefix.encode()):
+            if payload.startswith(prefix):
                 return handler(payload[len(prefix):])
-        if not payload:
-            return Reply(b"")
-        command, args = payload[:1], payload[1:]
-        simple = {
-            b"?": self._status, b"g": self._read_registers, b"G": self._write_registers,
-            b"p": self._read_register, b"P": self._write_register, b"m": self._read_memory,
-            b"M": self._write_memory, b"X": self._write_binary, b"H": self._set_thread,
-            b"T": self._thread_alive, b"Z": self._insert, b"z": self._remove,
-            b"c": self._continue, b"s": self._step, b"q": self._query, b"v": self._v_packet,
-            b"D": lambda _: self._detach(b"OK"), b"k": lambda _: self._detach(None),
-        }
-        handler = simple.get(command)
-        return handler(args) if handler else Reply(b"")
+        handler = self._commands.get(payload[:1])
+        return handler(payload[1:]) if handler else Reply(b"")
 
     def too_large(self) -> Reply:
         """The answer to a packet that arrived intact but longer than PacketSize allows."""

@@ -22,7 +22,7 @@ class DebugSlots:
             if holder is None:
                 self.registers[cpu].install(index, address, access, length)
                 self.owners[cpu][index] = owner
-                self.processor.debug_registers_changed()
+                self.processor.debug_registers_changed(cpu)
                 return index
         return None
 
@@ -31,7 +31,7 @@ class DebugSlots:
             if holder is owner:
                 self.registers[cpu].clear(index)
                 self.owners[cpu][index] = None
-        self.processor.debug_registers_changed()
+        self.processor.debug_registers_changed(cpu)
 
     def owner(self, cpu: int, index: int) -> object | None:
         return self.owners[cpu][index]

@@ -140,6 +140,7 @@ class Processor:
         self._execute_slots: list[dict[int, DebugException]] = [{} for _ in range(cpus)]
         self._watched_pages: list[dict[int, bool]] = [{} for _ in range(cpus)]  # page -> reads too
         self._data_slots: list[list] = [[] for _ in range(cpus)]
+        self._derived_from: list[tuple | None] = [None] * cpus  # (DR0-3, DR7) the above came from
         self._tlb_holds: int | None = None  # whose watched pages the TLB reflects
         self._watch_fault: int | None = None
         self._resume_at: list[int | None] = [None] * cpus  # RF, per CPU
@@ -427,35 +428,42 @@ class Processor:
         """
         self._armed = armed  # the TLB follows when a CPU next runs
 
-    def debug_registers_changed(self) -> None:
-        """Derive hooks and watched pages from every CPU's debug registers."""
-        wanted: set[int] = set()
-        for cpu, registers in enumerate(self.debug_registers):
-            pages: dict[int, bool] = {}
-            execute: dict[int, list[int]] = {}
-            enabled = registers.enabled_slots()
-            self._data_slots[cpu] = [s for s in enabled if s.access is not Access.EXECUTE]
-            for slot in enabled:
-                if slot.access is Access.EXECUTE:
-                    wanted.add(slot.address)
-                    execute.setdefault(slot.address, []).append(slot.index)
-                    continue
-                reads_too = slot.access is Access.READ_WRITE
-                first, last = slot.start & PAGE_MASK, (slot.start + slot.length - 1) & PAGE_MASK
-                for page in range(first, last + PAGE_SIZE, PAGE_SIZE):
-                    pages[page] = pages.get(page, False) or reads_too
-            # The exceptions hits raise, made once: execute hooks are the hot path.
-            self._execute_slots[cpu] = {a: DebugException(tuple(s)) for a, s in execute.items()}
-            if pages != self._watched_pages[cpu]:
-                self._watched_pages[cpu] = pages
-                if self._tlb_holds == cpu:
-                    self.flush_tlb()
+    def debug_registers_changed(self, cpu: int | None = None) -> None:
+        """Derive hooks and watched pages from a CPU's debug registers (every CPU's by default)."""
+        for changed in range(len(self.debug_registers)) if cpu is None else (cpu,):
+            self._derive(changed)
+        wanted = {address for slots in self._execute_slots for address in slots}
         for address in set(self._execute_hooks) - wanted:
             self.uc.hook_del(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):
             self._execute_hooks[address] = self._add_execute_hook(address)
             # Code translated before the hook existed would not call it.
             self.uc.ctl_remove_cache(address, address + 1)
+
+    def _derive(self, cpu: int) -> None:
+        registers = self.debug_registers[cpu]
+        state = (tuple(registers.dr), registers.dr7)
+        if state == self._derived_from[cpu]:
+            return
+        self._derived_from[cpu] = state
+        pages: dict[int, bool] = {}
+        execute: dict[int, list[int]] = {}
+        enabled = registers.enabled_slots()
+        self._data_slots[cpu] = [s for s in enabled if s.access is not Access.EXECUTE]
+        for slot in enabled:
+            if slot.access is Access.EXECUTE:
+                execute.setdefault(slot.address, []).append(slot.index)
+                continue
+            reads_too = slot.access is Access.READ_WRITE
+            first, last = slot.start & PAGE_MASK, (slot.start + slot.length - 1) & PAGE_MASK
+            for page in range(first, last + PAGE_SIZE, PAGE_SIZE):
+                pages[page] = pages.get(page, False) or reads_too
+        # The exceptions hits raise, made once: execute hooks are the hot path.
+        self._execute_slots[cpu] = {a: DebugException(tuple(s)) for a, s in execute.items()}
+        if pages != self._watched_pages[cpu]:
+            self._watched_pages[cpu] = pages
+            if self._tlb_holds == cpu:
+                self.flush_tlb()
 
     def _on_syscall(self, uc, _):
         self._stop = SystemCall()
