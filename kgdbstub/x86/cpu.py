@@ -170,6 +170,7 @@ class Processor:
         self._accesses: list[tuple[int, int, bool]] = []
         self._hook_error: BaseException | None = None
         self._record_access_hook = _HOOK_MEM_CFUNC(self._record_access)
+        self._execute_hook = _HOOK_CODE_CFUNC(self._on_execute)  # one callback for every execute slot
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self._blank = uc.context_save()
@@ -379,34 +380,29 @@ class Processor:
         binding's generic wrapper would double the cost of each. Errors are
         kept and re-raised by run, as the binding does.
         """
-        uc = self.uc
+        return self.uc._Uc__do_hook_add(UC_HOOK_CODE, self._execute_hook, address, address)
 
-        def raw(_engine, address, size, _user_data):
-            try:
-                self._on_execute(uc, address, size, None)
-            except BaseException as error:  # noqa: BLE001 - re-raised by run()
-                self._hook_error = error
-                uc.emu_stop()
-
-        return uc._Uc__do_hook_add(UC_HOOK_CODE, _HOOK_CODE_CFUNC(raw), address, address)
-
-    def _on_execute(self, uc, address, size, _):
+    def _on_execute(self, _engine, address, _size, _user_data):
         # Runs for every execution of a hooked address: keep it lean.
-        if self._resume_flag == address:
-            # RF: the instruction a breakpoint fault was reported for runs once.
-            self._resume_flag = None
-            return
-        if not self._armed:
-            return
-        cpu = self.running_cpu
-        exception = self._execute_slots[cpu].get(address)
-        if exception:
-            self.debug_registers[cpu].dr6 = exception.dr6
-            if self.debug_handler and not self.debug_handler(cpu, exception):
+        try:
+            if self._resume_flag == address:
+                # RF: the instruction a breakpoint fault was reported for runs once.
+                self._resume_flag = None
                 return
-            self._resume_at[cpu] = address
-            self._stop = exception
-            uc.emu_stop()
+            if not self._armed:
+                return
+            cpu = self.running_cpu
+            exception = self._execute_slots[cpu].get(address)
+            if exception:
+                self.debug_registers[cpu].dr6 = exception.dr6
+                if self.debug_handler and not self.debug_handler(cpu, exception):
+                    return
+                self._resume_at[cpu] = address
+                self._stop = exception
+                self.uc.emu_stop()
+        except BaseException as error:  # noqa: BLE001 - re-raised by run()
+            self._hook_error = error
+            self.uc.emu_stop()
 
     def set_resume_flag(self, cpu: int, address: int | None) -> None:
         """RF for the next instruction a CPU runs, if it is at address."""
