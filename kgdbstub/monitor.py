@@ -87,7 +87,11 @@ class Monitor:
                                                    _number(length), continues)
             return f"dr={index}\n"
         if args[:1] == ("del",) and len(args) == 2:
-            self.kernel.ptrace.detach(_number(args[1]))
+            pid = _number(args[1])
+            traced = pid in self.kernel.ptrace.tracees
+            self.kernel.ptrace.detach(pid)
+            if traced and pid in self.kernel.tasks:
+                self.kernel.resume_task(pid)  # PTRACE_DETACH restarts a tracee it leaves stopped
             return ""
         if args:
             return "usage: ptrace [add PID ADDRESS x|w|rw LENGTH [CONTINUES] | del PID]\n"

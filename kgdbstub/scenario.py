@@ -7,6 +7,7 @@ init instead (to see kgdb find no slot free).
 """
 from __future__ import annotations
 
+import errno
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,14 +101,24 @@ def add_perf_event(kernel: Kernel, kind: str, cpu, task, address, type_name: str
 
 
 def add_ptrace_breakpoint(kernel: Kernel, pid: int, address, type_name: str, length: int, continues: int) -> int:
-    """A tracer sets a breakpoint in its tracee's first free virtual DR and continues it."""
+    """A tracer sets a breakpoint in its tracee's first free virtual DR and continues it.
+
+    What no tracer could ask for (no such task, a type or length DR7 cannot
+    say, a negative count) is refused before anything is registered.
+    """
+    find_task(kernel, pid)
+    dr_type = parse_type(type_name)
+    if length not in (1, 2, 4, 8):
+        raise OSError(errno.EINVAL, f"length {length}: a debug register covers 1, 2, 4 or 8 bytes")
+    if continues < 0:
+        raise ScenarioError(f"cannot continue a tracee {continues} times")
     tracee = kernel.ptrace.attach(pid)
     index = next((i for i, e in enumerate(tracee.events) if e is None), None)
     if index is None:
-        raise OSError(28, "all four debug registers of the tracee are in use")
+        raise OSError(errno.ENOSPC, "all four debug registers of the tracee are in use")
     kernel.ptrace.poke_dr(pid, index, resolve_address(kernel.image, address))
     try:
-        kernel.ptrace.poke_dr7(pid, tracee.dr7 | dr7_for(index, parse_type(type_name), length))
+        kernel.ptrace.poke_dr7(pid, tracee.dr7 | dr7_for(index, dr_type, length))
     except OSError:
         kernel.perf.unregister(tracee.events[index])
         tracee.events[index] = None

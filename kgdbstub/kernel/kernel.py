@@ -183,7 +183,11 @@ class Kernel:
         task = self.tasks[pid]
         if task.state is State.STOPPED:
             task.state = State.RUNNING
-            self.runqueue.append(task)
+            # A tracee stopped along with the debugger is still current on its
+            # CPU (_stop_tracees): it runs on there. Queued as well, it would
+            # be picked by a second CPU and run on two at once.
+            if task.cpu is None:
+                self.runqueue.append(task)
 
     def _exit_current(self, cpu: int) -> None:
         task = self.current[cpu]

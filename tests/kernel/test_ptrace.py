@@ -243,3 +243,29 @@ def test_two_drs_firing_on_one_instruction_are_one_stop_with_both_bits_in_dr6(ma
     assert machine.iterations == 299, "300 stops, each at one call of looper_tick"
     assert tracee.hits[0] == tracee.hits[2] == 300, "each DR counts its own hits"
     assert tracee.dr6 == 0b101
+
+
+def test_a_tracee_resumed_while_it_stopped_with_the_debugger_runs_on_one_cpu(machine):
+    """The tracer's last hit and kgdb's execute breakpoint fire on one instruction:
+    the tracee stops with the debugger, still current on its CPU. Resumed while
+    the debugger holds the machine (a tracer continuing it from `monitor ptrace
+    add`), it must run on there, not also be queued for the other CPU."""
+    kernel, debugger = machine.kernel, machine.debugger
+    machine.trace(0, "looper_tick")
+    kernel.ptrace.cont(LOOPER, 3)
+    debugger.insert_hardware(1, machine.address("looper_tick"), 1)
+    for _ in range(3):
+        stop = machine.resume()
+        assert stop.hardware is not None and stop.thread == LOOPER
+    assert machine.stopped() and machine.looper.cpu is not None, "stopped with the debugger, still current"
+    debugger.remove_hardware(1, machine.address("looper_tick"), 1)
+    kernel.ptrace.cont(LOOPER, 10**9)
+    kernel.resume_task(LOOPER)
+
+    def looper_on_one_cpu():
+        on = [cpu for cpu in range(2) if kernel.current[cpu] is machine.looper]
+        assert len(on) <= 1, f"the looper is current on CPUs {on}"
+        assert kernel.runqueue.count(machine.looper) <= 1
+
+    machine.run_rounds(20, observe=looper_on_one_cpu)
+    assert machine.iterations > 3
