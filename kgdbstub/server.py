@@ -23,6 +23,7 @@ console:
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import trio
@@ -72,7 +73,7 @@ class _Wire:
         self._trace = trace
         self._line = stream if isinstance(stream, LineConnection) else None
         self._sysrq = SysRqG()
-        self._early: Packet | None = None  # a packet that came while the machine ran
+        self._early: deque[Packet | BadPacket] = deque()  # packets that came while the machine ran
         self._last_payload: bytes | None = None
         self._acknowledged = True  # gdb acknowledged a frame since its last packet
         # The watcher sends acks while the session's loop may be sending: one writer at a time.
@@ -80,9 +81,8 @@ class _Wire:
 
     async def next_packet(self) -> Packet | BadPacket | None:
         """The next packet (or an intact 'oversize' one to refuse); None once the debugger is gone."""
-        if self._early is not None:
-            packet, self._early = self._early, None
-            return packet
+        if self._early:
+            return self._early.popleft()
         while True:
             event = self._parse()
             if event is not None or self.closed:
@@ -93,14 +93,16 @@ class _Wire:
     async def watch_while_running(self) -> None:
         """Read while the machine runs, for interrupts and for the debugger going away.
 
-        A packet ends the watch: in all-stop mode gdb sends none while the
-        target runs, so what follows it is not this run's business.
+        Packets that come meanwhile wait for the stop (gdb sends none in
+        all-stop mode, but a script may); reading pauses when EARLY_PACKETS
+        of them wait, so that a flood cannot make the stub buffer more.
         """
-        while True:
+        while len(self._early) < EARLY_PACKETS:
             event = self._parse()
             if event is not None:
-                self._early = event
-            if event is not None or self.closed:
+                self._early.append(event)
+                continue
+            if self.closed:
                 return
             with trio.CancelScope(shield=True):
                 await self.flush()
@@ -191,6 +193,9 @@ class _Wire:
         async with self._write_lock:
             await self.stream.send_all(data)
 
+
+# How many packets that came while the machine ran may wait for its stop.
+EARLY_PACKETS = 64
 
 # How long the machine runs on the event loop before it lets the other tasks
 # (the wire's watcher, the console) have their turn. A resume runs here

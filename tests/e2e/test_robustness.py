@@ -131,3 +131,23 @@ async def test_an_oversize_packet_gets_an_error_and_the_stream_goes_on(server, a
             await stream.send_all(_frame(b"m402000,1"))
             reply = await _read_until(stream, b"#")
             assert reply.startswith(b"+$00#" if ack_mode else b"$00#"), reply
+
+
+async def test_packets_sent_while_the_machine_runs_wait_and_ctrl_c_still_stops_it(server):
+    with trio.fail_after(30):
+        stream = await trio.open_tcp_stream(server.host, server.port)
+        async with stream:
+            await stream.send_all(_frame(b"QStartNoAckMode"))
+            assert (await _read_until(stream, b"#")).startswith(b"+$OK#")
+            await stream.send_all(b"+" + _frame(b"c"))
+            # Nothing stops the machine by itself; a script asks things meanwhile.
+            for _ in range(3):
+                await stream.send_all(_frame(b"m402000,1"))
+            await stream.send_all(b"\x03")
+            said = b""
+            while len(replies := re.findall(rb"\$([^#]*)#", said)) < 4:
+                chunk = await stream.receive_some(65536)
+                assert chunk, f"the stub hung up; it said {said!r}"
+                said += chunk
+            assert replies[0].startswith(b"T02"), replies  # the stop comes first, then the answers
+            assert [len(r) for r in replies[1:]] == [2, 2, 2], replies
