@@ -1,0 +1,45 @@
+"""tools/bench.py runs end to end at a tiny size and reports every measure.
+
+Speed is the benchmark's business, not the suite's: this only keeps the
+tool working, so that its numbers can be had by anyone with one command.
+"""
+import json
+import subprocess
+import sys
+
+from gdbtools import REPO_ROOT
+
+MEASURES = (
+    "plain unicorn: looper iterations/s",
+    "machine, nothing armed: iterations/s",
+    "machine, four watches armed: iterations/s",
+    "ptrace-loop: 1,000,000 ptrace hits",
+    "perf hits/s (watch written every iteration)",
+    "3 watch stops, ignore count: kgdbstub",
+    "3 watch stops, gdb Python continue loop: kgdbstub",
+    "m reads/s (raw client, loopback)",
+    "Z1/z1 pairs/s (raw client, loopback)",
+    "gdb dump memory, 1 MiB",
+    "attach: serve start to gdb showing the stop",
+)
+
+
+def test_the_benchmark_reports_every_measure(tmp_path):
+    report = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "tools/bench.py", "--json", str(report), "--stops", "3", "--requests", "50",
+         "--iterations", "20000", "--rounds", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(report.read_text())["results"]
+    for measure in MEASURES:
+        assert results[measure] > 0, measure
+        assert measure in done.stdout
+    # A peer is measured or skipped with a note, never missing.
+    for peer in ("gdbserver (native)", "udbserver"):
+        name = f"3 watch stops, ignore count: {peer}"
+        assert name in results and (results[name] is None) == ("skipped" in _row(done.stdout, name))
+
+
+def _row(table: str, name: str) -> str:
+    return next(line for line in table.splitlines() if line.startswith(name))
