@@ -88,18 +88,17 @@ class SlotPolicy:
         if self.in_use:
             raise OSError(errno.EBUSY, "remove the hardware breakpoints first")
         successor = SlotPolicy(name, self.accounting, self.cpus)
+        # boot needs every slot that kgdb does not hold already. Refused before
+        # anything is released: released and taken back, `session` would take
+        # the slots perf freed since it attached as well.
+        held_by_others = [self.accounting.slots_needed(cpu) - len(held) for cpu, held in enumerate(self.held)]
+        if name == "boot" and any(held_by_others):
+            raise OSError(errno.ENOSPC, "Could not allocate hw breakpoints")
         self._release_all()
-        try:
-            if name == "boot":
-                successor.boot()
-            if attached:
-                successor.attach()
-        except OSError:
-            if self.name == "boot":
-                self.boot()
-            if attached:
-                self.attach()
-            raise
+        if name == "boot":
+            successor.boot()
+        if attached:
+            successor.attach()
         return successor
 
     def _reserve_all_free(self) -> None:

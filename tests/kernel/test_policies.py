@@ -369,3 +369,20 @@ async def test_a_dropped_connection_gives_everything_back(policy, drop):
     event = machine.kernel.perf.register(address=machine.address("looper_tick"), length=1, type=X,
                                          cpu=1, task=None)
     assert machine.drs_of(1, event) != []
+
+
+def test_a_refused_switch_to_boot_leaves_a_session_holding_what_it_held():
+    """Found by tools/soak.py: the session, released and taken back, also took
+    the slot perf had given back since the debugger attached."""
+    machine = Machine(policy="session")
+    debugger, perf, accounting = machine.debugger, machine.kernel.perf, machine.kernel.accounting
+    wide = perf.register_wide(address=machine.address("jiffies"), length=8, type=W)
+    debugger.attach()  # the session holds the three slots left on each CPU
+    perf.unregister(wide[1])
+    before = accounting.snapshot()
+    with pytest.raises(OSError) as refused:
+        debugger.set_policy("boot")  # perf still holds a slot on CPU 0
+    assert refused.value.errno == errno.ENOSPC
+    assert debugger.policy.name == "session"
+    assert accounting.snapshot() == before
+    perf.register(address=machine.address("jiffies"), length=8, type=W, cpu=1, task=None)
