@@ -439,7 +439,10 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
             for event in events:
                 if isinstance(event, Arrival):
                     if running:
-                        debugger.request_interrupt()  # its thread is waited for as the nursery closes
+                        # The machine stops for the debugger, with SIGINT, even
+                        # when it arrives before the run has begun.
+                        debugger.request_interrupt()
+                        await machine_stopped.wait()
                     nursery.cancel_scope.cancel()
                     return event.replay
                 trace("<-", event.how.encode())

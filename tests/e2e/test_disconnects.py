@@ -566,8 +566,6 @@ def test_a_gdb_killed_with_hbreak_and_watch_set_leaves_nothing_held(transport, s
         assert re.search(r"^\[Inferior 1 \(.*\) detached\]$", output, re.MULTILINE), output
 
 
-@pytest.mark.xfail(strict=True, reason="server.py _wait_for_a_debugger: a debugger that arrives with the `detach` "
-                                       "cancels the free run before it starts; the machine never runs on")
 async def test_on_a_line_the_machine_runs_on_after_detach_even_if_the_next_debugger_comes_with_it():
     """`D` and the next debugger's qSupported in one write: the next debugger
     must find the machine stopped anew (SIGINT), not where `D` left it."""
