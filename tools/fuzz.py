@@ -1,24 +1,34 @@
-"""Fuzz the codec and the session for a while, in process, against the real machine.
+"""Fuzz the codec, the session and the server's connections, in process, against the real machine.
 
     python tools/fuzz.py [--seconds 60] [--seed N]
 
-Feeds random byte streams -- garbage, truncated and corrupted frames, bad
-hex, escapes and run-length markers in odd places, 0x03 inside and between
-packets, and well-formed packets of every command with random arguments --
-through a RemoteProtocol into a Session, and checks as it goes that nothing
-raises, that every good packet is answered, and that after each simulated
-connection the slot accounting is what it was before. Resumes are not run
-(the machine stays stopped), so each check is about parsing and state.
+Half the time goes to the session: random byte streams -- garbage,
+truncated and corrupted frames, bad hex, escapes and run-length markers in
+odd places, 0x03 inside and between packets, and well-formed packets of
+every command with random arguments -- go through a RemoteProtocol into a
+Session; resumes are not run. The other half goes to whole connections
+served by serve_stream over an in-memory stream, resumes included: random
+packets, each resume followed at once or later by a 0x03, packets while
+the machine runs, oversize frames, and line noise between frames, in ack
+and no-ack mode, ending with a detach or a hang-up.
+
+Checked as it goes: nothing raises; every good packet gets exactly one
+answer (a resume, its stop reply); a connection ends when its client hangs
+up; and after each connection the slot accounting is what it was before.
 Prints what it fed and any violation; exits 1 if there was one.
 """
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import time
 import traceback
 from pathlib import Path
+
+import trio
+import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -27,6 +37,7 @@ from kgdbstub.debugger import Debugger  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
 from kgdbstub.kernel.kernel import Kernel  # noqa: E402
 from kgdbstub.rsp import Packet, RemoteProtocol, encode_frame  # noqa: E402
+from kgdbstub.server import serve_stream  # noqa: E402
 from kgdbstub.session import DIALECTS, PACKET_SIZE, Reply, Session  # noqa: E402
 
 COMMANDS = [b"?", b"g", b"G", b"p", b"P", b"m", b"M", b"X", b"Hg", b"Hc", b"T", b"Z0,", b"Z1,", b"Z2,", b"Z3,",
@@ -71,19 +82,11 @@ def wire(rng: random.Random, payload: bytes) -> bytes:
     return frame
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    rng = random.Random(args.seed)
-    kernel = Kernel(Image(targets.resolve(targets.DEFAULT_TARGET)), cpus=2)
-    debugger = Debugger(kernel)
-    debugger.resume()
-    debugger.late_init()
+def fuzz_sessions(debugger: Debugger, rng: random.Random, deadline: float) -> tuple[int, int, int, int]:
+    """Random streams through a codec into a session: (connections, bytes, packets answered, violations)."""
+    kernel = debugger.kernel
     baseline = kernel.accounting.snapshot()
     fed = answered = connections = violations = 0
-    deadline = time.monotonic() + args.seconds
     while time.monotonic() < deadline:
         connections += 1
         codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
@@ -111,8 +114,158 @@ def main() -> int:
             violations += 1
             print(f"connection {connections}: the slot accounting changed", file=sys.stderr)
             baseline = kernel.accounting.snapshot()
-    print(f"connections {connections}, bytes fed {fed:,}, packets answered {answered:,}, violations {violations}")
-    return 1 if violations else 0
+    return connections, fed, answered, violations
+
+
+RESUMES = [b"c", b"s", b"vCont;c", b"vCont;s:1", b"C05", b"S05"]
+QUIET_NOISE = bytes(b for b in range(256) if b not in b"$#+-\x03")  # noise that cannot frame, ack or interrupt
+
+
+def connection_script(rng: random.Random) -> tuple[list[tuple[bytes, int | None]], int]:
+    """What one client sends, as (bytes, answers to wait for before going on), and the answers due.
+
+    Like gdb it waits for each answer before its next packet, but for those
+    it sends while the machine runs: their answers come after the stop.
+    """
+    steps: list[tuple[bytes, int | None]] = []
+    answers = 0
+
+    def send(payload: bytes, *, wait: bool = True, run_length_encode: bool = False) -> None:
+        nonlocal answers
+        answers += 1
+        steps.append((encode_frame(payload, run_length_encode=run_length_encode), answers if wait else None))
+
+    send(b"qSupported:swbreak+;hwbreak+")
+    if rng.random() < 0.5:
+        send(b"QStartNoAckMode")
+    for _ in range(rng.randrange(1, 40)):
+        kind = rng.randrange(8)
+        if kind == 0:
+            steps.append((bytes(rng.choice(QUIET_NOISE) for _ in range(rng.randrange(1, 30))), None))
+        elif kind == 1:
+            send(b"M402000,%x:" % PACKET_SIZE + b"00" * PACKET_SIZE)  # intact but too big: an error
+        elif kind == 2:
+            # A resume, stopped at once or after some packets sent while it runs.
+            send(rng.choice(RESUMES), wait=False)
+            for _ in range(rng.randrange(3)):
+                send(b"m402000,8", wait=False)
+            steps.append((b"\x03", answers))
+        else:
+            payload = packet(rng)
+            if payload[:1] in b"cCsSDk" or payload.startswith((b"vCont;", b"vFile", b"QStartNoAckMode")):
+                continue  # resumes and endings come only where the script expects them
+            send(payload, run_length_encode=rng.random() < 0.3)
+    if rng.random() < 0.5:
+        send(b"D")
+    return steps, answers
+
+
+async def serve_one(debugger: Debugger, rng: random.Random, dialect: str) -> tuple[int, int, str | None]:
+    """One fuzzed connection to serve_stream: (bytes sent, replies, violation or None)."""
+    steps, expected = connection_script(rng)
+    client, server_side = trio.testing.memory_stream_pair()
+    received = bytearray()
+    answered = trio.Condition()
+    writing = trio.StrictFIFOLock()  # the acks and the script share the client's side
+    problem = None
+    sent = 0
+
+    async def serve():
+        await serve_stream(server_side, debugger, dialect=dialect, monitor=lambda line: "ok\n")
+
+    async def read():
+        # Every frame is acknowledged before the next packet goes, as gdb
+        # does: needed in ack mode, ignored as noise in no-ack mode.
+        try:
+            while chunk := await client.receive_some(65536):
+                received.extend(chunk)
+                try:
+                    async with writing:
+                        await client.send_all(b"+" * chunk.count(b"#"))
+                finally:
+                    async with answered:
+                        answered.notify_all()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # one side hung up: the script, or the stub after a detach
+
+    async def talk():
+        nonlocal sent, problem
+        for data, wait_for in steps:
+            async with writing:  # whole: an ack inside a frame would damage it
+                await client.send_all(data)
+            sent += len(data)
+            if wait_for is not None:
+                with trio.move_on_after(10) as waiting:
+                    async with answered:
+                        while _answers(received) < wait_for:
+                            await answered.wait()
+                if waiting.cancelled_caught:
+                    problem = f"no answer to packet {wait_for} within 10 s"
+                    break
+        await client.aclose()
+
+    try:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(serve)
+                nursery.start_soon(read)
+                nursery.start_soon(talk)
+    except trio.TooSlowError:
+        problem = "the connection did not end within 30 s"
+    except Exception:  # noqa: BLE001 - a violation to report, not to hide
+        problem = traceback.format_exc()
+    got = _answers(received)
+    if problem is None and got != expected:
+        problem = f"{expected} packets sent, {got} answered"
+    return sent, got, problem
+
+
+def _answers(received: bytes) -> int:
+    """Replies in what the stub sent, console O packets aside."""
+    return sum(1 for body in re.findall(rb"\$([^#$]*)#[0-9a-f]{2}", bytes(received))
+               if not (body.startswith(b"O") and body != b"OK"))
+
+
+def fuzz_connections(debugger: Debugger, rng: random.Random, deadline: float) -> tuple[int, int, int, int]:
+    """Whole connections through serve_stream: (connections, bytes, replies, violations)."""
+    kernel = debugger.kernel
+    baseline = kernel.accounting.snapshot()
+    connections = fed = replies = violations = 0
+    while time.monotonic() < deadline:
+        connections += 1
+        dialect = rng.choice(sorted(DIALECTS))
+        sent, got, problem = trio.run(serve_one, debugger, rng, dialect)
+        fed += sent
+        replies += got
+        if problem:
+            violations += 1
+            print(f"connection {connections} ({dialect}): {problem}", file=sys.stderr)
+        if kernel.accounting.snapshot() != baseline:
+            violations += 1
+            print(f"connection {connections}: the slot accounting changed", file=sys.stderr)
+            baseline = kernel.accounting.snapshot()
+    return connections, fed, replies, violations
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    kernel = Kernel(Image(targets.resolve(targets.DEFAULT_TARGET)), cpus=2)
+    debugger = Debugger(kernel)
+    debugger.resume()
+    debugger.late_init()
+    half = time.monotonic() + args.seconds / 2
+    connections, fed, answered, violations = fuzz_sessions(debugger, rng, half)
+    print(f"sessions: connections {connections}, bytes fed {fed:,}, packets answered {answered:,}, "
+          f"violations {violations}")
+    served, sent, replies, broken = fuzz_connections(debugger, rng, half + args.seconds / 2)
+    print(f"served connections: connections {served}, bytes sent {sent:,}, replies {replies:,}, "
+          f"violations {broken}")
+    print(f"violations {violations + broken}")
+    return 1 if violations + broken else 0
 
 
 if __name__ == "__main__":
