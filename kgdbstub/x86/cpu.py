@@ -229,6 +229,8 @@ class Processor:
         self._tlb_holds = cpu
         self._hook_error = None
         try:
+            if step and (exit := self._step_in_stepper(cpu)) is not None:
+                return exit
             while True:
                 exit = self._run_once(step)
                 if self._hook_error is not None:
@@ -277,6 +279,33 @@ class Processor:
             exit, accesses = self._step_here(cpu)
             if not isinstance(exit, Stepped):
                 return exit
+        return self._data_exit(cpu, accesses)
+
+    def _step_in_stepper(self, cpu: int) -> Exit | None:
+        """A single step run by the stepper; None when this engine must run it.
+
+        The stepper always counts instructions, so one instruction is all it
+        runs; this engine's count would not hold once a jump or a return
+        reaches code it translated without counting (unicorn issue 1606).
+        This engine runs the instructions its hooks must see: one with an
+        execute slot armed on it, a hlt (a hypercall), and any that does not
+        simply complete (a system call, an exception, a fault).
+        """
+        uc = self.uc
+        start = uc.reg_read(X.UC_X86_REG_RIP)
+        if self._armed and start in self._execute_slots[cpu] and self._resume_flag != start:
+            return None
+        if self._is_hlt(start):
+            return None
+        accesses = self._stepper.step(uc)
+        if accesses is None:
+            return None
+        return self._data_exit(cpu, accesses, single_step=True) or Stepped()
+
+    def _data_exit(self, cpu: int, accesses, single_step: bool = False) -> DebugException | None:
+        """The data breakpoint the accesses of one instruction fire, if any and if it stops the CPU."""
+        if not self._armed:
+            return None
         hits = []
         for physical, size, write in accesses:
             address = self.address_space.virtual(physical)
@@ -286,7 +315,7 @@ class Processor:
         if not hits:
             return None
         slots = tuple(sorted({hit.slot for hit in hits}))
-        self.debug_registers[cpu].report(list(slots))
+        self.debug_registers[cpu].report(list(slots), single_step=single_step)
         exception = DebugException(slots, tuple(hits))
         if self.debug_handler and not self.debug_handler(cpu, exception):
             return None
@@ -359,6 +388,10 @@ class Processor:
             return False
 
     def _fill_tlb_entry(self, address, access, entry) -> bool:
+        if not self._armed:
+            # Filled for a debugger's write or while kgdb is in control: an
+            # entry that lets a watched page through, to flush before a run.
+            self._tlb_armed = False
         physical = self.address_space.translate(address)
         if physical is None:
             self._unmapped = address

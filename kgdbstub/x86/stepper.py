@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from unicorn import (
     UC_ARCH_X86,
+    UC_HOOK_INSN,
+    UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
@@ -49,14 +51,19 @@ class Stepper:
         self._hooks = (_HOOK_TLB_FILL_CFUNC(self._fill_tlb), _HOOK_MEM_CFUNC(self._record))
         uc._Uc__do_hook_add(UC_HOOK_TLB_FILL, self._hooks[0], 1, 0)
         uc._Uc__do_hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._hooks[1], 1, 0)
+        # A system call or an interrupt is the host's to handle: not a step here.
+        self._left = False
+        uc.hook_add(UC_HOOK_INSN, self._leave, None, 1, 0, X.UC_X86_INS_SYSCALL)
+        uc.hook_add(UC_HOOK_INTR, self._leave)
 
     def step(self, engine: Uc) -> list[Access] | None:
         """Run the instruction at `engine`'s RIP, in `engine`'s register state; its accesses.
 
         On success `engine` holds the state after the instruction. None
-        when the instruction did not simply complete (it faulted, or it
-        touched memory with no mapping): `engine` is then untouched and the
-        caller runs the instruction itself, where every exit is handled.
+        when the instruction did not simply complete (a system call, an
+        interrupt or exception, memory with no mapping): `engine` is then
+        untouched and the caller runs the instruction itself, where every
+        exit is handled.
         """
         if self._context is None:
             self._context = engine.context_save()
@@ -66,9 +73,12 @@ class Stepper:
         uc.context_restore(self._context)
         start = uc.reg_read(X.UC_X86_REG_RIP)
         self._accesses = []
+        self._left = False
         try:
             uc.emu_start(start, 0, count=1)
         except UcError:
+            return None
+        if self._left:
             return None
         uc.context_update(self._context)
         engine.context_restore(self._context)
@@ -86,6 +96,10 @@ class Stepper:
         entry.paddr = physical & PAGE_MASK
         entry.perms = UC_PROT_ALL
         return True
+
+    def _leave(self, uc, *_) -> None:
+        self._left = True
+        uc.emu_stop()
 
     def _record(self, _engine, kind, physical, size, _value, _) -> None:
         self._accesses.append((physical, size, kind == UC_MEM_WRITE))

@@ -14,12 +14,9 @@ import soak  # tools/ is not a package
 
 def test_a_short_soak_keeps_every_invariant(tmp_path):
     figures_file = tmp_path / "soak.json"
-    # `--skip step`: a single step of a call or a return into code the machine
-    # ran before runs on past that instruction (x86/cpu.py; issue 8, item 6's
-    # report) and wrecks the machine. Drop it when steps are one instruction.
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "tools" / "soak.py"), "--seconds", "15", "--epoch-seconds", "5",
-         "--replay", "30", "--seed", "5", "--skip", "step", "--json", str(figures_file)],
+         "--replay", "30", "--seed", "5", "--json", str(figures_file)],
         check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     figures = json.loads(figures_file.read_text())
