@@ -157,6 +157,7 @@ class Wire:
 
     def __init__(self, host: str, port: int):
         self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.settimeout(None)  # a timeout would poll before every receive
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._received = b""
         self.sock.sendall(self.frame(b"QStartNoAckMode"))
@@ -254,8 +255,8 @@ def main() -> None:
     parser.add_argument("--json", default="bench.json", metavar="FILE")
     parser.add_argument("--stops", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--iterations", type=int, default=5_000_000)
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs interleaved; the best counts")
+    parser.add_argument("--iterations", type=int, default=3_000_000)
+    parser.add_argument("--rounds", type=int, default=5, help="timed runs interleaved; the best counts")
     args = parser.parse_args()
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
     results: dict[str, float | None] = {}
