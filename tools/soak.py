@@ -617,6 +617,8 @@ async def run_gdb(address: str, elf: Path, commands: list[str]) -> tuple[int, st
     return None
 
 
+KGDB_AMBIGUOUS_STOP = re.compile(r"multi-threaded target stopped without sending a thread-id")
+GDB_STEP_OVER = re.compile(r"internal-error: finish_step_over")
 GDB_TROUBLE = re.compile(r"Remote connection closed|Remote communication error|Ignoring packet error|"
                          r"Protocol error|internal-error|Malformed|Remote replied unexpectedly")
 
@@ -634,6 +636,7 @@ class Figures:
     stops: int = 0
     interrupts: int = 0
     gdb_sessions: int = 0
+    gdb_kgdb_quirks: int = 0
     checks: int = 0
     determinism_compared: int = 0
     violations: int = 0
@@ -1143,6 +1146,12 @@ class Soak:
         ran = await run_gdb(self.server.address, self.server.elf, commands)
         if ran is None:
             self.violation(f"gdb did not finish within {GDB_SECONDS:g} s")
+        elif self.config.dialect == "kgdb" and KGDB_AMBIGUOUS_STOP.search(ran[1]) and GDB_STEP_OVER.search(ran[1]):
+            # Linux's kgdb answers `?` with a bare S05: gdb guesses the first
+            # thread stopped, and stepping that one over a breakpoint while
+            # another reports the step trips gdb's own assertion, as it does
+            # against a real kgdb (README, Dialects). Counted, not a violation.
+            self.figures.gdb_kgdb_quirks += 1
         elif ran[0] < 0 or GDB_TROUBLE.search(ran[1]):
             self.violation(f"gdb (exit status {ran[0]}) says:\n{ran[1][-2000:]}")
         else:
@@ -1245,7 +1254,8 @@ def main() -> int:
     figures = trio.run(main_async, args)
     print(f"seconds {figures.seconds}, epochs {figures.epochs}, operations {figures.operations:,}, "
           f"reconnects {figures.reconnects:,}, packets {figures.packets:,}, stops {figures.stops:,} "
-          f"({figures.interrupts:,} by Ctrl-C), gdb sessions {figures.gdb_sessions}, "
+          f"({figures.interrupts:,} by Ctrl-C), gdb sessions {figures.gdb_sessions} "
+          f"({figures.gdb_kgdb_quirks} hit kgdb's bare S05), "
           f"invariant checks {figures.checks:,}, determinism compared {figures.determinism_compared}, "
           f"violations {figures.violations}")
     if args.json:
