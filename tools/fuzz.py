@@ -82,39 +82,30 @@ def wire(rng: random.Random, payload: bytes) -> bytes:
     return frame
 
 
-def fuzz_sessions(debugger: Debugger, rng: random.Random, deadline: float) -> tuple[int, int, int, int]:
-    """Random streams through a codec into a session: (connections, bytes, packets answered, violations)."""
-    kernel = debugger.kernel
-    baseline = kernel.accounting.snapshot()
-    fed = answered = connections = violations = 0
-    while time.monotonic() < deadline:
-        connections += 1
-        codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
-        session = Session(debugger, DIALECTS[rng.choice(sorted(DIALECTS))], monitor=lambda line: "ok\n")
-        debugger.attach()
-        try:
-            for _ in range(rng.randrange(1, 60)):
-                data = wire(rng, packet(rng))
-                fed += len(data)
-                for start in range(0, len(data), rng.randrange(1, 64)):
-                    codec.receive_data(data[start : start + 64])
-                for event in codec.events():
-                    if isinstance(event, Packet):
-                        action = session.handle(event.payload)
-                        answered += 1
-                        if isinstance(action, Reply):
-                            codec.send_packet(action.payload)
-                codec.data_to_send()
-        except Exception:  # noqa: BLE001 - a violation to report, not to hide
-            violations += 1
-            traceback.print_exc()
-        finally:
-            debugger.detach()
-        if kernel.accounting.snapshot() != baseline:
-            violations += 1
-            print(f"connection {connections}: the slot accounting changed", file=sys.stderr)
-            baseline = kernel.accounting.snapshot()
-    return connections, fed, answered, violations
+def fuzz_session(debugger: Debugger, rng: random.Random) -> tuple[int, int, str | None]:
+    """A random stream through a codec into a session: (bytes fed, packets answered, violation or None)."""
+    fed = answered = 0
+    codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
+    session = Session(debugger, DIALECTS[rng.choice(sorted(DIALECTS))], monitor=lambda line: "ok\n")
+    debugger.attach()
+    try:
+        for _ in range(rng.randrange(1, 60)):
+            data = wire(rng, packet(rng))
+            fed += len(data)
+            for start in range(0, len(data), rng.randrange(1, 64)):
+                codec.receive_data(data[start : start + 64])
+            for event in codec.events():
+                if isinstance(event, Packet):
+                    action = session.handle(event.payload)
+                    answered += 1
+                    if isinstance(action, Reply):
+                        codec.send_packet(action.payload)
+            codec.data_to_send()
+    except Exception:  # noqa: BLE001 - a violation to report, not to hide
+        return fed, answered, traceback.format_exc()
+    finally:
+        debugger.detach()
+    return fed, answered, None
 
 
 RESUMES = [b"c", b"s", b"vCont;c", b"vCont;s:1", b"C05", b"S05"]
@@ -226,25 +217,33 @@ def _answers(received: bytes) -> int:
                if not (body.startswith(b"O") and body != b"OK"))
 
 
-def fuzz_connections(debugger: Debugger, rng: random.Random, deadline: float) -> tuple[int, int, int, int]:
-    """Whole connections through serve_stream: (connections, bytes, replies, violations)."""
-    kernel = debugger.kernel
-    baseline = kernel.accounting.snapshot()
-    connections = fed = replies = violations = 0
+def fuzz_connection(debugger: Debugger, rng: random.Random) -> tuple[int, int, str | None]:
+    """A whole connection through serve_stream: (bytes sent, replies, violation or None)."""
+    dialect = rng.choice(sorted(DIALECTS))
+    sent, replies, problem = trio.run(serve_one, debugger, rng, dialect)
+    return sent, replies, problem and f"({dialect}) {problem}"
+
+
+def fuzz(debugger: Debugger, rng: random.Random, deadline: float, connection) -> tuple[int, int, int, int]:
+    """Connections until the deadline, each to leave the slot accounting as it found it.
+
+    Returns (connections, bytes, answers, violations).
+    """
+    baseline = debugger.kernel.accounting.snapshot()
+    connections = fed = answered = violations = 0
     while time.monotonic() < deadline:
         connections += 1
-        dialect = rng.choice(sorted(DIALECTS))
-        sent, got, problem = trio.run(serve_one, debugger, rng, dialect)
+        sent, answers, problem = connection(debugger, rng)
         fed += sent
-        replies += got
+        answered += answers
         if problem:
             violations += 1
-            print(f"connection {connections} ({dialect}): {problem}", file=sys.stderr)
-        if kernel.accounting.snapshot() != baseline:
+            print(f"connection {connections}: {problem}", file=sys.stderr)
+        if debugger.kernel.accounting.snapshot() != baseline:
             violations += 1
             print(f"connection {connections}: the slot accounting changed", file=sys.stderr)
-            baseline = kernel.accounting.snapshot()
-    return connections, fed, replies, violations
+            baseline = debugger.kernel.accounting.snapshot()
+    return connections, fed, answered, violations
 
 
 def main() -> int:
@@ -258,10 +257,10 @@ def main() -> int:
     debugger.resume()
     debugger.late_init()
     half = time.monotonic() + args.seconds / 2
-    connections, fed, answered, violations = fuzz_sessions(debugger, rng, half)
+    connections, fed, answered, violations = fuzz(debugger, rng, half, fuzz_session)
     print(f"sessions: connections {connections}, bytes fed {fed:,}, packets answered {answered:,}, "
           f"violations {violations}")
-    served, sent, replies, broken = fuzz_connections(debugger, rng, half + args.seconds / 2)
+    served, sent, replies, broken = fuzz(debugger, rng, half + args.seconds / 2, fuzz_connection)
     print(f"served connections: connections {served}, bytes sent {sent:,}, replies {replies:,}, "
           f"violations {broken}")
     print(f"violations {violations + broken}")
