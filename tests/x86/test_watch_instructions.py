@@ -16,7 +16,7 @@ import pytest
 from unicorn import x86_const as X
 
 from kgdbstub.x86.cpu import DebugException, Hypercall, Processor, Stepped
-from kgdbstub.x86.debugregs import DR6_RESERVED_ONES, Access
+from kgdbstub.x86.debugregs import DR6_BS, DR6_RESERVED_ONES, Access
 from kgdbstub.x86.memory import AddressSpace, Mapping
 
 CODE = 0xFFFFFFFF81000000  # one page of kernel text
@@ -162,6 +162,19 @@ def test_single_step_from_an_execute_breakpoint_runs_just_that_instruction():
     assert state(processor, context) == unwatched(COUNT, 2)
 
 
+def test_a_single_step_that_fires_a_data_slot_reports_both_in_dr6():
+    store = code(
+        "48 89 03",  # mov [rbx], rax
+        HLT,
+    )
+    processor, context = start(store, [(DATA, W, 8)], rax=0x1234)
+    exit = processor.run(0, context, step=True)
+    assert isinstance(exit, DebugException) and exit.slots == (0,)
+    assert dr6(processor) == b_bits(0) | DR6_BS  # B0 and BS: the trap and the step
+    assert reg(context, "rip") == CODE + 3
+    assert state(processor, context) == unwatched(store, 1, rax=0x1234)
+
+
 LOOP = code(
     "b9 02 00 00 00",  # mov ecx, 2
     "ff c0",  # L: inc eax        <- CODE+5
@@ -169,6 +182,17 @@ LOOP = code(
     "75 fa",  # jnz L
     HLT,  # hlt
 )
+
+
+def test_single_steps_back_through_a_loop_run_one_instruction_each():
+    # The loop's code was translated first by a run that did not count instructions.
+    processor, context = start(LOOP, [(CODE + 7, EXEC, 1)])
+    assert processor.run(0, context) == DebugException((0,))
+    processor.debug_registers[0].clear(0)
+    processor.debug_registers_changed()
+    for expected in (CODE + 9, CODE + 5, CODE + 7, CODE + 9, CODE + 11):
+        assert processor.run(0, context, step=True) == Stepped()
+        assert reg(context, "rip") == expected
 
 
 def test_execute_breakpoint_stops_again_when_the_code_comes_back():
