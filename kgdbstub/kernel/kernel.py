@@ -314,7 +314,7 @@ class Kernel:
         regs = task.regs
         resume_at = self.processor.take_resume_flag(task.cpu) if task.cpu is not None else None
         task.frames.append((self.processor.copy_context(regs), resume_at))
-        rip, rsp = regs.reg_read_batch((RIP, RSP))
+        rip, rsp = _read(regs, RIP, RSP)
         if layout.is_user(rip):
             rsp = layout.kernel_stack_top(task.slot)
         else:
@@ -328,7 +328,7 @@ class Kernel:
 
     def _enter_syscall(self, task: Task) -> None:
         regs = task.regs
-        nr, a1, a2, a3 = regs.reg_read_batch((RAX, RDI, RSI, RDX))
+        nr, a1, a2, a3 = _read(regs, RAX, RDI, RSI, RDX)
         self._call_from_host(task, self._entry["do_syscall"], self._entry["syscall_return"],
                              rdi=nr, rsi=a1, rdx=a2, rcx=a3)
 
@@ -344,7 +344,7 @@ class Kernel:
     def _hypercall(self, cpu: int):
         task = self.current[cpu]
         regs = task.regs
-        nr, a0, a1, a2, a3 = regs.reg_read_batch((RAX, RDI, RSI, RDX, RCX))
+        nr, a0, a1, a2, a3 = _read(regs, RAX, RDI, RSI, RDX, RCX)
         try:
             call = Hypercall(nr)
         except ValueError:
@@ -401,3 +401,8 @@ class Kernel:
         del self.console_log[: -65536]
         for listener in self.console_listeners:
             listener(data)
+
+
+def _read(regs, *names: int) -> list[int]:
+    """Registers of a saved state; one at a time is twice as fast as the binding's batch read."""
+    return [regs.reg_read(name) for name in names]

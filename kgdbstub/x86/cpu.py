@@ -196,6 +196,9 @@ class Processor:
     # -- memory ------------------------------------------------------------
 
     def read(self, address: int, size: int) -> bytes:
+        physical = self.address_space.contiguous(address, size)
+        if physical is not None and size:
+            return bytes(self.uc.mem_read(physical, size))
         return b"".join(
             bytes(self.uc.mem_read(physical, length))
             for _, physical, length in self.address_space.pieces(address, size)
@@ -204,15 +207,21 @@ class Processor:
     def write(self, address: int, data: bytes) -> None:
         if not data:
             return  # unicorn refuses an empty range to drop translations from
-        pieces = list(self.address_space.pieces(address, len(data)))  # fault before writing anything
-        offset = 0
-        for _, physical, length in pieces:
-            self.uc.mem_write(physical, bytes(data[offset : offset + length]))
-            offset += length
+        end = address + len(data)
+        physical = self.address_space.contiguous(address, len(data))
+        if physical is not None:
+            self.uc.mem_write(physical, bytes(data))
+        else:
+            pieces = list(self.address_space.pieces(address, len(data)))  # fault before writing anything
+            offset = 0
+            for _, physical, length in pieces:
+                self.uc.mem_write(physical, bytes(data[offset : offset + length]))
+                offset += length
         # Code may live there: drop translations made from the old bytes.
-        self.uc.ctl_remove_cache(address, address + len(data))
-        self._stepper.forget_code(address, address + len(data))
-        self._hlt_at.clear()
+        self.uc.ctl_remove_cache(address, end)
+        self._stepper.forget_code(address, end)
+        for known in [a for a in self._hlt_at if address <= a < end]:
+            del self._hlt_at[known]
 
     # -- execution -----------------------------------------------------------
 

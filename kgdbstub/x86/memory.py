@@ -47,7 +47,14 @@ class AddressSpace:
 
     def translate(self, address: int) -> int | None:
         for mapping in self.mappings:
-            if mapping.contains(address):
+            if mapping.virtual <= address < mapping.virtual + mapping.size:
+                return mapping.physical + (address - mapping.virtual)
+        return None
+
+    def contiguous(self, address: int, size: int) -> int | None:
+        """The physical address of [address, address+size) if one mapping holds it all, else None."""
+        for mapping in self.mappings:
+            if mapping.virtual <= address and address + size <= mapping.virtual + mapping.size:
                 return mapping.physical + (address - mapping.virtual)
         return None
 
