@@ -8,6 +8,8 @@ target description.
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 from unicorn import x86_const as X
@@ -90,9 +92,11 @@ def write_value(regs, register: Register, value: int) -> None:
     regs._reg_write(register.uc_id, _value_type(register.uc_id), value)
 
 
+@functools.cache
 def _value_type(uc_id: int):
     # A unicorn context, unlike the engine, reads every register as 64 bits
-    # unless told the x86 type (128-bit xmm, 80-bit x87).
+    # unless told the x86 type (128-bit xmm, 80-bit x87). The binding works
+    # the type out by searching at every call: remember it.
     return UcIntel._select_reg_class(uc_id)
 
 
