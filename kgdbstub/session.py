@@ -150,8 +150,11 @@ def parse_thread(text: bytes) -> int | None:
     return value - (1 << 32) if 0x80000000 <= value < (1 << 32) else value
 
 
+_HEX_NUMBER = re.compile(rb"[0-9a-fA-F]{1,16}")
+
+
 def _hex(text: bytes) -> int:
-    if not re.fullmatch(rb"[0-9a-fA-F]{1,16}", text):
+    if not _HEX_NUMBER.fullmatch(text):
         raise Malformed(text)
     return int(text, 16)
 
