@@ -253,8 +253,8 @@ class Debugger:
     def forget_interrupt(self) -> None:
         """Drop an interrupt that arrived while the machine was stopped.
 
-        Called before a resume is handed to a worker thread, so that an
-        interrupt arriving after that point is never lost.
+        Called before a resume starts, so that an interrupt arriving
+        after that point is never lost.
         """
         self._interrupt.clear()
 

@@ -2,7 +2,7 @@
 
 The session is sans-I/O like the codec beneath it: `handle` takes a packet
 payload and returns what to do -- a reply, or a resume the connection layer
-runs on a worker thread before asking `stop_reply` for the answer.
+runs before asking `stop_reply` for the answer.
 Dialects differ only in the Dialect object: which optional features (the
 extensions the qSupported answer is derived from) exist, and how stops,
 registers and errors look.
