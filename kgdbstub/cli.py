@@ -11,13 +11,13 @@ import sys
 import trio
 
 from . import scenario, targets
-from .debugger import Debugger
+from .core.debugger import Debugger
 from .kernel.image import Image, ImageError
 from .kernel.kernel import Kernel
 from .monitor import Monitor
-from .policy import POLICIES
+from .core.policy import POLICIES
 from .server import Trace, serve_line, serve_listener
-from .session import DIALECTS
+from .gdbstub.dialects import DIALECTS
 from .transport import ConsoleBuffer, LineLost, PtyLine, SerialLine
 from .transport.serial import DEFAULT_BAUD
 

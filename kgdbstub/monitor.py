@@ -4,7 +4,7 @@ from __future__ import annotations
 import errno
 
 from . import scenario
-from .debugger import Debugger
+from .core.debugger import Debugger
 from .kernel.kernel import Kernel
 from .kernel.hw_breakpoint import Breakpoint
 from .x86.debugregs import Access

@@ -28,9 +28,11 @@ from collections.abc import Callable
 
 import trio
 
-from .debugger import Debugger
+from .core.debugger import Debugger
 from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
-from .session import DIALECTS, PACKET_SIZE, Detach, Reply, Resume, Session
+from .gdbstub.actions import PACKET_SIZE, Detach, Reply, Resume
+from .gdbstub.dialects import DIALECTS
+from .gdbstub.session import Session
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from kgdbstub import scenario, targets  # noqa: E402
-from kgdbstub.debugger import Debugger  # noqa: E402
+from kgdbstub.core.debugger import Debugger  # noqa: E402
 from kgdbstub.kernel import layout  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
 from kgdbstub.kernel.kernel import Kernel  # noqa: E402

@@ -33,12 +33,14 @@ import trio.testing
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kgdbstub import targets  # noqa: E402
-from kgdbstub.debugger import Debugger  # noqa: E402
+from kgdbstub.core.debugger import Debugger  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
 from kgdbstub.kernel.kernel import Kernel  # noqa: E402
 from kgdbstub.rsp import Packet, RemoteProtocol, encode_frame  # noqa: E402
 from kgdbstub.server import serve_stream  # noqa: E402
-from kgdbstub.session import DIALECTS, PACKET_SIZE, Reply, Session  # noqa: E402
+from kgdbstub.gdbstub.actions import PACKET_SIZE, Reply  # noqa: E402
+from kgdbstub.gdbstub.dialects import DIALECTS  # noqa: E402
+from kgdbstub.gdbstub.session import Session  # noqa: E402
 
 COMMANDS = [b"?", b"g", b"G", b"p", b"P", b"m", b"M", b"X", b"Hg", b"Hc", b"T", b"Z0,", b"Z1,", b"Z2,", b"Z3,",
             b"Z4,", b"z0,", b"z1,", b"z2,", b"z3,", b"z4,", b"qC", b"qfThreadInfo", b"qsThreadInfo",

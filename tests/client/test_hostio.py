@@ -5,9 +5,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from kgdbstub.hostio import MAX_OPEN_FILES, REPLY_LIMIT
+from kgdbstub.gdbstub.hostio import MAX_OPEN_FILES, REPLY_LIMIT
 from kgdbstub.rsp import encode_frame
-from kgdbstub.session import KGDB, MODERN, Reply, Session
+from kgdbstub.gdbstub.actions import Reply
+from kgdbstub.gdbstub.dialects import KGDB, MODERN
+from kgdbstub.gdbstub.session import Session
 
 
 def session_for(path, dialect=MODERN) -> Session:

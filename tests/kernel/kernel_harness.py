@@ -13,8 +13,8 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from kgdbstub.breakinfo import Piece
-from kgdbstub.debugger import SIGINT, SIGTRAP, Debugger, StopEvent
+from kgdbstub.core.breakinfo import Piece
+from kgdbstub.core.debugger import SIGINT, SIGTRAP, Debugger, StopEvent
 from kgdbstub.kernel.hw_breakpoint import Breakpoint, BreakpointType
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel

@@ -12,8 +12,8 @@ import trio
 import trio.testing
 
 from kernel_harness import LOOPER, W, X, Machine
-from kgdbstub.breakinfo import Piece
-from kgdbstub.debugger import DebuggerError
+from kgdbstub.core.breakinfo import Piece
+from kgdbstub.core.debugger import DebuggerError
 from kgdbstub.rsp import Packet, RemoteProtocol
 from kgdbstub.server import serve_stream
 

@@ -37,8 +37,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from unicorn import x86_const
 
 from kernel_harness import ACCESS_OF, INIT, LOOPER, RW, W, X, Machine
-from kgdbstub.breakinfo import Kind, Piece
-from kgdbstub.debugger import DebuggerError
+from kgdbstub.core.breakinfo import Kind, Piece
+from kgdbstub.core.debugger import DebuggerError
 from kgdbstub.kernel.hw_breakpoint import Breakpoint
 from kgdbstub.kernel.ptrace import dr7_for
 

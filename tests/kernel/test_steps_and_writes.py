@@ -1,8 +1,8 @@
 """Single steps run one instruction, and a debugger's write leaves data watches working."""
 from kernel_harness import Machine
 
-from kgdbstub.breakinfo import Kind
-from kgdbstub.debugger import SIGTRAP
+from kgdbstub.core.breakinfo import Kind
+from kgdbstub.core.debugger import SIGTRAP
 from kgdbstub.scenario import add_perf_event
 from unicorn import x86_const as X
 

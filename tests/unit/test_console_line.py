@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from kgdbstub import targets
-from kgdbstub.debugger import Debugger
+from kgdbstub.core.debugger import Debugger
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
 from kgdbstub.monitor import Monitor

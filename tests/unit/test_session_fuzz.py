@@ -4,10 +4,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kgdbstub import targets
-from kgdbstub.debugger import Debugger
+from kgdbstub.core.debugger import Debugger
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
-from kgdbstub.session import DIALECTS, Detach, Reply, Resume, Session
+from kgdbstub.gdbstub.actions import Detach, Reply, Resume
+from kgdbstub.gdbstub.dialects import DIALECTS
+from kgdbstub.gdbstub.session import Session
 
 
 @pytest.fixture(scope="module")

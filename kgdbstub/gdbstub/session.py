@@ -14,122 +14,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .breakinfo import Kind
-from .debugger import Debugger, DebuggerError, StopEvent
-from .hostio import ExecFile, HostIO
-from .rsp import decode_hex, encode_hex
-from .x86 import registers
-from .x86.tdesc import target_xml
+from ..core.breakinfo import Kind
+from ..core.debugger import Debugger, DebuggerError, StopEvent
+from ..rsp import decode_hex, encode_hex
+from ..x86 import registers
+from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
+from .dialects import MODERN, Dialect
 
-PACKET_SIZE = 0x4000
 THREADS_PER_PACKET = 17  # as kgdb sends them
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
 
 class Malformed(Exception):
     """The packet does not parse: answered with E22 (EINVAL)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    payload: bytes
-    no_ack_after: bool = False  # switch the codec to no-ack mode once sent
-    output: tuple[bytes, ...] = ()  # console output (O packets) sent before the reply
-
-
-@dataclass(frozen=True)
-class Resume:
-    step: bool
-    cpu: int | None
-    address: int | None
-
-
-@dataclass(frozen=True)
-class Detach:
-    reply: bytes | None  # None for `k`, which kgdb does not answer
-
-
-Action = Reply | Resume | Detach
-
-
-# -- optional features -----------------------------------------------------------
-
-
-class Extension:
-    """An optional protocol feature: what it adds to qSupported and the packets it serves."""
-
-    def advertise(self, offered: set[str]) -> str | None:
-        return None
-
-    def handlers(self, session: "Session") -> dict[str, Callable[[bytes], Action]]:
-        return {}
-
-
-class NoAckMode(Extension):
-    def advertise(self, offered):
-        return "QStartNoAckMode+"
-
-    def handlers(self, session):
-        return {"QStartNoAckMode": lambda _: Reply(b"OK", no_ack_after=True)}
-
-
-class TargetDescription(Extension):
-    def advertise(self, offered):
-        return "qXfer:features:read+"
-
-    def handlers(self, session):
-        document = target_xml().encode()
-
-        def read(args: bytes) -> Action:
-            match = re.fullmatch(rb"target\.xml:([0-9a-fA-F]+),([0-9a-fA-F]+)", args)
-            if not match:
-                return Reply(b"E00")  # the qXfer convention for an unknown annex
-            offset, length = (int(g, 16) for g in match.groups())
-            chunk = document[offset : offset + min(length, PACKET_SIZE - 16)]
-            more = offset + len(chunk) < len(document)
-            return Reply((b"m" if more else b"l") + chunk)
-
-        return {"qXfer:features:read:": read}
-
-
-class StopReason(Extension):
-    """`swbreak:`/`hwbreak:` in stop replies, only if gdb offered to parse them."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def advertise(self, offered):
-        return f"{self.name}+" if f"{self.name}+" in offered else None
-
-
-class VContSupported(Extension):
-    def advertise(self, offered):
-        return "vContSupported+"
-
-
-@dataclass(frozen=True)
-class Dialect:
-    name: str
-    extensions: tuple[Extension, ...]
-    layout: tuple
-    expedite: bool  # registers and CPU in stop replies
-    status_reply_is_stop: bool  # `?` answers the last stop (else kgdb's bare S05)
-    hardware_error: int | None = None  # kgdb answers every refused hardware breakpoint alike
-
-    def negotiated(self, offered: set[str]) -> list[str]:
-        return [a for e in self.extensions if (a := e.advertise(offered))]
-
-
-MODERN = Dialect(
-    "modern",
-    (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
-     ExecFile(), HostIO()),
-    registers.MODERN,
-    expedite=True,
-    status_reply_is_stop=True,
-)
-KGDB = Dialect("kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False, hardware_error=1)
-DIALECTS = {d.name: d for d in (MODERN, KGDB)}
 
 
 # -- encoding helpers ----------------------------------------------------------------

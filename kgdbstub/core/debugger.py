@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
-from .kernel.kernel import Kernel, Stop
-from .kernel.tasks import Task
+from ..kernel.kernel import Kernel, Stop
+from ..kernel.tasks import Task
 from .policy import SlotPolicy
-from .x86 import cpu as x86
-from .x86.memory import MemoryFault
+from ..x86 import cpu as x86
+from ..x86.memory import MemoryFault
 
 SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGSEGV = 2, 4, 5, 8, 11
 

@@ -12,9 +12,7 @@ the host the stub runs on. An open file is a snapshot of the ELF held by the
 session (gdb 13 never sends vFile:close), so a debugger that vanishes
 without closing its files leaks nothing.
 
-The two classes are session Extensions (see kgdbstub.session.Extension). They
-do not subclass it, so that session.py can import this module at its top
-without an import cycle; `Reply` is imported when a session asks for handlers.
+Both are session extensions (`extensions.Extension`).
 """
 from __future__ import annotations
 
@@ -25,7 +23,9 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from .rsp import decode_hex
+from ..rsp import decode_hex
+from .actions import PACKET_SIZE, Reply
+from .extensions import Extension
 
 # Host I/O numbers are hex; errno values are the protocol's (File-I/O
 # "errno values"), which for these agree with Linux's.
@@ -34,7 +34,7 @@ O_RDONLY = 0x0
 S_IFREG = 0o100000
 MAX_OPEN_FILES = 64  # gdb 13 never closes the files it reads
 # A reply must fit a packet of the size we advertise, escapes included.
-REPLY_LIMIT = 0x4000 - 32
+REPLY_LIMIT = PACKET_SIZE - 32
 _ESCAPED = (b"$", b"#", b"}", b"*")
 # gdb's `struct stat` for File-I/O: big-endian dev, ino, mode, nlink, uid,
 # gid, rdev (4 bytes each), size, blksize, blocks (8 each), atime, mtime,
@@ -48,15 +48,13 @@ def image_path(session) -> Path:
     return Path(session.debugger.kernel.image.path)
 
 
-class ExecFile:
+class ExecFile(Extension):
     """`qXfer:exec-file:read`: the absolute path of the image, in m/l chunks."""
 
     def advertise(self, offered: set[str]) -> str | None:
         return "qXfer:exec-file:read+"
 
     def handlers(self, session) -> dict[str, Callable]:
-        from .session import Reply
-
         path = os.fsencode(str(image_path(session)))
 
         def read(args: bytes):
@@ -72,15 +70,13 @@ class ExecFile:
         return {"qXfer:exec-file:read:": read}
 
 
-class HostIO:
+class HostIO(Extension):
     """`vFile:` packets on a file system that holds the image and nothing else."""
 
     def advertise(self, offered: set[str]) -> str | None:
         return None  # gdb finds host I/O by trying it, not from qSupported
 
     def handlers(self, session) -> dict[str, Callable]:
-        from .session import Reply
-
         files = HostFiles(image_path(session))
 
         def serve(args: bytes):

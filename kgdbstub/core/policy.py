@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import errno
 
-from .kernel.hw_breakpoint import Breakpoint, SlotAccounting
+from ..kernel.hw_breakpoint import Breakpoint, SlotAccounting
 
 POLICIES = ("leftover", "session", "boot")
 

@@ -13,8 +13,8 @@ import errno
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from .x86.cpu import DebugException
-from .x86.debugregs import SLOTS, Access
+from ..x86.cpu import DebugException
+from ..x86.debugregs import SLOTS, Access
 
 
 class Kind(IntEnum):

@@ -1,0 +1,32 @@
+"""What a session tells the connection layer to do with a packet: reply, resume or detach.
+
+The session is sans-I/O: it returns one of these and the server carries it out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The largest packet the stub takes and sends, as qSupported advertises it.
+PACKET_SIZE = 0x4000
+
+
+@dataclass(frozen=True)
+class Reply:
+    payload: bytes
+    no_ack_after: bool = False  # switch the codec to no-ack mode once sent
+    output: tuple[bytes, ...] = ()  # console output (O packets) sent before the reply
+
+
+@dataclass(frozen=True)
+class Resume:
+    step: bool
+    cpu: int | None
+    address: int | None
+
+
+@dataclass(frozen=True)
+class Detach:
+    reply: bytes | None  # None for `k`, which kgdb does not answer
+
+
+Action = Reply | Resume | Detach

@@ -1,0 +1,33 @@
+"""The two dialects: what differs between `modern` and Linux's kgdb lies here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..x86 import registers
+from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
+from .hostio import ExecFile, HostIO
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    extensions: tuple[Extension, ...]
+    layout: tuple
+    expedite: bool  # registers and CPU in stop replies
+    status_reply_is_stop: bool  # `?` answers the last stop (else kgdb's bare S05)
+    hardware_error: int | None = None  # kgdb answers every refused hardware breakpoint alike
+
+    def negotiated(self, offered: set[str]) -> list[str]:
+        return [a for e in self.extensions if (a := e.advertise(offered))]
+
+
+MODERN = Dialect(
+    "modern",
+    (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
+     ExecFile(), HostIO()),
+    registers.MODERN,
+    expedite=True,
+    status_reply_is_stop=True,
+)
+KGDB = Dialect("kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False, hardware_error=1)
+DIALECTS = {d.name: d for d in (MODERN, KGDB)}
