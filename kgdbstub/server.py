@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
 
 import trio
 
@@ -250,7 +249,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
             if resume.step:
                 return run()
             # Most runs end within a slice: watchers are started only for a longer one.
-            if (stop := run(_slice_over())) is not None:
+            if (stop := run(time.monotonic() + RUN_SLICE)) is not None:
                 return stop
             wire.running = True
             try:
@@ -258,7 +257,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     watchers.start_soon(wire.watch_while_running)
                     if console is not None:
                         watchers.start_soon(forward_console_while_running)
-                    while (stop := run(_slice_over())) is None:
+                    while (stop := run(time.monotonic() + RUN_SLICE)) is None:
                         await trio.lowlevel.checkpoint()
                     watchers.cancel_scope.cancel()
             finally:
@@ -296,11 +295,6 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         debugger.detach()
     await stream.aclose()
     return detached
-
-
-def _slice_over() -> Callable[[], bool]:
-    end = time.monotonic() + RUN_SLICE
-    return lambda: time.monotonic() >= end
 
 
 async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, once: bool = False,

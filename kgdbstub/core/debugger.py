@@ -7,7 +7,6 @@ It knows nothing of packets: the session turns its answers into replies.
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
-from ..kernel.kernel import Kernel, Stop
+from ..kernel.kernel import GuestError, Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
 from ..x86 import cpu as x86
@@ -71,7 +70,6 @@ class Debugger:
         self.policy = SlotPolicy(policy, kernel.accounting, kernel.ncpus)
         self.hardware_enabled = True
         self.attached = False
-        self._interrupt = threading.Event()
         self.stop: StopEvent | None = None
 
     def late_init(self) -> None:
@@ -247,8 +245,8 @@ class Debugger:
     # -- running -------------------------------------------------------------
 
     def request_interrupt(self) -> None:
-        """Thread-safe: stop the running machine at the next safe point."""
-        self._interrupt.set()
+        """Thread-safe: stop the running machine wherever it is, as kgdb_roundup_cpus does."""
+        self.kernel.request_break_in()
 
     def forget_interrupt(self) -> None:
         """Drop an interrupt that arrived while the machine was stopped.
@@ -256,7 +254,7 @@ class Debugger:
         Called before a resume starts, so that an interrupt arriving
         after that point is never lost.
         """
-        self._interrupt.clear()
+        self.kernel.withdraw_break_in()
 
     def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None) -> StopEvent:
         """Run (or single-step one CPU) until the machine stops again. Blocking."""
@@ -268,22 +266,22 @@ class Debugger:
                 address: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
         """The machine out of the debugger for the block, and a function that runs it.
 
-        `run()` runs until the machine stops and returns the stop. With
-        `pause`, `run(pause)` also returns None when pause() says so, between
-        two CPU turns, so that a caller can run the machine in slices on its
-        own thread; the next call goes on exactly where that one left off.
+        `run()` runs until the machine stops and returns the stop. With a
+        deadline (time.monotonic()), `run(deadline)` also returns None once it
+        has passed, so that a caller can run the machine in slices on its own
+        thread; the next call goes on exactly where that one left off.
         """
         if cpu is None:
             cpu = self.stop.cpu if self.stop else 0
         if address is not None:
             self.kernel.current[cpu].regs.reg_write(X.UC_X86_REG_RIP, address)
 
-        def run(pause: Callable[[], bool] | None = None) -> StopEvent | None:
+        def run(deadline: float | None = None) -> StopEvent | None:
             while True:
                 if step:
                     stop = self.kernel.step(cpu)
                 else:
-                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set, pause)
+                    stop = self.kernel.run(lambda: False, deadline)
                     if stop is None:
                         return None
                 event = self._enter(stop)
@@ -298,12 +296,6 @@ class Debugger:
             self._enter_debugger_hardware()
             self._deactivate_breakpoints()
 
-    def _take_interrupt(self) -> bool:
-        if self._interrupt.is_set():
-            self._interrupt.clear()
-            return True
-        return False
-
     def _enter(self, stop: Stop) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
@@ -315,6 +307,8 @@ class Debugger:
                 return None
         if exit is None:
             signal = SIGINT
+        elif isinstance(exit, GuestError):
+            signal = exit.signal  # kgdb_handle_exception's signo
         elif isinstance(exit, x86.CpuException):
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)
             if exit.vector == x86.BREAKPOINT:

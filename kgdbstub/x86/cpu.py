@@ -44,6 +44,7 @@ from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
 
 from .debugregs import DR6_RESERVED_ONES, Access, DebugRegisters
+from .hothooks import STOPPED_BY_LIMIT, GuestClock
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
 from .stepper import Stepper
 
@@ -57,6 +58,11 @@ BREAKPOINT = 3
 INVALID_OPCODE = 6
 GENERAL_PROTECTION = 13
 PAGE_FAULT = 14
+
+# Page-fault error code bits.
+PF_WRITE = 1 << 1
+PF_USER = 1 << 2
+PF_INSTR = 1 << 4
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,13 @@ class CpuException:
 
     For a breakpoint (int3) rip is past the int3; for a fault it is at the
     faulting instruction, and address is the page-fault address if any.
+    error_code is the page fault's: PF_WRITE for a write, PF_INSTR for a
+    fetch (the host adds PF_USER).
     """
 
     vector: int
     address: int | None = None
+    error_code: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,17 @@ class DebugException:
 
 @dataclass(frozen=True)
 class Preempted:
-    """The host asked the CPU to stop between two instructions; nothing happened."""
+    """The host asked the CPU to stop between two instructions; nothing happened.
+
+    A stop request (GuestClock.request_stop) or the run's wall-clock
+    deadline: the CPU is at an instruction boundary and goes on exactly
+    there when it runs again.
+    """
+
+
+@dataclass(frozen=True)
+class TimeUp:
+    """The CPU ran the guest time its run was given; it is at an instruction boundary."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +147,7 @@ class _WatchedPageTouched:
     """Internal: an access hit a page some data slot watches."""
 
 
-Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted
+Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | TimeUp
 
 
 class Processor:
@@ -150,9 +169,6 @@ class Processor:
         self.debug_handler = None
         self._armed = True
         self._tlb_armed = True  # whether the TLB holds watched pages as armed
-        # Polled where a CPU could otherwise run long in Python: the steps
-        # over watched pages. True asks the CPU to stop (Preempted).
-        self.preempt_requested = lambda: False
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         # Memory of our own, so that the stepper's engine can share it.
         self._memory = {m.physical: mmap.mmap(-1, m.size) for m in address_space.mappings}
@@ -173,6 +189,7 @@ class Processor:
         self._execute_hook = _HOOK_CODE_CFUNC(self._on_execute)  # one callback for every execute slot
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self.clock = GuestClock(uc)
         self._blank = uc.context_save()
         self._stop: Exit | None = None
         self._unmapped: int | None = None
@@ -225,10 +242,18 @@ class Processor:
 
     # -- execution -----------------------------------------------------------
 
-    def run(self, cpu: int, context, *, step: bool = False) -> Exit:
-        """Run one CPU from the state in context until it leaves to the host."""
+    def run(self, cpu: int, context, *, step: bool = False, budget: int | None = None,
+            deadline: float | None = None) -> Exit:
+        """Run one CPU from the state in context until it leaves to the host.
+
+        It also stops, at an instruction boundary, when it has run `budget`
+        blocks of guest time (TimeUp), and when a stop is requested or the
+        monotonic clock passes `deadline` (Preempted). A single step runs
+        its instruction whatever is requested.
+        """
         uc = self.uc
         uc.context_restore(context)
+        self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
         self._resume_flag, self._resume_at[cpu] = self._resume_at[cpu], None
@@ -249,9 +274,11 @@ class Processor:
                 exit = self._step_on_watched_page(cpu)
                 if exit is not None or step:
                     return exit or Stepped()
-                if self.preempt_requested():
+                if self.clock.stop_requested or self.clock.past_deadline():
                     return Preempted()
         finally:
+            if self._resume_flag is not None and uc.reg_read(X.UC_X86_REG_RIP) == self._resume_flag:
+                self._resume_at[cpu] = self._resume_flag  # stopped before the instruction ran: RF stays
             self.running_cpu = None
             uc.context_update(context)
 
@@ -268,7 +295,7 @@ class Processor:
                 uc.emu_start(start, 0, count=1)
             else:
                 uc.emu_start(start, 0)
-            return self._stop or self._finished(start, step)
+            return self._stop or self._clock_stop() or self._finished(start, step)
         except UcError as error:
             if self._stop:
                 return self._stop
@@ -360,6 +387,14 @@ class Processor:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self._tlb_armed = self._armed
 
+    def _clock_stop(self) -> Exit | None:
+        stopped_by = self.clock.stopped_by
+        if stopped_by == STOPPED_BY_LIMIT:
+            return TimeUp()
+        if stopped_by:
+            return Preempted()
+        return None
+
     def _finished(self, start: int, step: bool) -> Exit:
         rip = self.uc.reg_read(X.UC_X86_REG_RIP)
         if step:
@@ -367,10 +402,14 @@ class Processor:
         if self._is_hlt(rip - 1):
             return Hypercall()
         # emu_start's `until` address 0: the code jumped to address 0.
-        return CpuException(PAGE_FAULT, rip)
+        return CpuException(PAGE_FAULT, rip, PF_INSTR)
 
     def _fault(self, error: UcError) -> Exit:
-        if error.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_EXCEPTION):
+        if error.errno == UC_ERR_FETCH_UNMAPPED:
+            return CpuException(PAGE_FAULT, self._unmapped, PF_INSTR)
+        if error.errno == UC_ERR_WRITE_UNMAPPED:
+            return CpuException(PAGE_FAULT, self._unmapped, PF_WRITE)
+        if error.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_EXCEPTION):
             return CpuException(PAGE_FAULT, self._unmapped)
         if error.errno == UC_ERR_INSN_INVALID:
             return CpuException(INVALID_OPCODE)

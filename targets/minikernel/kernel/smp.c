@@ -1,5 +1,6 @@
 /* Bringing up the secondary CPUs. */
 #include <linux/kernel.h>
+#include <linux/irqflags.h>
 #include <linux/sched.h>
 #include <linux/smp.h>
 #include <asm/hypercall.h>
@@ -30,5 +31,6 @@ void smp_init(void)
 void start_secondary(unsigned long cpu)
 {
 	printk("CPU%lu: online\n", cpu);
+	local_irq_enable();
 	cpu_idle();
 }
