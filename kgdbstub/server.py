@@ -70,6 +70,7 @@ class _Wire:
         self.codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
         self.closed = False
         self.running = False  # interrupts stop the machine only while it runs
+        self.break_pending = False  # a SysRq-G that came in one read with the resume before it
         self._debugger = debugger
         self._trace = trace
         self._line = stream if isinstance(stream, LineConnection) else None
@@ -153,9 +154,13 @@ class _Wire:
         if not data:
             self._gone()
             return
-        if self._line is not None and self._sysrq.feed(data) and self.running:
+        if self._line is not None and self._sysrq.feed(data):
             self._trace("<-", b"BREAK g")
-            self._interrupt()
+            if self.running:
+                self._interrupt()
+            else:
+                # Read along with the resume it follows: it is for the run that resume starts.
+                self.break_pending = True
         self.codec.receive_data(data)
 
     def _interrupt(self) -> None:
@@ -245,6 +250,9 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
+        if wire.break_pending and not resume.step:
+            debugger.request_interrupt()
+        wire.break_pending = False
         with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
             if resume.step:
                 return run()

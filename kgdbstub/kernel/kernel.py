@@ -128,7 +128,7 @@ class Kernel:
         # Images without exception handlers leave every fault to the debugger.
         self._handlers = {vector: image.symbols[name].address for vector, name in EXCEPTION_HANDLERS.items()
                           if name in image.symbols}
-        self._exception_return = image.symbols.get("exception_return")
+        self._exception_return = image.symbols["exception_return"].address if "exception_return" in image.symbols else None
         self._double_fault_stack = image.symbols.get("double_fault_stack")
         self._load(image)
         if "kgdbwait" in image.symbols:
@@ -141,6 +141,7 @@ class Kernel:
         self.current = list(self.idle)
         self.online = [cpu == 0 for cpu in range(cpus)]
         self.halted = [False] * cpus  # idle with nothing to run: the turn is skipped
+        self._halted_at: list[int | None] = [None] * cpus  # where; a debugger that moves it wakes it
         self.shut_down = [False] * cpus  # by a triple fault: the CPU never runs again
         self._start(self.idle[0], self._entry["start_kernel"], layout.kernel_stack_top(0), interrupts=False)
         self.runqueue: deque[Task] = deque()
@@ -149,6 +150,7 @@ class Kernel:
         self._turn_left = QUANTUM  # blocks left in this turn
         self._timer_pending = [0] * cpus  # timer periods not yet delivered
         self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
+        self._fresh_timer: list[int | None] = [None] * cpus  # ticks of a delivery not yet begun
 
         self.accounting = SlotAccounting(cpus=cpus, slots=4)
         self.debug_slots = DebugSlots(self.processor)
@@ -241,6 +243,7 @@ class Kernel:
         following.cpu = cpu
         self.current[cpu] = following
         self.halted[cpu] = following.idle and not following.frames
+        self._halted_at[cpu] = following.regs.reg_read(RIP) if self.halted[cpu] else None
         if not following.idle:
             self.perf.task_switched_in(cpu, following.pid)
         self.processor.set_resume_flag(cpu, following.resume_at)
@@ -304,10 +307,14 @@ class Kernel:
         again goes on exactly where this one left off.
         """
         self._leave_kgdb_traps()
+        self._wake_moved_idle_tasks()
         clock = self.processor.clock
         while True:
             if self._take_break_in() or interrupted():
-                return Stop(self._turn, None)
+                for cpu in range(self.ncpus):
+                    if self._fresh_timer[cpu] is not None:
+                        self._withdraw_timer(cpu)
+                return Stop(self._break_in_cpu(), None)
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             cpu = self._turn
@@ -320,7 +327,10 @@ class Kernel:
                 exit = self.processor.run(cpu, self.current[cpu].regs, budget=self._turn_left, deadline=deadline)
                 self._turn_left -= clock.blocks - before
                 if isinstance(exit, x86.Preempted):
+                    if clock.blocks == before and self._fresh_timer[cpu] is not None and clock.stop_requested:
+                        self._withdraw_timer(cpu)
                     continue
+                self._fresh_timer[cpu] = None
                 outcome = self._handle(cpu, exit)
                 if outcome is None or isinstance(outcome, GuestError):
                     return Stop(cpu, outcome or exit)
@@ -330,6 +340,18 @@ class Kernel:
             self._turn_begun, self._turn_left = False, QUANTUM
             if self._turn == 0:
                 self.rounds += 1
+
+    def _break_in_cpu(self) -> int:
+        """The CPU a break-in reports: the one whose turn it is, unless it idles and another works."""
+        busy = [cpu for cpu in range(self.ncpus)
+                if self.online[cpu] and not self.halted[cpu] and not self.shut_down[cpu]]
+        return self._turn if self._turn in busy or not busy else busy[0]
+
+    def _wake_moved_idle_tasks(self) -> None:
+        """A halted idle task whose registers a debugger changed runs from where it was put."""
+        for cpu in range(self.ncpus):
+            if self.halted[cpu] and self.current[cpu].regs.reg_read(RIP) != self._halted_at[cpu]:
+                self.halted[cpu] = False
 
     def step(self, cpu: int) -> Stop:
         """Run exactly one instruction on a CPU."""
@@ -432,7 +454,23 @@ class Kernel:
         if not self._deliver(cpu, self._entry["timer_interrupt"], self._entry["irq_return"],
                              (cpu, ticks, int(bool(self.runqueue)))):
             return TripleFault(signal=SIGSEGV)
+        self._fresh_timer[cpu] = ticks
         return None
+
+    def _withdraw_timer(self, cpu: int) -> None:
+        """A break-in came before the timer's handler ran a block: the interrupt stays pending.
+
+        The CPU stops where it was, as a CPU whose NMI comes first takes a
+        pending interrupt only after it.
+        """
+        task, ticks = self.current[cpu], self._fresh_timer[cpu]
+        self._fresh_timer[cpu] = None
+        task.regs, resume_at = task.frames.pop()
+        self.processor.set_resume_flag(cpu, resume_at)
+        self._timer_pending[cpu] += ticks
+        if self._woken_for_timer[cpu]:
+            self._woken_for_timer[cpu] = False
+            self.halted[cpu] = True
 
     # -- entering the image from the host ----------------------------------------
 

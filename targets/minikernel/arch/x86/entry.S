@@ -14,10 +14,10 @@
  * BUG_ENTRY: a ud2 with its place in __bug_table, as <linux/bug.h>'s BUG()
  * makes, for the stubs below.
  */
-	.macro	BUG_ENTRY
+	.macro	BUG_ENTRY line
 1:	ud2
 	.pushsection __bug_table, "aw"
-	.quad	1b, bug_file, __LINE__
+	.quad	1b, bug_file, \line
 	.popsection
 	.endm
 
@@ -87,7 +87,7 @@ syscall_return:
 	movq	%rax, %rdi
 	movl	$HC_SYSRET, %eax
 	hlt				/* returns only when there is nothing to return to */
-	BUG_ENTRY
+	BUG_ENTRY __LINE__
 	.cfi_endproc
 	.size	syscall_return, . - syscall_return
 	.size	entry_SYSCALL_64, . - entry_SYSCALL_64
@@ -110,7 +110,7 @@ common_interrupt:
 irq_return:
 	movl	$HC_IRET, %eax
 	hlt				/* returns only when there is nothing to return to */
-	BUG_ENTRY
+	BUG_ENTRY __LINE__
 	.cfi_endproc
 	.size	irq_return, . - irq_return
 	.size	common_interrupt, . - common_interrupt
@@ -133,7 +133,7 @@ asm_exc_common:
 exception_return:
 	movl	$HC_IRET, %eax
 	hlt				/* returns only when there is nothing to return to */
-	BUG_ENTRY
+	BUG_ENTRY __LINE__
 	.cfi_endproc
 	.size	exception_return, . - exception_return
 	.size	asm_exc_common, . - asm_exc_common
