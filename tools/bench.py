@@ -1,6 +1,6 @@
 """kgdbstub's benchmarks, with its peers measured in the same run.
 
-    python tools/bench.py [--json FILE] [--stops N] [--rounds N]
+    python tools/bench.py [--json FILE] [--stops N] [--rounds N] [--break-ins N]
 
 Prints a table and writes JSON. Ratios compare numbers taken in this run:
 the machine against plain unicorn running the same code; stops that gdb
@@ -257,6 +257,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--iterations", type=int, default=3_000_000)
     parser.add_argument("--rounds", type=int, default=5, help="timed runs interleaved; the best counts")
+    parser.add_argument("--break-ins", type=int, default=100, help="Ctrl-Cs timed for the break-in latency")
     args = parser.parse_args()
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
     results: dict[str, float | None] = {}
@@ -289,6 +290,12 @@ def main() -> None:
             f"kgdbstub/gdbserver {ours / native:.2f}" if native else "")
         row(f"{args.stops} watch stops, {label}: udbserver", udb, "s",
             f"kgdbstub/udbserver {ours / udb:.2f}" if udb else "")
+    latencies, landed = bench_machine.break_ins(image, args.break_ins)
+    share = bench_machine.instruction_share(image)
+    row(f"break-in latency p50 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.5) * 1e3, "ms")
+    row(f"break-in latency p99 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.99) * 1e3, "ms")
+    row("stops inside looper's loop", landed * 100, "%", f"its share of instructions {share:.0%}")
+    row("looper's loop: share of instructions", share * 100, "%")
     reads, pairs, dump = protocol_rates(args.requests)
     row("m reads/s (raw client, loopback)", reads, "")
     row("Z1/z1 pairs/s (raw client, loopback)", pairs, "", f"{2 * pairs:,.0f} round trips/s")

@@ -12,6 +12,10 @@
 3. Stops through the session on loopback with a raw client: a software
    breakpoint hit (z0, s, Z0, c for each stop, as gdb steps over it) and
    a write watchpoint hit (c for each stop).
+4. Break-in: the latency of Ctrl-C (0x03 to the stop reply) at random
+   points of a run with looper busy, p50 and p99, and the share of those
+   stops with looper's pc in its loop, against the share of the machine's
+   instructions looper runs there (counted one by one with a code hook).
 """
 from __future__ import annotations
 
@@ -144,10 +148,64 @@ def stops_per_second(image: Image, seconds: float) -> tuple[float, float]:
         process.wait(10)
 
 
+def loop_range(image: Image) -> tuple[int, int]:
+    """looper's loop: looper_tick and looper_main (the code it spends its time in)."""
+    tick, main = image.symbols["looper_tick"], image.symbols["looper_main"]
+    return tick.address, main.address + main.size
+
+
+def instruction_share(image: Image, blocks: int = 3_000_000) -> float:
+    """The share of the machine's instructions that looper runs in its loop, counted one by one."""
+    from unicorn import UC_HOOK_CODE
+    kernel = Kernel(image, cpus=2)
+    debugger = Debugger(kernel)
+    debugger.resume()
+    kernel.processor.arm_debug_registers(True)
+    low, high = loop_range(image)
+    counts = [0, 0]
+
+    def count(_uc, address, _size, _data):
+        counts[low <= address < high] += 1
+
+    kernel.processor.uc.hook_add(UC_HOOK_CODE, count)
+    end = kernel.processor.clock.blocks + blocks
+    kernel.run(lambda: kernel.processor.clock.blocks >= end)
+    return counts[1] / sum(counts)
+
+
+def break_ins(image: Image, count: int, seed: int = 1) -> tuple[list[float], float]:
+    """Ctrl-C latencies (s) with looper busy, and the share of stops with looper's pc in its loop."""
+    import random
+    chance = random.Random(seed)
+    low, high = loop_range(image)
+    process, host, port = serve()
+    latencies, inside = [], 0
+    try:
+        with SyncTarget(f"{host}:{port}") as client:
+            for _ in range(count):
+                client.resume_nowait()
+                time.sleep(chance.uniform(0.005, 0.03))  # a random point of the run
+                started = time.perf_counter()
+                stop = client.interrupt()
+                latencies.append(time.perf_counter() - started)
+                pc = client.read_register("rip", thread=stop.thread)
+                inside += stop.thread == 2 and low <= pc < high
+    finally:
+        process.terminate()
+        process.wait(10)
+    latencies.sort()
+    return latencies, inside / count
+
+
+def percentile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(share * len(values)))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=3_000_000)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--break-ins", type=int, default=100)
     args = parser.parse_args()
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
 
@@ -158,6 +216,8 @@ def main() -> None:
     jiffies_rate = perf_rate(image, "perf-watch", None, 2000)
     iteration_rate = perf_rate(image, None, "looper_iterations", 20000)
     breakpoint_rate, watch_rate = stops_per_second(image, args.seconds)
+    latencies, landed = break_ins(image, args.break_ins)
+    share = instruction_share(image)
     rows = [
         ("plain unicorn, looper iterations/s", f"{plain:,.0f}", "1.00"),
         ("machine, nothing armed", f"{bare:,.0f}", f"{bare / plain:.2f}"),
@@ -167,6 +227,10 @@ def main() -> None:
         ("perf hits/s on looper_iterations (every iteration)", f"{iteration_rate:,.0f}", ""),
         ("Z0 breakpoint stops/s (z0 s Z0 c each)", f"{breakpoint_rate:,.0f}", f"{1e6 / breakpoint_rate:,.0f} us/stop"),
         ("write watchpoint stops/s (c each)", f"{watch_rate:,.0f}", f"{1e6 / watch_rate:,.0f} us/stop"),
+        (f"break-in latency, {len(latencies)} Ctrl-Cs: p50 / p99 ms",
+         f"{percentile(latencies, 0.5) * 1e3:.2f} / {percentile(latencies, 0.99) * 1e3:.2f}", ""),
+        ("stops inside looper's loop / its share of instructions",
+         f"{landed:.0%} / {share:.0%}", f"{abs(landed - share) * 100:.0f} points apart"),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value, ratio in rows:

@@ -21,6 +21,9 @@ MEASURES = (
     "Z1/z1 pairs/s (raw client, loopback)",
     "gdb dump memory, 1 MiB",
     "attach: serve start to gdb showing the stop",
+    "break-in latency p50 (5 Ctrl-Cs, looper busy)",
+    "break-in latency p99 (5 Ctrl-Cs, looper busy)",
+    "looper's loop: share of instructions",
 )
 
 
@@ -28,7 +31,7 @@ def test_the_benchmark_reports_every_measure(tmp_path):
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "tools/bench.py", "--json", str(report), "--stops", "3", "--requests", "50",
-         "--iterations", "20000", "--rounds", "1"],
+         "--iterations", "20000", "--rounds", "1", "--break-ins", "5"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(report.read_text())["results"]
