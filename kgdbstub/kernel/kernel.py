@@ -310,7 +310,7 @@ class Kernel:
         self._wake_moved_idle_tasks()
         clock = self.processor.clock
         while True:
-            if self._take_break_in() or interrupted():
+            if interrupted() or self._take_break_in():
                 for cpu in range(self.ncpus):
                     if self._fresh_timer[cpu] is not None:
                         self._withdraw_timer(cpu)

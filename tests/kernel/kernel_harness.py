@@ -170,6 +170,21 @@ class Machine:
         assert not (event.signal == SIGINT and kernel.ticks > deadline), f"no stop within {limit} rounds"
         return event
 
+    def on_debug_exception(self, callback: Callable[[int], None]) -> None:
+        """Call callback(cpu) at every debug exception, as the CPU raises it (before its owners see it).
+
+        A run can go many hits without reaching a turn boundary; this sees
+        each one on the CPU it happens on.
+        """
+        processor = self.kernel.processor
+        handler = processor.debug_handler
+
+        def observed(cpu, exception):
+            callback(cpu)
+            return handler(cpu, exception)
+
+        processor.debug_handler = observed
+
     def run_rounds(self, rounds: int, **options) -> list[StopEvent]:
         end = self.kernel.ticks + rounds
         return self.run(lambda: self.kernel.ticks >= end, **options)
