@@ -1,10 +1,11 @@
 """Serving one debugger at a time over a byte stream, with trio.
 
 The machine runs freely while no debugger is attached and stops when one
-connects; a connection's session then decides when it runs, in slices on
-the event loop while a debugger is attached (on a worker thread while
-none is); Ctrl-C from gdb reaches it as a flag the machine checks between
-two CPU turns.
+connects; a connection's session then decides when it runs. A resume runs
+on the event loop for its first FIRST_SLICE, then on a worker thread, so
+that the loop reads the wire while the machine runs: a Ctrl-C sets the
+flag the machine checks at every translation block (a break-in), and the
+machine stops within one block wherever it is.
 
 Over TCP (`serve_listener`) a connection is a debugger. On a line -- a pty
 or a serial port (`serve_line`) -- the line stays while debuggers come and
@@ -203,11 +204,11 @@ class _Wire:
 # How many packets that came while the machine ran may wait for its stop.
 EARLY_PACKETS = 64
 
-# How long the machine runs on the event loop before it lets the other tasks
-# (the wire's watcher, the console) have their turn. A resume runs here
-# rather than on a worker thread: the hand-over to a thread and back costs
-# more than most runs between two stops take.
-RUN_SLICE = 0.005
+# How long a resume runs on the event loop before the rest of the run moves
+# to a worker thread, leaving the loop to read the wire and forward the
+# console. Most runs between two stops are shorter than this: for them the
+# hand-over to a thread and back (about 120 us) would cost more than the run.
+FIRST_SLICE = 0.002
 
 
 async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: str = "modern",
@@ -256,17 +257,28 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
             if resume.step:
                 return run()
-            # Most runs end within a slice: watchers are started only for a longer one.
-            if (stop := run(time.monotonic() + RUN_SLICE)) is not None:
+            # Most runs end within a slice: the thread and the watchers are only for a longer one.
+            if (stop := run(time.monotonic() + FIRST_SLICE)) is not None:
                 return stop
             wire.running = True
+            stopped = False
+
+            async def break_in_when_cancelled():
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    if not stopped:
+                        debugger.request_interrupt()  # the thread ends only when the machine stops
+
             try:
                 async with trio.open_nursery() as watchers:
                     watchers.start_soon(wire.watch_while_running)
+                    watchers.start_soon(break_in_when_cancelled)
                     if console is not None:
                         watchers.start_soon(forward_console_while_running)
-                    while (stop := run(time.monotonic() + RUN_SLICE)) is None:
-                        await trio.lowlevel.checkpoint()
+                    # The event loop stays free to read the wire: a Ctrl-C stops the machine at once.
+                    stop = await trio.to_thread.run_sync(run)
+                    stopped = True
                     watchers.cancel_scope.cancel()
             finally:
                 wire.running = False

@@ -148,63 +148,19 @@ def udbserver_stops(stops: int, mode: str) -> float | None:
 # -- protocol ------------------------------------------------------------------------
 
 
-class Wire:
-    """A raw client: frames built once, replies found by their '#' and checksum.
-
-    It does no more per request than a client must, so that the rate it
-    measures is the stub's.
-    """
-
-    def __init__(self, host: str, port: int):
-        self.sock = socket.create_connection((host, port), timeout=30)
-        self.sock.settimeout(None)  # a timeout would poll before every receive
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._received = b""
-        self.sock.sendall(self.frame(b"QStartNoAckMode"))
-        assert self._reply() == b"OK"
-        self.sock.sendall(b"+")
-
-    @staticmethod
-    def frame(payload: bytes) -> bytes:
-        return b"$%s#%02x" % (payload, sum(payload) & 0xFF)
-
-    def request(self, payload: bytes) -> bytes:
-        self.sock.sendall(self.frame(payload))
-        return self._reply()
-
-    def request_frame(self, frame: bytes) -> bytes:
-        self.sock.sendall(frame)
-        return self._reply()
-
-    def _reply(self) -> bytes:
-        while True:
-            start = self._received.find(b"$")
-            end = self._received.find(b"#", start + 1) if start >= 0 else -1
-            if end >= 0 and len(self._received) >= end + 3:
-                body, digits = self._received[start + 1 : end], self._received[end + 1 : end + 3]
-                self._received = self._received[end + 3 :]
-                if int(digits, 16) != sum(body) & 0xFF:
-                    raise ConnectionError(f"bad checksum on {body[:40]!r}")
-                return body
-            data = self.sock.recv(1 << 16)
-            if not data:
-                raise ConnectionError("the stub went away")
-            self._received += data
-
-
 def protocol_rates(count: int) -> tuple[float, float, float]:
     process, host, port = bench_machine.serve()
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
     try:
-        wire = Wire(host, port)
+        wire = bench_machine.Wire(host, port)
         address = image.address_of("jiffies")
-        read = Wire.frame(b"m%x,8" % address)
+        read = bench_machine.Wire.frame(b"m%x,8" % address)
         started = time.perf_counter()
         for _ in range(count):
             wire.request_frame(read)
         reads = count / (time.perf_counter() - started)
         do_fork = image.address_of("do_fork")
-        insert, remove = Wire.frame(b"Z1,%x,1" % do_fork), Wire.frame(b"z1,%x,1" % do_fork)
+        insert, remove = bench_machine.Wire.frame(b"Z1,%x,1" % do_fork), bench_machine.Wire.frame(b"z1,%x,1" % do_fork)
         started = time.perf_counter()
         for _ in range(count):
             assert wire.request_frame(insert) == b"OK"

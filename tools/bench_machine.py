@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -80,6 +81,9 @@ def machine(image: Image, iterations: int, watches: int = 0) -> float:
     started = time.perf_counter()
     kernel.run(lambda: kernel.read_u64(counter) >= iterations)
     return (kernel.read_u64(counter) - start) / (time.perf_counter() - started)
+
+
+LOOPER = 2  # looper's pid
 
 
 def booted(image: Image, scenario_name: str | None = None) -> tuple[Kernel, Debugger]:
@@ -149,13 +153,20 @@ def stops_per_second(image: Image, seconds: float) -> tuple[float, float]:
 
 
 def loop_range(image: Image) -> tuple[int, int]:
-    """looper's loop: looper_tick and looper_main (the code it spends its time in)."""
+    """looper's own code: looper_tick and looper_main, where it spends its time when it runs."""
     tick, main = image.symbols["looper_tick"], image.symbols["looper_main"]
     return tick.address, main.address + main.size
 
 
 def instruction_share(image: Image, blocks: int = 3_000_000) -> float:
-    """The share of the machine's instructions that looper runs in its loop, counted one by one."""
+    """The share of all the machine's instructions that are looper's own, counted one by one.
+
+    The run is the one break_ins interrupts: booted to kgdbwait, then on
+    with nothing armed, both CPUs, the kernel's work (system calls, forks,
+    the tick, the scheduler) included. A code hook on every address counts
+    each instruction as it executes; the translation cache is flushed first,
+    so that no block translated before the hook escapes it.
+    """
     from unicorn import UC_HOOK_CODE
     kernel = Kernel(image, cpus=2)
     debugger = Debugger(kernel)
@@ -167,29 +178,102 @@ def instruction_share(image: Image, blocks: int = 3_000_000) -> float:
     def count(_uc, address, _size, _data):
         counts[low <= address < high] += 1
 
-    kernel.processor.uc.hook_add(UC_HOOK_CODE, count)
+    uc = kernel.processor.uc
+    uc.hook_add(UC_HOOK_CODE, count)
+    uc.ctl_flush_tb()
     end = kernel.processor.clock.blocks + blocks
     kernel.run(lambda: kernel.processor.clock.blocks >= end)
     return counts[1] / sum(counts)
 
 
+class Wire:
+    """A raw client: frames built once, replies found by their '#' and checksum.
+
+    It does no more per request than a client must, so that what it times
+    is the stub.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.settimeout(None)  # a timeout would poll before every receive
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._received = b""
+        self.sock.sendall(self.frame(b"QStartNoAckMode"))
+        assert self.reply() == b"OK"
+        self.sock.sendall(b"+")
+
+    @staticmethod
+    def frame(payload: bytes) -> bytes:
+        return b"$%s#%02x" % (payload, sum(payload) & 0xFF)
+
+    def request(self, payload: bytes) -> bytes:
+        self.sock.sendall(self.frame(payload))
+        return self.reply()
+
+    def request_frame(self, frame: bytes) -> bytes:
+        self.sock.sendall(frame)
+        return self.reply()
+
+    def reply(self) -> bytes:
+        while True:
+            start = self._received.find(b"$")
+            end = self._received.find(b"#", start + 1) if start >= 0 else -1
+            if end >= 0 and len(self._received) >= end + 3:
+                body, digits = self._received[start + 1 : end], self._received[end + 1 : end + 3]
+                self._received = self._received[end + 3 :]
+                if int(digits, 16) != sum(body) & 0xFF:
+                    raise ConnectionError(f"bad checksum on {body[:40]!r}")
+                return _expand(body)
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("the stub went away")
+            self._received += data
+
+
+def _expand(body: bytes) -> bytes:
+    """A reply with its run-length encoding (X*n: n - 29 more of X) undone."""
+    if b"*" not in body:
+        return body
+    out = bytearray()
+    index = 0
+    while index < len(body):
+        if body[index] == ord("*"):
+            out += out[-1:] * (body[index + 1] - 29)
+            index += 2
+        else:
+            out.append(body[index])
+            index += 1
+    return bytes(out)
+
+
 def break_ins(image: Image, count: int, seed: int = 1) -> tuple[list[float], float]:
-    """Ctrl-C latencies (s) with looper busy, and the share of stops with looper's pc in its loop."""
+    """Ctrl-C latencies (s) with looper busy, and the share of stops inside looper's own code.
+
+    Each time: `c`, a pause of 5 to 30 ms (a random point of the run), a
+    0x03, and the time until the whole stop reply is in, read with a raw
+    socket. A stop is inside when it names looper's thread with its pc in
+    looper's code: the instruction the break-in found was one of looper's.
+    """
     import random
     chance = random.Random(seed)
     low, high = loop_range(image)
     process, host, port = serve()
     latencies, inside = [], 0
     try:
-        with SyncTarget(f"{host}:{port}") as client:
-            for _ in range(count):
-                client.resume_nowait()
-                time.sleep(chance.uniform(0.005, 0.03))  # a random point of the run
-                started = time.perf_counter()
-                stop = client.interrupt()
-                latencies.append(time.perf_counter() - started)
-                pc = client.read_register("rip", thread=stop.thread)
-                inside += stop.thread == 2 and low <= pc < high
+        wire = Wire(host, port)
+        for _ in range(count):
+            wire.sock.sendall(wire.frame(b"c"))
+            time.sleep(chance.uniform(0.005, 0.03))
+            started = time.perf_counter()
+            wire.sock.sendall(b"\x03")
+            stop = wire.reply()
+            latencies.append(time.perf_counter() - started)
+            thread = int(re.search(rb"thread:([0-9a-f]+);", stop)[1], 16)
+            if thread == LOOPER:
+                assert wire.request(b"Hg%x" % LOOPER) == b"OK"
+                pc = int.from_bytes(bytes.fromhex(wire.request(b"p10").decode()), "little")
+                inside += low <= pc < high
+        wire.sock.close()
     finally:
         process.terminate()
         process.wait(10)
