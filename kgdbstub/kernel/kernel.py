@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from unicorn import x86_const as X
 
 from ..x86 import cpu as x86
-from ..x86.memory import MemoryFault
+from ..x86.cpu import read_register, read_registers, write_register
+from ..x86.memory import PAGE_SIZE, MemoryFault
 from . import layout
 from .debugslots import DebugSlots
 from .hostif import CLONE_USER, EAGAIN, EFAULT, EINVAL, Hypercall
@@ -45,6 +46,7 @@ RAX, RDI, RSI, RDX, RCX, RSP, RIP, EFLAGS = (
     X.UC_X86_REG_EFLAGS,
 )
 RED_ZONE = 128
+SYSCALL_SIZE = 2  # 0f 05
 SIGSEGV = 11
 IF = 1 << 9  # RFLAGS.IF: the CPU takes interrupts
 # A CPU's turn goes on through hypercalls that keep the CPU and ends with one
@@ -150,7 +152,9 @@ class Kernel:
         self._turn_left = QUANTUM  # blocks left in this turn
         self._timer_pending = [0] * cpus  # timer periods not yet delivered
         self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
-        self._fresh_timer: list[int | None] = [None] * cpus  # ticks of a delivery not yet begun
+        # A delivery (an interrupt, a system call's entry, an exception) whose
+        # handler has not yet run a block, and what else undoing it takes.
+        self._undo_delivery: list[Callable[[], None] | None] = [None] * cpus
 
         self.accounting = SlotAccounting(cpus=cpus, slots=4)
         self.debug_slots = DebugSlots(self.processor)
@@ -187,12 +191,15 @@ class Kernel:
         self.write(address, value.to_bytes(8, "little"))
 
     def read_string(self, address: int, limit: int) -> str:
+        """A NUL-terminated string of at most `limit` bytes; a fault only if a byte before the NUL has no memory."""
         data = bytearray()
         while len(data) < limit:
-            byte = self.read(address + len(data), 1)
-            if byte == b"\0":
-                break
-            data += byte
+            here = address + len(data)
+            chunk = self.read(here, min(limit - len(data), PAGE_SIZE - here % PAGE_SIZE))  # within one page
+            end = chunk.find(b"\0")
+            if end >= 0:
+                return (data + chunk[:end]).decode("latin-1")
+            data += chunk
         return data.decode("latin-1")
 
     # -- tasks -------------------------------------------------------------------
@@ -243,7 +250,7 @@ class Kernel:
         following.cpu = cpu
         self.current[cpu] = following
         self.halted[cpu] = following.idle and not following.frames
-        self._halted_at[cpu] = following.regs.reg_read(RIP) if self.halted[cpu] else None
+        self._halted_at[cpu] = read_register(following.regs, RIP) if self.halted[cpu] else None
         if not following.idle:
             self.perf.task_switched_in(cpu, following.pid)
         self.processor.set_resume_flag(cpu, following.resume_at)
@@ -300,11 +307,12 @@ class Kernel:
     def run(self, interrupted: Callable[[], bool] = lambda: False, deadline: float | None = None) -> Stop | None:
         """Run the machine until something needs the debugger or a break-in is requested.
 
-        A break-in (request_break_in) or interrupted(), asked between two
-        turns, ends the run with a Stop whose exit is None, at instruction
-        boundaries on every CPU. With a deadline (time.monotonic()), the run
-        returns None once it has passed, with nothing lost: calling run
-        again goes on exactly where this one left off.
+        A break-in (request_break_in, which the block hook sees at once, or
+        interrupted(), asked whenever the host has the CPUs) ends the run
+        with a Stop whose exit is None, at instruction boundaries on every
+        CPU. With a deadline (time.monotonic()), the run returns None once
+        it has passed, with nothing lost: calling run again goes on exactly
+        where this one left off.
         """
         self._leave_kgdb_traps()
         self._wake_moved_idle_tasks()
@@ -312,8 +320,8 @@ class Kernel:
         while True:
             if interrupted() or self._take_break_in():
                 for cpu in range(self.ncpus):
-                    if self._fresh_timer[cpu] is not None:
-                        self._withdraw_timer(cpu)
+                    if self._undo_delivery[cpu] is not None:
+                        self._withdraw_delivery(cpu)
                 return Stop(self._break_in_cpu(), None)
             if deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -325,15 +333,19 @@ class Kernel:
             if self.online[cpu] and not self.halted[cpu] and not self.shut_down[cpu]:
                 before = clock.blocks
                 exit = self.processor.run(cpu, self.current[cpu].regs, budget=self._turn_left, deadline=deadline)
-                self._turn_left -= clock.blocks - before
+                ran = clock.blocks - before
+                self._turn_left -= ran
+                if ran or not isinstance(exit, x86.Preempted):
+                    self._undo_delivery[cpu] = None  # its handler has begun: the delivery stands
                 if isinstance(exit, x86.Preempted):
-                    if clock.blocks == before and self._fresh_timer[cpu] is not None and clock.stop_requested:
-                        self._withdraw_timer(cpu)
                     continue
-                self._fresh_timer[cpu] = None
                 outcome = self._handle(cpu, exit)
                 if outcome is None or isinstance(outcome, GuestError):
                     return Stop(cpu, outcome or exit)
+                if outcome is _KEEP_CPU and self._timer_pending[cpu] and self._undo_delivery[cpu] is None:
+                    # An interrupt that waited for IF is taken as soon as the CPU allows it again.
+                    if (error := self._deliver_timer(cpu)) is not None:
+                        return Stop(cpu, error)
                 if outcome is _KEEP_CPU and self._turn_left > 0:
                     continue
             self._turn = (cpu + 1) % self.ncpus
@@ -350,7 +362,7 @@ class Kernel:
     def _wake_moved_idle_tasks(self) -> None:
         """A halted idle task whose registers a debugger changed runs from where it was put."""
         for cpu in range(self.ncpus):
-            if self.halted[cpu] and self.current[cpu].regs.reg_read(RIP) != self._halted_at[cpu]:
+            if self.halted[cpu] and read_register(self.current[cpu].regs, RIP) != self._halted_at[cpu]:
                 self.halted[cpu] = False
 
     def step(self, cpu: int) -> Stop:
@@ -413,7 +425,7 @@ class Kernel:
         return stop
 
     def _stop_tracees(self, cpu: int, exception: x86.DebugException, *, now: bool) -> None:
-        rip = self.current[cpu].regs.reg_read(RIP)
+        rip = read_register(self.current[cpu].regs, RIP)
         for pid in self._tracees_to_stop:
             task = self.tasks.get(pid)
             if task is None:
@@ -446,36 +458,54 @@ class Kernel:
     def _deliver_timer(self, cpu: int) -> GuestError | None:
         """The timer interrupt, if the CPU takes interrupts: timer_interrupt(cpu, ticks, need_resched)."""
         task = self.current[cpu]
-        if not task.regs.reg_read(EFLAGS) & IF:
+        if not read_register(task.regs, EFLAGS) & IF:
             return None  # it stays pending until the CPU enables interrupts
         ticks, self._timer_pending[cpu] = self._timer_pending[cpu], 0
         if self.halted[cpu]:
             self.halted[cpu], self._woken_for_timer[cpu] = False, True
+        woken = self.halted[cpu]
+        if woken:
+            self.halted[cpu], self._woken_for_timer[cpu] = False, True
+
+        def pending_again():
+            self._timer_pending[cpu] += ticks
+            if woken:
+                self.halted[cpu], self._woken_for_timer[cpu] = True, False
+
         if not self._deliver(cpu, self._entry["timer_interrupt"], self._entry["irq_return"],
-                             (cpu, ticks, int(bool(self.runqueue)))):
+                             (cpu, ticks, int(self._need_resched(cpu))), undo=pending_again):
             return TripleFault(signal=SIGSEGV)
-        self._fresh_timer[cpu] = ticks
         return None
 
-    def _withdraw_timer(self, cpu: int) -> None:
-        """A break-in came before the timer's handler ran a block: the interrupt stays pending.
+    def _need_resched(self, cpu: int) -> bool:
+        """Whether a runnable task waits that no idle CPU will take: the task on cpu must then make room.
 
-        The CPU stops where it was, as a CPU whose NMI comes first takes a
-        pending interrupt only after it.
+        Linux wakes a task on an idle CPU when there is one (select_idle_sibling)
+        rather than preempting a busy one.
         """
-        task, ticks = self.current[cpu], self._fresh_timer[cpu]
-        self._fresh_timer[cpu] = None
+        idle = sum(1 for other in range(self.ncpus)
+                   if other != cpu and self.halted[other] and self.online[other] and not self.shut_down[other])
+        return len(self.runqueue) > idle
+
+    def _withdraw_delivery(self, cpu: int) -> None:
+        """A break-in came before a delivery's handler ran a block: the delivery is undone.
+
+        The CPU stops at the instruction boundary the delivery found, as an
+        NMI is taken before a pending interrupt: the timer stays pending, a
+        system call is made again when the CPU goes on, a fault faults again.
+        So the host's time spent delivering, which no guest instruction
+        accounts for, does not draw the stops of break-ins to handlers' entries.
+        """
+        undo, self._undo_delivery[cpu] = self._undo_delivery[cpu], None
+        task = self.current[cpu]
         task.regs, resume_at = task.frames.pop()
         self.processor.set_resume_flag(cpu, resume_at)
-        self._timer_pending[cpu] += ticks
-        if self._woken_for_timer[cpu]:
-            self._woken_for_timer[cpu] = False
-            self.halted[cpu] = True
+        undo()
 
     # -- entering the image from the host ----------------------------------------
 
     def _deliver(self, cpu: int, function: int, return_to: int, arguments: tuple[int, ...] = (), *,
-                 pt_regs: bool = False, interrupts: bool = False) -> bool:
+                 pt_regs: bool = False, interrupts: bool = False, undo: Callable[[], None] = lambda: None) -> bool:
         """Make the CPU's task call an image function, its current state saved as a frame.
 
         As the CPU delivers an interrupt or exception: on the task's kernel
@@ -489,11 +519,13 @@ class Kernel:
         The frame keeps the RF the task was to resume with (pending after an
         execute breakpoint's stop), as RFLAGS in an interrupt frame does, so
         that the interrupted instruction does not report its breakpoint again.
+        Until the function runs a block, a break-in withdraws the delivery:
+        the frame is popped and then `undo` runs.
         """
         task = self.current[cpu]
         regs = task.regs
         saved = self.processor.copy_context(regs)
-        rip, rsp = _read(regs, RIP, RSP)
+        rip, rsp = read_registers(regs, RIP, RSP)
         stack = layout.kernel_stack_top(task.slot) if layout.is_user(rip) else (rsp - RED_ZONE) & ~0xF
         try:
             rsp, arguments = self._push_frame(saved, stack, return_to, arguments, pt_regs)
@@ -506,18 +538,19 @@ class Kernel:
             rsp, arguments = self._push_frame(saved, stack, return_to, (0,), True)
         resume_at = self.processor.take_resume_flag(cpu)
         task.frames.append((saved, resume_at))
-        regs.reg_write(RSP, rsp)
-        regs.reg_write(RIP, function)
+        write_register(regs, RSP, rsp)
+        write_register(regs, RIP, function)
         if not interrupts:
-            regs.reg_write(EFLAGS, regs.reg_read(EFLAGS) & ~IF)
+            write_register(regs, EFLAGS, read_register(regs, EFLAGS) & ~IF)
         for register, value in zip((RDI, RSI, RDX, RCX), arguments):
-            regs.reg_write(register, value & (2**64 - 1))
+            write_register(regs, register, value & (2**64 - 1))
+        self._undo_delivery[cpu] = undo
         return True
 
     def _push_frame(self, saved, stack: int, return_to: int, arguments: tuple[int, ...], pt_regs: bool):
         if pt_regs:
-            user = layout.is_user(saved.reg_read(RIP))
-            values = [0 if r is None else saved.reg_read(r) for r in PT_REGS]
+            user = layout.is_user(read_register(saved, RIP))
+            values = [0 if r is None else read_register(saved, r) for r in PT_REGS]
             values[15] = 2**64 - 1  # orig_ax: not a system call
             values[17], values[20] = (USER_CS, USER_SS) if user else (KERNEL_CS, KERNEL_SS)
             stack = (stack - 8 * len(values)) & ~0xF
@@ -534,7 +567,7 @@ class Kernel:
 
     def _exception(self, cpu: int, vector: int, error_code: int, address: int | None):
         """A fault the image handles (arch/x86/traps.c): exc_*(regs, error_code[, address])."""
-        rip = self.current[cpu].regs.reg_read(RIP)
+        rip = read_register(self.current[cpu].regs, RIP)
         if vector == x86.PAGE_FAULT and layout.is_user(rip):
             error_code |= x86.PF_USER
         arguments = (error_code, address or 0) if vector == x86.PAGE_FAULT else (error_code,)
@@ -544,10 +577,18 @@ class Kernel:
 
     def _enter_syscall(self, task: Task) -> None:
         regs = task.regs
-        nr, a1, a2, a3 = _read(regs, RAX, RDI, RSI, RDX)
+        nr, a1, a2, a3, rip = read_registers(regs, RAX, RDI, RSI, RDX, RIP)
+        cpu, instruction = task.cpu, rip - SYSCALL_SIZE
+
+        def made_again():
+            # Back at the `syscall`, with the RF it had (an execute slot there had let it through).
+            write_register(task.regs, RIP, instruction)
+            if self.processor.execute_slot_at(cpu, instruction):
+                self.processor.set_resume_flag(cpu, instruction)
+
         # Linux's entry code enables interrupts before the system call runs.
-        self._deliver(task.cpu, self._entry["do_syscall"], self._entry["syscall_return"], (nr, a1, a2, a3),
-                      interrupts=True)
+        self._deliver(cpu, self._entry["do_syscall"], self._entry["syscall_return"], (nr, a1, a2, a3),
+                      interrupts=True, undo=made_again)
 
     def _return_from_host_call(self, task: Task, rax: int | None = None) -> bool:
         if not task.frames:
@@ -556,7 +597,7 @@ class Kernel:
         if task.cpu is not None:
             self.processor.set_resume_flag(task.cpu, resume_at)
         if rax is not None:
-            task.regs.reg_write(RAX, rax)
+            write_register(task.regs, RAX, rax)
         return True
 
     # -- kgdb's view of an exception ---------------------------------------------
@@ -578,23 +619,23 @@ class Kernel:
     def _hypercall(self, cpu: int):
         task = self.current[cpu]
         regs = task.regs
-        nr, a0, a1, a2, a3 = _read(regs, RAX, RDI, RSI, RDX, RCX)
-        hlt = regs.reg_read(RIP) - 1
+        nr, a0, a1, a2, a3, rip = read_registers(regs, RAX, RDI, RSI, RDX, RCX, RIP)
+        hlt = rip - 1
         if layout.is_user(hlt):
             # hlt is privileged: a general protection fault in user mode.
-            regs.reg_write(RIP, hlt)
+            write_register(regs, RIP, hlt)
             return self._exception(cpu, x86.GENERAL_PROTECTION, 0, None)
         try:
             call = Hypercall(nr)
         except ValueError:
             # The host knows no such operation: an invalid instruction.
-            regs.reg_write(RIP, hlt)
+            write_register(regs, RIP, hlt)
             return self._exception(cpu, x86.INVALID_OPCODE, 0, None)
         try:
             return self._do_hypercall(cpu, task, call, a0, a1, a2, a3)
         except _HypercallFault as fault:
             # As if the hlt had made the access itself: a kernel page fault.
-            regs.reg_write(RIP, hlt)
+            write_register(regs, RIP, hlt)
             return self._exception(cpu, x86.PAGE_FAULT, x86.PF_WRITE if fault.write else 0, fault.address)
 
     def _do_hypercall(self, cpu: int, task: Task, call: Hypercall, a0: int, a1: int, a2: int, a3: int):
@@ -635,10 +676,10 @@ class Kernel:
             self._guest_write(a0, task.pid.to_bytes(8, "little") + cpu.to_bytes(8, "little")
                               + task.comm.encode("latin-1")[: COMM_LEN - 1].ljust(COMM_LEN, b"\0"))
         elif call is Hypercall.KGDB_TRAP:
-            regs.reg_write(RAX, 0)
+            write_register(regs, RAX, 0)
             self._enter_kgdb_trap(task)
             return KgdbTrap(signal=a2, vector=a1)
-        regs.reg_write(RAX, result & (2**64 - 1))
+        write_register(regs, RAX, result & (2**64 - 1))
         return outcome
 
     def _guest_string(self, address: int, limit: int) -> str:
@@ -679,6 +720,3 @@ class Kernel:
             listener(data)
 
 
-def _read(regs, *names: int) -> list[int]:
-    """Registers of a saved state; one at a time is twice as fast as the binding's batch read."""
-    return [regs.reg_read(name) for name in names]

@@ -28,6 +28,7 @@ from unicorn import (
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
+    UC_MEM_FETCH,
     UC_MEM_READ,
     UC_MEM_WRITE,
     UC_MODE_64,
@@ -42,6 +43,7 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC as _HOOK_CODE_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
+from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from .debugregs import DR6_RESERVED_ONES, Access, DebugRegisters
 from .hothooks import STOPPED_BY_LIMIT, GuestClock
@@ -63,6 +65,7 @@ PAGE_FAULT = 14
 PF_WRITE = 1 << 1
 PF_USER = 1 << 2
 PF_INSTR = 1 << 4
+_PF_ERROR_OF_ACCESS = {UC_MEM_WRITE: PF_WRITE, UC_MEM_FETCH: PF_INSTR}
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,35 @@ class _WatchedPageTouched:
 Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | TimeUp
 
 
+# The host reads and writes the 64-bit registers of saved states at every
+# exit to it: straight to unicorn, a third of what the binding's generic
+# reg_read costs (which works out each register's type at every call).
+_context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
+_engine_reg_read = _uclib.uc_reg_read
+
+
+def read_registers(context, *registers: int) -> list[int]:
+    """64-bit registers (general, rip, rflags) of a saved register state."""
+    handle, value = context._context, ctypes.c_uint64()
+    reference = ctypes.byref(value)
+    values = []
+    for register in registers:
+        _context_reg_read(handle, register, reference)
+        values.append(value.value)
+    return values
+
+
+def read_register(context, register: int) -> int:
+    value = ctypes.c_uint64()
+    _context_reg_read(context._context, register, ctypes.byref(value))
+    return value.value
+
+
+def write_register(context, register: int, value: int) -> None:
+    """Set a 64-bit register (general, rip, rflags) of a saved register state."""
+    _context_reg_write(context._context, register, ctypes.byref(ctypes.c_uint64(value & 0xFFFF_FFFF_FFFF_FFFF)))
+
+
 class Processor:
     def __init__(self, address_space: AddressSpace, cpus: int = 1):
         self.address_space = address_space
@@ -176,7 +208,8 @@ class Processor:
                        for physical, memory in self._memory.items()}
         for mapping in address_space.mappings:
             uc.mem_map_ptr(mapping.physical, mapping.size, UC_PROT_ALL, host_memory[mapping.physical])
-        self._stepper = Stepper(address_space, host_memory)
+        self._code_pages: set[int] = set()
+        self._stepper = Stepper(address_space, host_memory, self._code_pages)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         # Hooks the hot paths call go in raw, without the binding's wrappers:
         # the TLB is refilled after every flush, and the watched-page step
@@ -193,6 +226,7 @@ class Processor:
         self._blank = uc.context_save()
         self._stop: Exit | None = None
         self._unmapped: int | None = None
+        self._unmapped_access = UC_MEM_READ
         self._hlt_at: dict[int, bool] = {}  # whether an address holds hlt; forgotten on writes
         self.running_cpu: int | None = None
 
@@ -203,7 +237,7 @@ class Processor:
         self.uc.context_restore(self._blank)
         context = self.uc.context_save()
         for name, value in registers.items():
-            context.reg_write(getattr(X, f"UC_X86_REG_{name.upper()}"), value)
+            write_register(context, getattr(X, f"UC_X86_REG_{name.upper()}"), value)
         return context
 
     def copy_context(self, context):
@@ -223,7 +257,7 @@ class Processor:
 
     def write(self, address: int, data: bytes) -> None:
         if not data:
-            return  # unicorn refuses an empty range to drop translations from
+            return
         end = address + len(data)
         physical = self.address_space.contiguous(address, len(data))
         if physical is not None:
@@ -234,11 +268,13 @@ class Processor:
             for _, physical, length in pieces:
                 self.uc.mem_write(physical, bytes(data[offset : offset + length]))
                 offset += length
-        # Code may live there: drop translations made from the old bytes.
-        self.uc.ctl_remove_cache(address, end)
-        self._stepper.forget_code(address, end)
-        for known in [a for a in self._hlt_at if address <= a < end]:
-            del self._hlt_at[known]
+        # Code may live there: drop translations made from the old bytes. Most
+        # writes are the host's frames on stacks, where no code ever ran.
+        if any(page in self._code_pages for page in range(address & PAGE_MASK, end, PAGE_SIZE)):
+            self.uc.ctl_remove_cache(address, end)
+            self._stepper.forget_code(address, end)
+            for known in [a for a in self._hlt_at if address <= a < end]:
+                del self._hlt_at[known]
 
     # -- execution -----------------------------------------------------------
 
@@ -277,15 +313,15 @@ class Processor:
                 if self.clock.stop_requested or self.clock.past_deadline():
                     return Preempted()
         finally:
-            if self._resume_flag is not None and uc.reg_read(X.UC_X86_REG_RIP) == self._resume_flag:
+            if self._resume_flag is not None and self._rip() == self._resume_flag:
                 self._resume_at[cpu] = self._resume_flag  # stopped before the instruction ran: RF stays
             self.running_cpu = None
             uc.context_update(context)
 
     def _run_once(self, step: bool) -> Exit:
         uc = self.uc
-        start = uc.reg_read(X.UC_X86_REG_RIP)
-        self._unmapped = None
+        start = self._rip()
+        self._unmapped, self._unmapped_access = None, UC_MEM_READ
         self._watch_fault = None
         try:
             if step:
@@ -387,6 +423,11 @@ class Processor:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self._tlb_armed = self._armed
 
+    def _rip(self) -> int:
+        value = ctypes.c_uint64()
+        _engine_reg_read(self.uc._uch, X.UC_X86_REG_RIP, ctypes.byref(value))
+        return value.value
+
     def _clock_stop(self) -> Exit | None:
         stopped_by = self.clock.stopped_by
         if stopped_by == STOPPED_BY_LIMIT:
@@ -396,7 +437,7 @@ class Processor:
         return None
 
     def _finished(self, start: int, step: bool) -> Exit:
-        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+        rip = self._rip()
         if step:
             return Hypercall() if rip == start + 1 and self._is_hlt(start) else Stepped()
         if self._is_hlt(rip - 1):
@@ -405,12 +446,9 @@ class Processor:
         return CpuException(PAGE_FAULT, rip, PF_INSTR)
 
     def _fault(self, error: UcError) -> Exit:
-        if error.errno == UC_ERR_FETCH_UNMAPPED:
-            return CpuException(PAGE_FAULT, self._unmapped, PF_INSTR)
-        if error.errno == UC_ERR_WRITE_UNMAPPED:
-            return CpuException(PAGE_FAULT, self._unmapped, PF_WRITE)
-        if error.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_EXCEPTION):
-            return CpuException(PAGE_FAULT, self._unmapped)
+        if error.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_EXCEPTION):
+            # The TLB fill that found no page says what the access was.
+            return CpuException(PAGE_FAULT, self._unmapped, _PF_ERROR_OF_ACCESS.get(self._unmapped_access, 0))
         if error.errno == UC_ERR_INSN_INVALID:
             return CpuException(INVALID_OPCODE)
         return CpuException(GENERAL_PROTECTION)
@@ -418,6 +456,7 @@ class Processor:
     def _is_hlt(self, address: int) -> bool:
         known = self._hlt_at.get(address)
         if known is None:
+            self._code_pages.add(address & PAGE_MASK)  # a write there must forget the answer
             try:
                 known = self.read(address, 1)[0] == HLT
             except MemoryFault:
@@ -442,8 +481,10 @@ class Processor:
             self._tlb_armed = False
         physical = self.address_space.translate(address)
         if physical is None:
-            self._unmapped = address
+            self._unmapped, self._unmapped_access = address, access
             return False
+        if access == UC_MEM_FETCH:
+            self._code_pages.add(address & PAGE_MASK)
         entry.paddr = physical & PAGE_MASK
         entry.perms = UC_PROT_ALL
         if self._tlb_holds is not None and self._armed:
@@ -488,6 +529,10 @@ class Processor:
     def set_resume_flag(self, cpu: int, address: int | None) -> None:
         """RF for the next instruction a CPU runs, if it is at address."""
         self._resume_at[cpu] = address
+
+    def execute_slot_at(self, cpu: int, address: int) -> bool:
+        """Whether an armed execute slot of the CPU matches the instruction at address."""
+        return self._armed and address in self._execute_slots[cpu]
 
     def take_resume_flag(self, cpu: int) -> int | None:
         """The RF a CPU would resume with, cleared: an interrupt saves it in its frame."""

@@ -110,7 +110,12 @@ def test_a_task_event_counts_every_hit_whichever_dr_and_cpu_it_is_in(machine):
     watch = perf.register(address=machine.address("looper_iterations"), length=8, type=W, cpu=None, task=LOOPER)
     start = machine.iterations
     where = set()
-    machine.on_debug_exception(lambda cpu: where.add((cpu, tuple(machine.drs_of(cpu, watch)))))
+
+    def hit(cpu):
+        if kernel.current[cpu].pid == LOOPER:
+            where.add((cpu, tuple(machine.drs_of(cpu, watch))))
+
+    machine.on_debug_exception(hit)
 
     def observe():
         assert watch.hits == machine.iterations - start
