@@ -328,7 +328,10 @@ class Kernel:
             cpu = self._turn
             if not self._turn_begun:
                 self._turn_begun = True
-                if (error := self._begin_turn(cpu)) is not None:
+                self._begin_turn(cpu)
+            if self._timer_pending[cpu] and self._undo_delivery[cpu] is None:
+                # Taken at the first instruction boundary where the CPU has IF set.
+                if (error := self._deliver_timer(cpu)) is not None:
                     return Stop(cpu, error)
             if self.online[cpu] and not self.halted[cpu] and not self.shut_down[cpu]:
                 before = clock.blocks
@@ -342,10 +345,6 @@ class Kernel:
                 outcome = self._handle(cpu, exit)
                 if outcome is None or isinstance(outcome, GuestError):
                     return Stop(cpu, outcome or exit)
-                if outcome is _KEEP_CPU and self._timer_pending[cpu] and self._undo_delivery[cpu] is None:
-                    # An interrupt that waited for IF is taken as soon as the CPU allows it again.
-                    if (error := self._deliver_timer(cpu)) is not None:
-                        return Stop(cpu, error)
                 if outcome is _KEEP_CPU and self._turn_left > 0:
                     continue
             self._turn = (cpu + 1) % self.ncpus
@@ -376,16 +375,13 @@ class Kernel:
             return Stop(cpu, outcome)
         return Stop(cpu, exit if outcome is None else x86.Stepped())
 
-    def _begin_turn(self, cpu: int) -> GuestError | None:
+    def _begin_turn(self, cpu: int) -> None:
         if cpu == 0 and self.rounds % TICK_ROUNDS == 0:
             self._tick()
         if self.current[cpu].state is State.STOPPED:
             self._switch(cpu)
         if self.halted[cpu] and self.runqueue:
             self._switch(cpu)
-        if self._timer_pending[cpu] and self.online[cpu] and not self.shut_down[cpu]:
-            return self._deliver_timer(cpu)
-        return None
 
     def _handle(self, cpu: int, exit: x86.Exit):
         """Handle what the kernel can: _KEEP_CPU or _TURN_OVER; None if the debugger must see it."""
@@ -452,7 +448,7 @@ class Kernel:
                 task.state = State.RUNNING
                 self.runqueue.append(task)
         for cpu in range(self.ncpus):
-            if self.online[cpu] and (cpu == 0 or not self.halted[cpu]):
+            if self.online[cpu] and not self.shut_down[cpu] and (cpu == 0 or not self.halted[cpu]):
                 self._timer_pending[cpu] += 1
 
     def _deliver_timer(self, cpu: int) -> GuestError | None:

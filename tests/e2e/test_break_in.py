@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import pytest
 
@@ -78,23 +79,51 @@ def test_a_spinning_looper_stops_inside_its_loop_every_time(transport, dialect):
         assert "E" not in target.monitor("ps")[:1]
 
 
+# Counters the guest keeps, for the precise-stop test: looper_main's call of
+# looper_tick goes to COUNTER_CODE instead, two blocks that count the calls
+# in r8 (which looper_main and the kernel's entry leave alone) and in memory.
+COUNTER_CODE, COUNTER = 0x500000, 0x600000
+SECOND_BLOCK = COUNTER_CODE + 5
+
+
+def counting_call(target: SyncTarget) -> None:
+    code = (bytes.fromhex("49ffc0")  # inc %r8
+            + bytes.fromhex("eb00")  # jmp to the next instruction: a block ends
+            + bytes.fromhex("48ff05") + (COUNTER - (SECOND_BLOCK + 7)).to_bytes(4, "little")  # incq COUNTER(%rip)
+            + bytes.fromhex("c3"))  # ret
+    target.write_memory(COUNTER_CODE, code)
+    call = loop_site(target) - 5
+    target.write_memory(call + 1, (COUNTER_CODE - (call + 5)).to_bytes(4, "little", signed=True))
+
+
 def test_precise_stops_neither_skip_nor_repeat_an_instruction():
-    """The looper's own counter says how many iterations ran: each stop is between two of them."""
+    """Counters the guest keeps agree at every break-in, wherever it lands.
+
+    A register and a memory word count the same calls in two blocks: at an
+    instruction boundary they differ by one exactly between the two. A
+    system call whose entry a break-in withdrew is made again, once:
+    do_fork's count (total_forks, which also counted init and looper) and
+    looper's own count of its clones agree whenever looper is in user mode.
+    """
+    import random
+    chance = random.Random(12)
     with serving("tcp", "modern") as (server, target, break_in):
-        iterations = target.symbol("looper_iterations")
-        target.write_memory(loop_site(target), JMP_SELF)
-        previous = 0
-        for _ in range(20):
+        counting_call(target)
+        forks, looper_forks = target.symbol("total_forks"), target.symbol("looper_forks")
+        user_stops, previous = 0, 0
+        for _ in range(40):
             target.resume_nowait()
+            time.sleep(chance.uniform(0, 0.01))
             break_in()
-            count = target.read_int(iterations)
-            pc = looper_pc(target)
-            # Stopped between the call and the increment, the iteration has
-            # called looper_tick once and not yet counted; anywhere else the
-            # count is whole. Either way the count only grows.
-            assert count >= previous
-            previous = count
-            target.write_register("rip", pc, thread=LOOPER)  # the same state goes on exactly
+            registers = target.read_registers(thread=LOOPER)
+            pc, calls, counted = registers["rip"], registers["r8"], target.read_int(COUNTER)
+            if pc < 0x800000000000:  # in user mode: the registers are looper's own
+                user_stops += 1
+                assert calls - counted == (pc == SECOND_BLOCK), (hex(pc), calls, counted)
+                assert target.read_int(forks) == target.read_int(looper_forks) + 2
+            assert counted >= previous
+            previous = counted
+        assert user_stops >= 30 and previous > 0
 
 
 def test_cli_jmp_self_in_the_kernel_still_stops_and_the_other_cpu_runs():
