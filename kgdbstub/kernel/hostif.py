@@ -17,6 +17,8 @@ class Hypercall(IntEnum):
     NR_CPUS = 9
     CURRENT = 10
     KGDB_TRAP = 11
+    NMI_ALLBUTSELF = 12
+    HALT = 13
 
 
 CLONE_USER = 1

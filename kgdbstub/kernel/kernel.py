@@ -145,12 +145,14 @@ class Kernel:
         self.halted = [False] * cpus  # idle with nothing to run: the turn is skipped
         self._halted_at: list[int | None] = [None] * cpus  # where; a debugger that moves it wakes it
         self.shut_down = [False] * cpus  # by a triple fault: the CPU never runs again
+        self.in_hlt = [False] * cpus  # halted by the image (HC_HALT) until an interrupt
         self._start(self.idle[0], self._entry["start_kernel"], layout.kernel_stack_top(0), interrupts=False)
         self.runqueue: deque[Task] = deque()
         self._turn = 0  # the CPU whose turn it is
         self._turn_begun = False
         self._turn_left = QUANTUM  # blocks left in this turn
         self._timer_pending = [0] * cpus  # timer periods not yet delivered
+        self._nmi_pending: list[int | None] = [None] * cpus  # the function an NMI is to call
         self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
         # A delivery (an interrupt, a system call's entry, an exception) whose
         # handler has not yet run a block, and what else undoing it takes.
@@ -329,11 +331,14 @@ class Kernel:
             if not self._turn_begun:
                 self._turn_begun = True
                 self._begin_turn(cpu)
-            if self._timer_pending[cpu] and self._undo_delivery[cpu] is None:
-                # Taken at the first instruction boundary where the CPU has IF set.
-                if (error := self._deliver_timer(cpu)) is not None:
+            if self._undo_delivery[cpu] is None and not self.shut_down[cpu]:
+                # Taken at the first instruction boundary where the CPU can: an NMI
+                # at once, the timer once IF is set.
+                if self._nmi_pending[cpu] is not None and (error := self._deliver_nmi(cpu)) is not None:
                     return Stop(cpu, error)
-            if self.online[cpu] and not self.halted[cpu] and not self.shut_down[cpu]:
+                if self._timer_pending[cpu] and (error := self._deliver_timer(cpu)) is not None:
+                    return Stop(cpu, error)
+            if self._runs(cpu):
                 before = clock.blocks
                 exit = self.processor.run(cpu, self.current[cpu].regs, budget=self._turn_left, deadline=deadline)
                 ran = clock.blocks - before
@@ -352,17 +357,21 @@ class Kernel:
             if self._turn == 0:
                 self.rounds += 1
 
+    def _runs(self, cpu: int) -> bool:
+        """Whether the CPU executes: online, and neither halted nor shut down."""
+        return self.online[cpu] and not self.halted[cpu] and not self.in_hlt[cpu] and not self.shut_down[cpu]
+
     def _break_in_cpu(self) -> int:
         """The CPU a break-in reports: the one whose turn it is, unless it idles and another works."""
-        busy = [cpu for cpu in range(self.ncpus)
-                if self.online[cpu] and not self.halted[cpu] and not self.shut_down[cpu]]
+        busy = [cpu for cpu in range(self.ncpus) if self._runs(cpu)]
         return self._turn if self._turn in busy or not busy else busy[0]
 
     def _wake_moved_idle_tasks(self) -> None:
-        """A halted idle task whose registers a debugger changed runs from where it was put."""
+        """A halted CPU whose registers a debugger changed runs from where it was put."""
         for cpu in range(self.ncpus):
-            if self.halted[cpu] and read_register(self.current[cpu].regs, RIP) != self._halted_at[cpu]:
-                self.halted[cpu] = False
+            if (self.halted[cpu] or self.in_hlt[cpu]) \
+                    and read_register(self.current[cpu].regs, RIP) != self._halted_at[cpu]:
+                self.halted[cpu] = self.in_hlt[cpu] = False
 
     def step(self, cpu: int) -> Stop:
         """Run exactly one instruction on a CPU."""
@@ -457,21 +466,48 @@ class Kernel:
         if not read_register(task.regs, EFLAGS) & IF:
             return None  # it stays pending until the CPU enables interrupts
         ticks, self._timer_pending[cpu] = self._timer_pending[cpu], 0
-        if self.halted[cpu]:
-            self.halted[cpu], self._woken_for_timer[cpu] = False, True
-        woken = self.halted[cpu]
-        if woken:
-            self.halted[cpu], self._woken_for_timer[cpu] = False, True
+        asleep = self._wake(cpu)
+        self._woken_for_timer[cpu] = self._woken_for_timer[cpu] or asleep == "idle"
 
         def pending_again():
             self._timer_pending[cpu] += ticks
-            if woken:
-                self.halted[cpu], self._woken_for_timer[cpu] = True, False
+            self._put_back_to_sleep(cpu, asleep)
+            if asleep == "idle":
+                self._woken_for_timer[cpu] = False
 
         if not self._deliver(cpu, self._entry["timer_interrupt"], self._entry["irq_return"],
                              (cpu, ticks, int(self._need_resched(cpu))), undo=pending_again):
             return TripleFault(signal=SIGSEGV)
         return None
+
+    def _deliver_nmi(self, cpu: int) -> GuestError | None:
+        """An NMI another CPU sent (HC_NMI_ALLBUTSELF): its function(cpu), whatever IF says."""
+        function, self._nmi_pending[cpu] = self._nmi_pending[cpu], None
+        asleep = self._wake(cpu)
+
+        def pending_again():
+            self._nmi_pending[cpu] = function
+            self._put_back_to_sleep(cpu, asleep)
+
+        if not self._deliver(cpu, function, self._entry["irq_return"], (cpu,), undo=pending_again):
+            return TripleFault(signal=SIGSEGV)
+        return None
+
+    def _wake(self, cpu: int) -> str | None:
+        """An interrupt wakes a halted CPU: which sleep it was ("idle", "hlt"), if any."""
+        if self.halted[cpu]:
+            self.halted[cpu] = False
+            return "idle"
+        if self.in_hlt[cpu]:
+            self.in_hlt[cpu] = False
+            return "hlt"
+        return None
+
+    def _put_back_to_sleep(self, cpu: int, asleep: str | None) -> None:
+        if asleep == "idle":
+            self.halted[cpu] = True
+        elif asleep == "hlt":
+            self.in_hlt[cpu] = True
 
     def _need_resched(self, cpu: int) -> bool:
         """Whether a runnable task waits that no idle CPU will take: the task on cpu must then make room.
@@ -675,6 +711,14 @@ class Kernel:
             write_register(regs, RAX, 0)
             self._enter_kgdb_trap(task)
             return KgdbTrap(signal=a2, vector=a1)
+        elif call is Hypercall.NMI_ALLBUTSELF:
+            for other in range(self.ncpus):
+                if other != cpu and self.online[other] and not self.shut_down[other]:
+                    self._nmi_pending[other] = a0
+        elif call is Hypercall.HALT:
+            # Until an interrupt: the timer if IF is set, an NMI in any case.
+            self.in_hlt[cpu], self._halted_at[cpu] = True, read_register(regs, RIP)
+            outcome = _TURN_OVER
         write_register(regs, RAX, result & (2**64 - 1))
         return outcome
 

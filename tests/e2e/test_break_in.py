@@ -20,6 +20,7 @@ import pytest
 
 from gdbtools import GDB, run_gdb, start_line_server, start_server
 from kgdbstub.client import SyncTarget
+from kgdbstub.kernel.image import Image
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -236,6 +237,31 @@ def test_the_idle_task_exiting_panics_and_panic_enters_kgdb():
         target.write_register("rip", target.symbol("do_exit"), thread=CPU1)
 
     fault_and_expect(setup, SIGTRAP, "Kernel panic - not syncing: Attempted to kill the idle task!\n")
+
+
+def test_going_on_from_a_panic_stops_the_other_cpus_for_good():
+    """panic() stops the other CPUs once kgdb has had its chance (smp_send_stop in kernel/panic.c)."""
+    with start_line_server("--pty", "--dialect", "modern") as server:
+        with SyncTarget(server.address, elf=server.elf) as target:
+            target.write_register("rip", target.symbol("do_exit"), thread=CPU1)  # swapper/1 panics
+            assert target.resume().signal == SIGTRAP
+            online = target.symbol("nr_cpus_online")
+            assert target.read_int(online) == 2
+            leaving = target.watch(online, 8, kind="write")
+            stop = target.resume()  # CPU 0 takes the NMI: stop_this_cpu() takes it offline
+            assert stop.cpu == 0 and target.read_int(online) == 1
+            function = Image(server.elf).symbols["stop_this_cpu"]
+            target.remove_breakpoint(leaving)
+            output, pcs, counts = stop.output, set(), set()
+            for _ in range(3):
+                target.resume_nowait()
+                stop = target.interrupt()
+                output += stop.output
+                pcs.add(target.read_register("rip", thread=-2))  # CPU 0
+                counts.add(target.read_int(target.symbol("looper_iterations")))
+            assert len(pcs) == 1 and function.address < pcs.pop() < function.address + function.size
+            assert len(counts) == 1, "nothing runs on the stopped CPU"
+            assert "---[ end Kernel panic - not syncing: Attempted to kill the idle task! ]---" in output
 
 
 def test_a_fault_on_a_bad_stack_is_a_double_fault_then_a_panic():

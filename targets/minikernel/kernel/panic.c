@@ -2,13 +2,17 @@
 #include <linux/kernel.h>
 #include <linux/irqflags.h>
 #include <linux/panic.h>
+#include <linux/smp.h>
 
 #define PANIC_MAX	256
 
 /*
  * As Linux's panic(): the message, then kgdb_panic() (which stops in the
- * debugger through kgdb_breakpoint()), then the end marker; after that the
- * CPU spins with interrupts off for good.
+ * debugger through kgdb_breakpoint()), then, once the debugger lets it go
+ * on, the other CPUs are stopped (smp_send_stop) and the end marker is
+ * printed; after that the CPU spins for good.  Linux spins with interrupts
+ * enabled and preemption disabled; this kernel has no preemption count, so
+ * it keeps interrupts disabled instead.
  */
 void panic(const char *fmt, ...)
 {
@@ -24,6 +28,7 @@ void panic(const char *fmt, ...)
 		buf[len - 1] = '\0';
 	printk("Kernel panic - not syncing: %s\n", buf);
 	kgdb_panic(buf);
+	smp_send_stop();
 	printk("---[ end Kernel panic - not syncing: %s ]---\n", buf);
 	for (;;)
 		barrier();
