@@ -66,3 +66,24 @@ def test_a_break_in_before_the_tick_handler_runs_leaves_the_tick_pending():
     handler = kernel.perf.register(address=timer, length=1, type=X_BREAKPOINT, cpu=None, task=LOOPER)
     machine.run(lambda: handler.hits > 0)
     assert handler.hits == 1 and kernel.rounds == rounds and kernel._timer_pending[cpu] == 0
+
+
+def test_a_tick_withdrawn_from_an_idle_cpu_leaves_it_halted():
+    machine = Machine()
+    kernel = machine.kernel
+    deliver, woken = kernel._deliver_timer, []
+
+    def deliver_then_break_in(cpu):
+        was_idle = kernel.halted[cpu]
+        error = deliver(cpu)
+        if was_idle and not kernel.halted[cpu]:
+            woken.append(cpu)
+            machine.debugger.request_interrupt()
+            kernel._deliver_timer = deliver
+        return error
+
+    kernel._deliver_timer = deliver_then_break_in
+    assert machine.resume().signal == SIGINT
+    cpu, = woken
+    assert kernel.halted[cpu] and kernel.current[cpu].idle and not kernel.current[cpu].frames
+    assert kernel._timer_pending[cpu] == 1
