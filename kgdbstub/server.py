@@ -246,10 +246,10 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
-        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
-            if resume.step:
-                return run()
-            # Most runs end within a slice: watchers are started only for a longer one.
+        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address,
+                              thread=resume.thread) as run:
+            # Most runs, and steps but for a thread on no CPU, end within a
+            # slice: watchers are started only for a longer one.
             if (stop := run(_slice_over())) is not None:
                 return stop
             wire.running = True

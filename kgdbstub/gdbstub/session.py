@@ -125,7 +125,7 @@ class Session:
         reply = b"T%02xthread:%s;" % (stop.signal, format_thread(stop.thread))
         if self.dialect.expedite:
             reply += b"core:%x;" % stop.cpu
-            regs = self.debugger.registers_of(stop.thread)
+            regs = self._registers_of(stop.thread)
             layout = self.dialect.layout
             for name in registers.EXPEDITED:
                 number = registers.index_of(layout, name)
@@ -158,8 +158,13 @@ class Session:
 
     # -- registers -----------------------------------------------------------
 
+    def _registers_of(self, thread: int):
+        if self.dialect.idle_shadows:
+            return self.debugger.task_of(thread).regs
+        return self.debugger.registers_of(thread)
+
     def _regs(self):
-        return self.debugger.registers_of(self._current_thread())
+        return self._registers_of(self._current_thread())
 
     def _read_registers(self, _):
         return Reply(encode_hex(registers.encode(self._regs(), self.dialect.layout)))
@@ -283,17 +288,29 @@ class Session:
         return Resume(step=False, cpu=None, address=_hex(args) if args else None)
 
     def _step(self, args):
-        return Resume(step=True, cpu=None, address=_hex(args) if args else None)
+        return self._step_thread(None, address=_hex(args) if args else None)
+
+    def _step_thread(self, thread: int | None, address: int | None = None) -> Resume:
+        """A step of `thread` (None: the one that stopped), where the dialect steps threads."""
+        if not self.dialect.idle_shadows:
+            return Resume(step=True, cpu=None, address=address)
+        if thread is None:
+            thread = self.debugger.stop.thread if self.debugger.stop else None
+        elif not self.debugger.thread_alive(thread):
+            raise DebuggerError(errno.ESRCH, f"no thread {thread}")
+        return Resume(step=True, cpu=None, address=address, thread=thread)
 
     def _v_packet(self, args):
         if args == b"Cont?":
             return Reply(b"vCont;c;C;s;S")
         if args.startswith(b"Cont;"):
-            actions = [a.split(b":")[0] for a in args[5:].split(b";")]
-            if not actions or any(a[:1] not in b"cCsS" or not a for a in actions):
+            actions = [a.partition(b":") for a in args[5:].split(b";")]
+            if not actions or any(a[:1] not in b"cCsS" or not a for a, _, _ in actions):
                 raise Malformed(args)
-            step = any(a[:1] in b"sS" for a in actions)
-            return Resume(step=step, cpu=None, address=None)
+            steps = [parse_thread(thread) for action, _, thread in actions if action[:1] in b"sS"]
+            if steps:
+                return self._step_thread(steps[0])
+            return Resume(step=False, cpu=None, address=None)
         return Reply(b"")
 
     def _detach(self, reply):
