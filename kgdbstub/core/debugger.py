@@ -19,6 +19,7 @@ from ..kernel.kernel import Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
 from ..x86 import cpu as x86
+from ..x86.debugregs import SLOTS
 from ..x86.memory import MemoryFault
 
 SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGSEGV = 2, 4, 5, 8, 11
@@ -215,6 +216,10 @@ class Debugger:
         self.policy.release(_count(self.hardware.entries) - _count(entries))
         self.hardware.remove(request, entries)
         self._uninstall_removed_pieces()
+
+    def hardware_capacity(self) -> int:
+        """How many hardware breakpoints and watchpoints gdb could hold now, those it holds included."""
+        return self.policy.capacity(SLOTS) if self.hardware_enabled else 0
 
     def slot_table(self):
         """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from ..x86 import registers
 from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
 from .hostio import ExecFile, HostIO
+from .lldb import EXTENSIONS as LLDB_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class Dialect:
 MODERN = Dialect(
     "modern",
     (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
-     ExecFile(), HostIO()),
+     ExecFile(), HostIO(), *LLDB_EXTENSIONS),
     registers.MODERN,
     expedite=True,
     status_reply_is_stop=True,

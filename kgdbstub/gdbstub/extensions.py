@@ -24,6 +24,10 @@ class Extension:
     def handlers(self, session: "Session") -> dict[str, Callable[[bytes], Action]]:
         return {}
 
+    def stop_fields(self, session: "Session", stop) -> bytes:
+        """What it adds to a stop reply (`n:r;` pairs)."""
+        return b""
+
 
 class NoAckMode(Extension):
     def advertise(self, offered):
