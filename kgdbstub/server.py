@@ -142,7 +142,11 @@ class _Wire:
             return None
         if self.codec.ack_mode and not self._acknowledged and payload == self._last_payload:
             return "repeat"
-        if payload.startswith(b"qSupported") and payload != self._last_payload:
+        # gdb opens with qSupported; LLDB with QStartNoAckMode, then qSupported.
+        if payload.startswith(b"qSupported") and payload != self._last_payload \
+                and self._last_payload != b"QStartNoAckMode":
+            return "new debugger"
+        if payload == b"QStartNoAckMode" and not self._last_payload.startswith(b"qSupported"):
             return "new debugger"
         return None
 
