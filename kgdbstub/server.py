@@ -77,6 +77,7 @@ class _Wire:
         self._sysrq = SysRqG()
         self._early: deque[Packet | BadPacket] = deque()  # packets that came while the machine ran
         self._last_payload: bytes | None = None
+        self._packets = 0  # packets this session took
         self._acknowledged = True  # gdb acknowledged a frame since its last packet
         # The watcher sends acks while the session's loop may be sending: one writer at a time.
         self._write_lock = trio.StrictFIFOLock()
@@ -124,6 +125,7 @@ class _Wire:
                     self._gone()
                     return None
                 self._last_payload, self._acknowledged = event.payload, False
+                self._packets += 1
                 return event
             if isinstance(event, Interrupt):
                 self._trace("<-", b"\\x03")
@@ -142,11 +144,12 @@ class _Wire:
             return None
         if self.codec.ack_mode and not self._acknowledged and payload == self._last_payload:
             return "repeat"
-        # gdb opens with qSupported; LLDB with QStartNoAckMode, then qSupported.
-        if payload.startswith(b"qSupported") and payload != self._last_payload \
-                and self._last_payload != b"QStartNoAckMode":
+        # gdb opens with qSupported; LLDB with QStartNoAckMode, then qSupported,
+        # and no debugger asks for no-ack mode twice.
+        lldb_opening = self._packets == 1 and self._last_payload == b"QStartNoAckMode"
+        if payload.startswith(b"qSupported") and payload != self._last_payload and not lldb_opening:
             return "new debugger"
-        if payload == b"QStartNoAckMode" and not self._last_payload.startswith(b"qSupported"):
+        if payload == b"QStartNoAckMode" and not self.codec.ack_mode:
             return "new debugger"
         return None
 
