@@ -26,7 +26,6 @@ and `qThreadStopInfo`, which would tell it nothing the stop reply has not.
 """
 from __future__ import annotations
 
-import errno
 import json
 from collections.abc import Callable
 
@@ -40,7 +39,7 @@ from .extensions import Extension
 # auxv) LLDB would try to apply.
 TRIPLE = "x86_64-unknown-none"
 POINTER_SIZE = 8
-# The frames of a thread's frame-pointer chain sent with jThreadsInfo.
+# How many frames of each thread's frame-pointer chain a stop reply carries.
 EXPEDITED_FRAMES = 16
 
 
@@ -104,10 +103,7 @@ class ThreadSuffix(Extension):
             return handle
 
         def supported(args: bytes) -> Action:
-            if args:
-                return Reply(b"")
-            session.requested.add("thread-suffix")
-            return Reply(b"OK")
+            return Reply(b"" if args else b"OK")  # the suffix is taken from then on, and before
 
         return {"QThreadSuffixSupported": supported,
                 **{letter: register_packet(letter.encode()) for letter in "gGpP"}}
@@ -174,10 +170,6 @@ def _pc(session, thread: int) -> int:
     regs = session.registers_of(thread)
     layout = session.dialect.layout
     return registers.read_value(regs, layout[registers.index_of(layout, "rip")])
-
-
-def _cpu_of(session, thread: int) -> int | None:
-    return session.debugger.task_of(thread).cpu
 
 
 def _stack_words(session, thread: int) -> list[tuple[int, bytes]]:
