@@ -1,4 +1,5 @@
-"""Optional protocol features: what each adds to qSupported and the packets it serves.
+"""Optional protocol features: what each adds to qSupported, the packets it serves
+and what it adds to stop replies.
 
 A dialect is a list of these; its qSupported answer is derived from the list.
 """
