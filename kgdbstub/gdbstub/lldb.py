@@ -32,7 +32,7 @@ from collections.abc import Callable
 from ..core.debugger import DebuggerError
 from ..rsp import encode_hex
 from ..x86 import registers
-from .actions import Action, Reply
+from .actions import PACKET_SIZE, Action, Reply
 from .extensions import Extension
 
 # An x86-64 kernel: no OS whose user-space conventions (a dynamic loader,
@@ -41,6 +41,9 @@ TRIPLE = "x86_64-unknown-none"
 POINTER_SIZE = 8
 # How many frames of each thread's frame-pointer chain a stop reply carries.
 EXPEDITED_FRAMES = 16
+# What LLDB's fields may add to a stop reply: the rest of the packet size is
+# ample for the standard fields before them.
+STOP_FIELDS_ROOM = PACKET_SIZE // 2
 
 
 def _thread_id(thread: int) -> int:
@@ -125,24 +128,28 @@ class ThreadsInStopReply(Extension):
         if "threads-in-stop-reply" not in session.requested:
             return b""
         threads = session.debugger.threads()
-        pcs = [_pc(session, thread) for thread in threads]
         expedited = {number for number, _ in session.expedited_registers(stop.thread)}
         regs, layout = session.registers_of(stop.thread), session.dialect.layout
-        fields = b"".join(
+        general = b"".join(
             b"%02x:%s;" % (number, encode_hex(registers.read_value(regs, register).to_bytes(register.size, "little")))
             for number, register in enumerate(layout[: registers.index_of(layout, "eflags") + 1])
             if number not in expedited)
-        fields += b"threads:%s;thread-pcs:%s;jstopinfo:%s;" % (
+        listed = b"threads:%s;thread-pcs:%s;" % (
             b",".join(b"%x" % _thread_id(t) for t in threads),
-            b",".join(b"%x" % pc for pc in pcs),
-            encode_hex(_json([_thread_info(session, thread) for thread in threads])),
-        )
+            b",".join(b"%x" % _pc(session, thread) for thread in threads))
+        reasons = b"jstopinfo:%s;" % encode_hex(_json([_thread_info(session, thread) for thread in threads]))
         # Expedited memory fills LLDB's memory cache: with the top of every
         # thread's stack and its frame chain here, LLDB's unwinding of each
         # thread's first frame at this stop reads nothing more.
-        for thread in threads:
-            for address, data in _stack_words(session, thread):
-                fields += b"memory:0x%x=%s;" % (address, encode_hex(data))
+        memory = [b"memory:0x%x=%s;" % (address, encode_hex(data))
+                  for thread in threads for address, data in _stack_words(session, thread)]
+        # Each part saves LLDB round trips, the first ones the most; the
+        # reply stays within the packet size the stub advertises, and what
+        # does not fit LLDB reads as it would without it.
+        fields, room = b"", STOP_FIELDS_ROOM
+        for part in (general, listed, reasons, *memory):
+            if len(fields) + len(part) <= room:
+                fields += part
         return fields
 
 
