@@ -52,6 +52,12 @@ def test_do_fork_three_times_and_the_stopped_thread_in_thread_info(transport):
         # Every thread a different task: no two with the same frame.
         frames = [(t["frame"]["addr"], t["target-id"]) for t in info["threads"]]
         assert len(set(frames)) == len(frames) >= 4, info
+        # Every thread's backtrace, as an IDE's call-stack view asks for it.
+        for thread in info["threads"]:
+            stack = mi.command(f"-stack-list-frames --thread {thread['id']}")["stack"]
+            assert stack and stack[0]["addr"] == thread["frame"]["addr"], (thread, stack)
+            if thread is current:
+                assert [f["func"] for f in stack[:2]] == ["do_fork", "sys_clone"], stack
         mi.command("-target-detach")
 
 
