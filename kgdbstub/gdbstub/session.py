@@ -327,10 +327,10 @@ class Session:
             actions = [a.partition(b":") for a in args[5:].split(b";")]
             if not actions or any(a[:1] not in b"cCsS" or not a for a, _, _ in actions):
                 raise Malformed(args)
-            steps = [parse_thread(thread) for action, _, thread in actions if action[:1] in b"sS"]
-            if steps:
-                return self._step_thread(steps[0])
-            return Resume(step=False, cpu=None, address=None)
+            steps = [thread for action, _, thread in actions if action[:1] in b"sS"]
+            if not steps:
+                return Resume(step=False, cpu=None, address=None)
+            return self._step_thread(parse_thread(steps[0]) if self.dialect.idle_shadows else None)
         return Reply(b"")
 
     def _detach(self, reply):
