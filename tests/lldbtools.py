@@ -23,6 +23,7 @@ import re
 import select
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,30 +65,37 @@ def read_boot_console(server: LineServer, timeout: float = 10.0) -> bytes:
         os.close(fd)
 
 
-def lldb_argv(server: Server, commands: Sequence[str], *, elf: Path | None = None) -> list[str]:
+def lldb_argv(server: Server, script: Path, *, elf=None) -> list[str]:
+    """LLDB in batch mode: attach, then run the commands in `script`.
+
+    Batch mode ends at the first `-o` command that fails; commands run by
+    `command source -e false` go on after an error, as a user would.
+    """
     if LLDB is None:
         raise AssertionError("lldb is not installed")
-    # Batch mode ends at the first command that fails.
     argv = [LLDB, "--no-lldbinit", "--no-use-colors", "-b"]
     if elf is not False:
         argv.append(str(elf or server.elf))
-    argv += ["-o", connect_command(server)]
-    for command in commands:
-        argv += ["-o", command]
-    return argv
+    return argv + ["-o", connect_command(server), "-o", f"command source -e false {script}"]
 
 
 def run_lldb(server: Server, commands: Sequence[str], *, timeout: float = 60.0, elf=None) -> str:
-    """LLDB in batch mode: attach, run each command, exit; stdout and stderr together."""
+    """LLDB in batch mode: attach, run each command, exit; stdout and stderr together.
+
+    `elf=False` starts LLDB with no file.
+    """
     if isinstance(server, LineServer):
         read_boot_console(server)
-    try:
-        done = subprocess.run(lldb_argv(server, commands, elf=elf), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                              env={**os.environ, "TERM": "dumb"})
-    except subprocess.TimeoutExpired as expired:
-        raise AssertionError(f"lldb did not finish within {timeout:g} s; output so far:\n"
-                             f"{(expired.output or b'').decode(errors='replace')}") from None
+    with tempfile.TemporaryDirectory(prefix="kgdbstub-lldb-") as scratch:
+        script = Path(scratch) / "commands"
+        script.write_text("".join(f"{command}\n" for command in commands))
+        try:
+            done = subprocess.run(lldb_argv(server, script, elf=elf), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+                                  env={**os.environ, "TERM": "dumb"})
+        except subprocess.TimeoutExpired as expired:
+            raise AssertionError(f"lldb did not finish within {timeout:g} s; output so far:\n"
+                                 f"{(expired.output or b'').decode(errors='replace')}") from None
     return done.stdout.decode(errors="replace")
 
 

@@ -68,8 +68,10 @@ class HostInfo(Extension):
     def handlers(self, session) -> dict[str, Callable[[bytes], Action]]:
         triple = encode_hex(TRIPLE.encode()).decode()
         host = f"triple:{triple};ptrsize:{POINTER_SIZE};endian:little;watchpoint_exceptions_received:after;"
-        # qProcessInfo's numbers are hex (GetCurrentProcessInfo), qHostInfo's decimal.
-        process = f"triple:{triple};ptrsize:{POINTER_SIZE:x};endian:little;"
+        # qProcessInfo's numbers are hex (GetCurrentProcessInfo), qHostInfo's
+        # decimal. The machine is one process to LLDB: without a pid LLDB
+        # takes for one the thread id `qC` names.
+        process = f"pid:1;triple:{triple};ptrsize:{POINTER_SIZE:x};endian:little;"
 
         def host_info(args: bytes) -> Action:
             return Reply(host.encode() if not args else b"")
