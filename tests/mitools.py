@@ -9,6 +9,7 @@ each wait with a deadline.
 from __future__ import annotations
 
 import itertools
+import subprocess
 import time
 
 from pygdbmi.gdbcontroller import GdbController
@@ -77,7 +78,20 @@ class MiSession:
         return self.wait_stopped(start, timeout=timeout)
 
     def close(self) -> None:
-        self.gdb.exit()
+        """End gdb: SIGTERM, then SIGKILL if it has not gone within 10 s."""
+        process = self.gdb.gdb_process
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+        self.gdb.gdb_process = None
 
 
 def target_select(server: Server) -> str:
