@@ -14,9 +14,10 @@ No I/O: memory, registers and printf's output go through the callables the
 caller passes to `Expression.evaluate`.
 
 Values are 64-bit, as the stack elements of gdbserver's interpreter
-(gdbserver/ax.cc) on x86-64: arithmetic wraps, signed operations read the
-two's complement, and shift counts are taken modulo 64 as x86's shifts take
-them.
+(gdbserver/ax.cc) on x86-64: arithmetic wraps and signed operations read
+the two's complement. A shift by 64 bits or more, undefined in C, shifts
+every bit out, as gdb's own evaluator does (its verdict at a stop is the one
+the user sees, so the stub must not disagree with it).
 """
 from __future__ import annotations
 
@@ -439,8 +440,8 @@ _BINARY = {
     "add": "({a} + {b}) & M", "sub": "({a} - {b}) & M", "mul": "({a} * {b}) & M",
     "div_signed": "sdiv({a}, {b})", "div_unsigned": "udiv({a}, {b})",
     "rem_signed": "srem({a}, {b})", "rem_unsigned": "urem({a}, {b})",
-    "lsh": "({a} << ({b} & 63)) & M", "rsh_unsigned": "{a} >> ({b} & 63)",
-    "rsh_signed": "(({a} - (({a} & S) << 1)) >> ({b} & 63)) & M",
+    "lsh": "({a} << {b}) & M if {b} < 64 else 0", "rsh_unsigned": "{a} >> {b}",
+    "rsh_signed": "(({a} - (({a} & S) << 1)) >> {b}) & M",
     "bit_and": "{a} & {b}", "bit_or": "{a} | {b}", "bit_xor": "{a} ^ {b}",
     "equal": "1 if {a} == {b} else 0", "less_unsigned": "1 if {a} < {b} else 0",
     # Flipping the sign bit turns two's complement order into unsigned order.

@@ -66,8 +66,9 @@ def binary(name, a, b):
     ("rem_signed", -7 & M, 2, -1 & M),  # the remainder has the dividend's sign
     ("rem_signed", 7, -2 & M, 1), ("rem_unsigned", 7, 3, 1),
     ("div_signed", 1 << 63, M, 1 << 63),  # INT64_MIN / -1 wraps
-    ("lsh", 1, 63, 1 << 63), ("lsh", 1, 64, 1),  # x86 takes shift counts modulo 64
-    ("rsh_signed", 1 << 63, 60, -8 & M), ("rsh_unsigned", 1 << 63, 60, 8),
+    ("lsh", 1, 63, 1 << 63), ("rsh_signed", 1 << 63, 60, -8 & M), ("rsh_unsigned", 1 << 63, 60, 8),
+    # Undefined in C; gdb's evaluator shifts every bit out.
+    ("lsh", 1, 64, 0), ("lsh", 3, M, 0), ("rsh_unsigned", M, 64, 0), ("rsh_signed", 1 << 63, 200, M),
     ("bit_and", 0b1100, 0b1010, 0b1000), ("bit_or", 0b1100, 0b1010, 0b1110), ("bit_xor", 0b1100, 0b1010, 0b0110),
     ("equal", 3, 3, 1), ("equal", 3, 4, 0),
     ("less_signed", -1 & M, 0, 1), ("less_signed", 0, -1 & M, 0), ("less_signed", 2, 2, 0),

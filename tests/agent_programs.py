@@ -141,8 +141,8 @@ def _binary(name: str, a: int, b: int) -> int:
     return {
         "add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b,
         "div_unsigned": lambda: a // b, "rem_unsigned": lambda: a % b,
-        "lsh": lambda: a << (b % 64), "rsh_signed": lambda: signed(a) >> (b % 64),
-        "rsh_unsigned": lambda: a >> (b % 64), "bit_and": lambda: a & b, "bit_or": lambda: a | b,
+        "lsh": lambda: a << b if b < 64 else 0, "rsh_signed": lambda: signed(a) >> b,
+        "rsh_unsigned": lambda: a >> b, "bit_and": lambda: a & b, "bit_or": lambda: a | b,
         "bit_xor": lambda: a ^ b, "equal": lambda: int(a == b),
         "less_signed": lambda: int(signed(a) < signed(b)), "less_unsigned": lambda: int(a < b),
     }[name]()
