@@ -25,7 +25,7 @@ class Dialect:
 MODERN = Dialect(
     "modern",
     (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
-     ExecFile(), HostIO(), ConditionalBreakpoints(), BreakpointCommands()),
+     ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO()),
     registers.MODERN,
     expedite=True,
     status_reply_is_stop=True,
