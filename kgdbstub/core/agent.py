@@ -308,28 +308,26 @@ def format_printf(pieces, arguments, read_string: Callable[[int, int], bytes]) -
 
 
 class Expression:
-    """A checked agent expression and the Python function it was translated into."""
+    """A checked agent expression, and the Python function it was translated into.
 
-    __slots__ = ("bytecode", "_run")
+    `evaluate(read_int, read_string, register, emit=None)` runs it and
+    returns its value (None when its stack ended empty). read_int(address,
+    size) reads a little-endian unsigned number and read_string(address,
+    limit) the bytes up to a NUL (at most limit); both raise MemoryFault.
+    register(number) gives a register by its number in the target
+    description; printf's output goes to emit. Raises EvaluationError when
+    the state does not allow a value. (The function itself, not a method
+    around it: a condition is evaluated at every hit.)
+    """
 
-    def __init__(self, bytecode: bytes, run: Callable):
+    __slots__ = ("bytecode", "evaluate")
+
+    def __init__(self, bytecode: bytes, evaluate: Callable[..., int | None]):
         self.bytecode = bytecode
-        self._run = run  # (read_int, read_string, register, emit) -> int | None
+        self.evaluate = evaluate
 
     def __repr__(self) -> str:
         return f"Expression({self.bytecode.hex()})"
-
-    def evaluate(self, read_int: Callable[[int, int], int], read_string: Callable[[int, int], bytes],
-                 register: Callable[[int], int], emit: Callable[[bytes], None] = lambda text: None) -> int | None:
-        """Run the expression; its value (None when its stack ended empty).
-
-        read_int(address, size) reads a little-endian unsigned number and
-        read_string(address, limit) the bytes up to a NUL (at most limit);
-        both raise MemoryFault. register(number) gives a register by its
-        number in the target description. printf's output goes to emit.
-        Raises EvaluationError when the state does not allow a value.
-        """
-        return self._run(read_int, read_string, register, emit)
 
 
 def compile(bytecode: bytes, registers: Container[int], *, value: bool = True) -> Expression:  # noqa: A001
@@ -458,7 +456,7 @@ def _translate(instructions: list[Instruction], heights: dict[int, int]) -> Call
         "M": MASK, "S": SIGN, "sdiv": _signed_div, "srem": _signed_rem,
         "udiv": _unsigned_div, "urem": _unsigned_rem, "format_printf": format_printf,
     }
-    lines = ["def run(read_int, read_string, register, emit):"]
+    lines = ["def run(read_int, read_string, register, emit=None):"]
     blocks = len(targets) > 0
     if blocks:
         lines.append("    go = 0")

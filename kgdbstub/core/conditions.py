@@ -83,7 +83,7 @@ class BreakpointConditions:
         else:
             self._actions.pop(key, None)
         if kind == SOFTWARE:
-            self._processor.set_probe(address, self._probe(address) if actions else None)
+            self._processor.set_probe(address, self._probe(address, actions) if actions else None)
 
     def discard(self, kind: int, address: int) -> None:
         self.set(kind, address, NO_ACTIONS)
@@ -106,17 +106,28 @@ class BreakpointConditions:
 
     # -- at a hit, inside the running machine ----------------------------------------
 
-    def _probe(self, address: int):
-        actions_key = (SOFTWARE, address)
+    def _probe(self, address: int, actions: Actions):
+        """The question a software breakpoint asks at every hit: made once for its lists."""
+        run, stop, pause = x86.ProbeVerdict.RUN, x86.ProbeVerdict.STOP, x86.ProbeVerdict.PAUSE
+        if len(actions.conditions) == 1 and not actions.commands:
+            # The common case, kept short: one condition, as `break ... if`.
+            evaluate = actions.conditions[0].evaluate
+            read_int, read_string, register = self._read_int, self._read_string, self._register
+
+            def probe(cpu: int) -> x86.ProbeVerdict:
+                self.hits += 1
+                try:
+                    return stop if evaluate(read_int, read_string, register) else run
+                except agent.EvaluationError:
+                    return stop
+
+            return probe
 
         def probe(cpu: int) -> x86.ProbeVerdict:
-            actions = self._actions.get(actions_key)
-            if actions is None:
-                return x86.ProbeVerdict.STOP
             if (actions.commands and self.output_limit is not None
                     and len(self.output) >= self.output_limit):
-                return x86.ProbeVerdict.PAUSE  # asked again once the output has gone out
-            return x86.ProbeVerdict.STOP if self._stops(actions, address) else x86.ProbeVerdict.RUN
+                return pause  # asked again once the output has gone out
+            return stop if self._stops(actions, address) else run
 
         return probe
 
@@ -129,13 +140,15 @@ class BreakpointConditions:
 
     def _stops(self, actions: Actions, address: int) -> bool:
         self.hits += 1
-        try:
-            if actions.conditions and not any(
-                    condition.evaluate(self._read_int, self._read_string, self._register)
-                    for condition in actions.conditions):
-                return False
-        except agent.EvaluationError:
-            return True
+        if actions.conditions:
+            try:
+                for condition in actions.conditions:
+                    if condition.evaluate(self._read_int, self._read_string, self._register):
+                        break
+                else:
+                    return False
+            except agent.EvaluationError:
+                return True
         if not actions.commands:
             return True
         for command in actions.commands:
@@ -151,16 +164,15 @@ class BreakpointConditions:
     # -- the machine as expressions see it -------------------------------------------
 
     def _make_read_int(self):
-        read = self._processor.read
-        from_bytes = int.from_bytes
+        read_int = self._processor.read_int
 
-        def read_int(address: int, size: int) -> int:
+        def checked(address: int, size: int) -> int:
             try:
-                return from_bytes(read(address, size), "little")
+                return read_int(address, size)
             except MemoryFault:
                 raise agent.MemoryFault(address) from None
 
-        return read_int
+        return checked
 
     def _read_string(self, address: int, limit: int) -> bytes:
         data = bytearray()
