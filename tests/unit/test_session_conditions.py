@@ -180,3 +180,28 @@ def test_any_option_text_parses_or_is_refused_cleanly(pieces):
     except BadOptions:
         return
     assert all(c.bytecode for c in actions.conditions + actions.commands)
+
+
+def test_printf_output_waits_for_the_debugger_beyond_the_limit_and_none_is_lost(machine, image):
+    kernel, debugger = machine
+    session = Session(debugger, MODERN)
+    iterations = image.address_of("looper_iterations")
+    line = assemble(("const64", iterations), ("ref64",), ("const8", 0), ("const8", 0),
+                    ("printf", 1, b"%1000lu\\n"), ("end",))  # 1001 bytes a hit
+    tick = image.address_of("looper_tick")
+    first = kernel.read_u64(iterations)
+    assert reply(session, b"Z0,%x,1;cmds:0,%s" % (tick, x(line))) == b"OK"
+    done = image.address_of("looper_main") + 0x49  # user/looper.c:54, after the call
+    assert reply(session, b"Z0,%x,1;%s" % (done, x(assemble(
+        ("const64", iterations), ("ref64",), ("const16", first + 300), ("equal",), ("end",))))) == b"OK"
+    conditions = debugger.conditions
+    conditions.output_limit = 10_000
+    received, most = bytearray(), 0
+    with debugger.resumed() as run:
+        while (stop := run(lambda: len(conditions.output) >= conditions.output_limit)) is None:
+            most = max(most, len(conditions.output))
+            received += conditions.take_output()
+    received += conditions.take_output()
+    assert stop.software_breakpoint
+    assert most < 10_000 + 1001, "a CPU waits once the limit is reached"
+    assert [int(n) for n in received.split()] == list(range(first, first + 301))
