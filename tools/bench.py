@@ -294,13 +294,12 @@ def main() -> None:
             f"kgdbstub/gdbserver {ours / native:.2f}" if native else "")
         row(f"{args.stops} watch stops, {label}: udbserver", udb, "s",
             f"kgdbstub/udbserver {ours / udb:.2f}" if udb else "")
-    best: dict[str, tuple[float | None, str]] = {}
+    sizes = (args.condition_hits, args.condition_host_hits, args.dprintf_lines)
+    best: dict[str, float | None] = {}
     for _ in range(args.rounds):
-        for name, rate, note in bench_conditions.measures(args.condition_hits, args.condition_host_hits,
-                                                          args.dprintf_lines):
-            if name not in best or (rate is not None and rate > (best[name][0] or 0)):
-                best[name] = (rate, note)
-    for name, (rate, note) in best.items():
+        for name, rate in bench_conditions.rates(*sizes).items():
+            best[name] = rate if best.get(name) is None else max(best[name], rate)
+    for name, rate, note in bench_conditions.table(best, *sizes):
         row(name, rate, "", note)
     reads, pairs, dump = protocol_rates(args.requests)
     row("m reads/s (raw client, loopback)", reads, "")

@@ -18,6 +18,7 @@ import argparse
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,12 @@ def timed(connect: list[str], where: dict[str, str], setup: str, hits: int, *, e
     return float(match[1]), int(match[2]), lines
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 KGDBSTUB = {"tick": "looper_tick", "counter": "looper_iterations", "done": "user/looper.c:54", "line": "tick"}
 GDBSERVER = {"tick": "tick", "counter": "counter", "done": "main", "line": "tick"}
 
@@ -100,7 +107,7 @@ def gdbserver(setup: str, hits: int, **options) -> tuple[float, int, int] | None
         source, program = Path(work, "tick.c"), Path(work, "tick")
         source.write_text(NATIVE)
         subprocess.run([cc, "-g", "-O1", "-o", str(program), str(source)], check=True)
-        port = bench_machine_free_port()
+        port = free_port()
         server = subprocess.Popen([server_binary, f"127.0.0.1:{port}", str(program)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -112,16 +119,8 @@ def gdbserver(setup: str, hits: int, **options) -> tuple[float, int, int] | None
             server.wait(10)
 
 
-def bench_machine_free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def measures(hits: int, host_hits: int, lines: int) -> list[tuple[str, float | None, str]]:
-    """(name, rate, note) rows: conditional hits/s each way, and dprintf lines/s."""
-    rows = []
+def rates(hits: int, host_hits: int, lines: int) -> dict[str, float | None]:
+    """Conditional hits/s each way, and dprintf lines/s; None for a peer not installed."""
 
     def rate(result, expected):
         if result is None:
@@ -131,27 +130,38 @@ def measures(hits: int, host_hits: int, lines: int) -> list[tuple[str, float | N
             raise RuntimeError(f"the run stopped after {counted} calls, not {expected}")
         return expected / seconds
 
-    ours = rate(kgdbstub(BREAK, hits, evaluation="target"), hits)
-    native = rate(gdbserver(BREAK, hits, evaluation="target"), hits)
-    ours_host = rate(kgdbstub(BREAK, host_hits, evaluation="host"), host_hits)
-    native_host = rate(gdbserver(BREAK, host_hits, evaluation="host"), host_hits)
-    rows.append((f"conditional breakpoint, {hits} hits, target evaluates: kgdbstub hits/s", ours,
-                 f"{ours / native:.1f}x gdbserver" if native else ""))
-    rows.append((f"conditional breakpoint, {hits} hits, target evaluates: gdbserver (native) hits/s", native, ""))
-    rows.append((f"conditional breakpoint, {host_hits} hits, gdb evaluates: kgdbstub hits/s", ours_host,
-                 f"target evaluation {ours / ours_host:.0f}x faster"))
-    rows.append((f"conditional breakpoint, {host_hits} hits, gdb evaluates: gdbserver (native) hits/s",
-                 native_host, f"target evaluation {native / native_host:.1f}x faster" if native else ""))
-    for name, run in (("kgdbstub", kgdbstub), ("gdbserver (native)", gdbserver)):
+    measured = {
+        "kgdbstub target": rate(kgdbstub(BREAK, hits, evaluation="target"), hits),
+        "gdbserver target": rate(gdbserver(BREAK, hits, evaluation="target"), hits),
+        "kgdbstub host": rate(kgdbstub(BREAK, host_hits, evaluation="host"), host_hits),
+        "gdbserver host": rate(gdbserver(BREAK, host_hits, evaluation="host"), host_hits),
+    }
+    for name, run in (("kgdbstub", kgdbstub), ("gdbserver", gdbserver)):
         result = run(DPRINTF, lines, evaluation="target", dprintf_style="agent")
-        seen = None if result is None else result[2]
-        if result is not None and name == "kgdbstub" and abs(seen - lines) > 1:
-            raise RuntimeError(f"gdb printed {seen} dprintf lines, not {lines}")
-        # gdbserver prints an agent dprintf on its own stdout, not to gdb.
-        note = "printed by gdb (O packets)" if name == "kgdbstub" else "printed by gdbserver itself"
-        rows.append((f"dprintf, agent style, {lines} lines: {name} lines/s",
-                     None if result is None else lines / result[0], note))
-    return rows
+        # gdbserver prints an agent dprintf on its own stdout, not to gdb: only ours can be counted.
+        if result is not None and name == "kgdbstub" and abs(result[2] - lines) > 1:
+            raise RuntimeError(f"gdb printed {result[2]} dprintf lines, not {lines}")
+        measured[f"{name} dprintf"] = None if result is None else lines / result[0]
+    return measured
+
+
+def table(measured: dict[str, float | None], hits: int, host_hits: int, lines: int):
+    """(name, rate, note) rows of what rates() measured."""
+    ours, native = measured["kgdbstub target"], measured["gdbserver target"]
+    ours_host, native_host = measured["kgdbstub host"], measured["gdbserver host"]
+    return [
+        (f"conditional breakpoint, {hits} hits, target evaluates: kgdbstub hits/s", ours,
+         f"{ours / native:.1f}x gdbserver" if native else ""),
+        (f"conditional breakpoint, {hits} hits, target evaluates: gdbserver (native) hits/s", native, ""),
+        (f"conditional breakpoint, {host_hits} hits, gdb evaluates: kgdbstub hits/s", ours_host,
+         f"target evaluation {ours / ours_host:.0f}x faster"),
+        (f"conditional breakpoint, {host_hits} hits, gdb evaluates: gdbserver (native) hits/s", native_host,
+         f"target evaluation {native / native_host:.1f}x faster" if native else ""),
+        (f"dprintf, agent style, {lines} lines: kgdbstub lines/s", measured["kgdbstub dprintf"],
+         "printed by gdb (O packets)"),
+        (f"dprintf, agent style, {lines} lines: gdbserver (native) lines/s", measured["gdbserver dprintf"],
+         "printed by gdbserver itself"),
+    ]
 
 
 def main() -> None:
@@ -160,7 +170,8 @@ def main() -> None:
     parser.add_argument("--host-hits", type=int, default=1_000)
     parser.add_argument("--lines", type=int, default=20_000)
     args = parser.parse_args()
-    for name, value, note in measures(args.hits, args.host_hits, args.lines):
+    for name, value, note in table(rates(args.hits, args.host_hits, args.lines), args.hits, args.host_hits,
+                                   args.lines):
         shown = "skipped (peer not installed)" if value is None else f"{value:,.0f}"
         print(f"{name:<80} {shown:>28}  {note}")
 

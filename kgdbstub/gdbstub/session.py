@@ -109,7 +109,6 @@ class Session:
             return self._dispatch(payload)
         except Malformed:
             return error(errno.EINVAL)
-
         except DebuggerError as failure:
             return error(failure.errno)
 
