@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..x86 import registers
+from .conditions import BreakpointCommands, ConditionalBreakpoints
 from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
 from .hostio import ExecFile, HostIO
 from .lldb import EXTENSIONS as LLDB_EXTENSIONS
@@ -30,7 +31,7 @@ class Dialect:
 MODERN = Dialect(
     "modern",
     (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
-     ExecFile(), HostIO(), *LLDB_EXTENSIONS),
+     ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO(), *LLDB_EXTENSIONS),
     registers.MODERN,
     expedite=True,
     status_reply_is_stop=True,
