@@ -70,16 +70,19 @@ def test_hardware_breakpoint_and_write_read_access_watchpoints_with_their_values
             "breakpoint set -H -n do_fork", "continue", monitor("slots"), "breakpoint delete 1",
             "watchpoint set variable -w write total_forks", "continue", "target variable total_forks",
             "watchpoint delete 1",
-            "watchpoint set variable -w read looper_iterations", "continue", "watchpoint delete 2",
+            "watchpoint set variable -w read looper_iterations", "continue", "target variable looper_iterations",
+            "watchpoint delete 2",
             "watchpoint set variable -w read_write looper_iterations", "continue",
             "target variable looper_iterations", "process detach"])
     reasons = [(reason, function) for _, reason, function in stops(output)]
     assert reasons[1:] == [("breakpoint 1.1", "do_fork"), ("watchpoint 1", "do_fork"),
                            ("watchpoint 2", "looper_main"), ("watchpoint 3", "looper_main")], output
     assert re.search(r"cpu=\d+ dr=\d owner=kgdb addr=0xffffffff81000062 type=x len=1", output), output
-    old, new = (int(v) for v in re.search(r"old value: (\d+)\s+new value: (\d+)", output).groups())
-    assert new == old + 1 and variables(output, "total_forks") == [new], output
-    assert variables(output, "looper_iterations")[-1] > 0, output
+    # looper_iterations++ reads and writes: each watchpoint shows the value before and after.
+    hits = [(int(old), int(new)) for old, new in re.findall(r"old value: (\d+)\s+new value: (\d+)", output)]
+    values = variables(output, "total_forks") + variables(output, "looper_iterations")
+    assert len(hits) == 3 and all(new == old + 1 for old, new in hits), output
+    assert [new for _, new in hits] == values, output
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
