@@ -81,6 +81,8 @@ def test_hardware_breakpoint_and_write_read_access_watchpoints(transport):
         mi.command("-break-watch -a looper_iterations")
         stop = mi.resume("-exec-continue")
         assert stop["reason"] == "access-watchpoint-trigger" and stop["frame"]["func"] == "looper_main", stop
+        shown = stop["value"].get("new", stop["value"].get("value"))
+        assert int(shown) == value(mi, "looper_iterations"), stop
         mi.command("-target-detach")
 
 
