@@ -250,6 +250,10 @@ def add_perf_event(kernel: Kernel, kind: str, cpu, task, address, type_name: str
 def add_ptrace_breakpoint(kernel: Kernel, pid: int, address, type_name: str, length: int, continues: int) -> int:
     """A tracer sets a breakpoint in its tracee's first free virtual DR and continues it.
 
+    It continues the tracee `continues` times and then detaches, its
+    breakpoints with it; with 0 it stops the tracee at the first hit and
+    keeps it stopped (until `monitor ptrace del`).
+
     What no tracer could ask for (no such task, a type or length DR7 cannot
     say, a negative count) is refused before anything is registered.
     """
@@ -270,7 +274,7 @@ def add_ptrace_breakpoint(kernel: Kernel, pid: int, address, type_name: str, len
         kernel.perf.unregister(tracee.events[index])
         tracee.events[index] = None
         raise
-    kernel.ptrace.cont(pid, continues)
+    kernel.ptrace.cont(pid, continues, then_detach=True)
     if continues:
         kernel.resume_task(pid)
     return index

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from gdbtools import GDB, REPO_ROOT, _gdb_env, start_server
+from gdbtools import GDB, REPO_ROOT, _gdb_env, run_gdb, start_server
 from kgdbstub import cli
 from kgdbstub.client import SyncTarget
 
@@ -158,3 +158,24 @@ def test_the_readme_attach_line_shows_source_from_the_first_stop():
     with start_server() as server:
         argv = shlex.split(line.replace("127.0.0.1:1234", server.address))
         _shows_the_first_stop_with_source(argv, cwd=REPO_ROOT)
+
+
+@pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+def test_ptrace_loop_stays_usable_across_reattaches():
+    """The tracer of ptrace-loop continues the looper 1,000,000 times and then
+    detaches, as `gdb -batch -p PID -ex 'continue 1000000'` would: after any
+    number of detaches the looper runs on, so do_fork is still hit."""
+    with start_server("--scenario", "ptrace-loop") as server:
+        run_gdb(server, ["monitor ptrace"])  # gdb -batch detaches at its end: the machine runs on
+        with SyncTarget(server.address) as target:
+            do_fork = target.symbol("do_fork")
+            target.insert_breakpoint(do_fork, kind="hardware")  # resumed from without a step over it
+            for _ in range(200):  # the looper forks every 20,000 iterations
+                if target.monitor("ptrace") == "":
+                    break
+                assert target.resume(timeout=30).pc == do_fork
+            else:
+                pytest.fail(f"the tracer is still there: {target.monitor('ptrace')}")
+            assert "ptrace:" not in target.monitor("slots")
+            assert target.resume(timeout=30).pc == do_fork, "the looper runs on and forks"
+            assert target.read_int(target.symbol("looper_iterations")) > 1_000_000
