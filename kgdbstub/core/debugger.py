@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
+from .conditions import HARDWARE, SOFTWARE, Actions, BreakpointConditions
 from ..kernel.kernel import Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
@@ -66,7 +67,9 @@ class Debugger:
     def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover"):
         self.kernel = kernel
         self.breakpoints: dict[int, bytes] = {}  # address -> the byte int3 replaced
-        self._inserted = False
+        self._planted: list[int] = []  # where int3s are in memory while the machine runs
+        self.conditions = BreakpointConditions(kernel.processor)
+        kernel.debugger_slot_condition = self.conditions.hardware_hit
         self.hardware = BreakTable(split_regions=split_regions)
         self._debug_registers = kernel.processor.debug_registers
         self._installed: list[list[object]] = [[] for _ in self._debug_registers]  # kgdb's pieces per CPU
@@ -155,41 +158,59 @@ class Debugger:
 
     # -- software breakpoints ------------------------------------------------
 
-    def insert_breakpoint(self, address: int) -> None:
+    def insert_breakpoint(self, address: int, actions: Actions | None = None) -> None:
+        """kgdb's Z0; with actions (gdb's conditions and commands, possibly none), as gdbserver:
+        inserting again at the same address replaces them."""
         if address in self.breakpoints:
-            raise DebuggerError(errno.EEXIST)
-        original = self.read_memory(address, 1)
-        if len(self.breakpoints) >= MAX_BREAKPOINTS:  # dbg_set_sw_break: -E2BIG
-            raise DebuggerError(errno.E2BIG, f"all {MAX_BREAKPOINTS} software breakpoints are in use")
-        self.breakpoints[address] = original
+            if actions is None:
+                raise DebuggerError(errno.EEXIST)
+        else:
+            original = self.read_memory(address, 1)
+            if len(self.breakpoints) >= MAX_BREAKPOINTS:  # dbg_set_sw_break: -E2BIG
+                raise DebuggerError(errno.E2BIG, f"all {MAX_BREAKPOINTS} software breakpoints are in use")
+            self.breakpoints[address] = original
+        if actions is not None:
+            self.conditions.set(SOFTWARE, address, actions)
 
     def remove_breakpoint(self, address: int) -> None:
         if self.breakpoints.pop(address, None) is None:
             raise DebuggerError(errno.ENOENT)
+        self.conditions.discard(SOFTWARE, address)
 
     def remove_all_breakpoints(self) -> None:
         self.breakpoints.clear()
+        self.conditions.clear()
         self.policy.release(len(self.hardware.active()))
         self.hardware.clear()
         self._uninstall_removed_pieces()
 
     def _activate_breakpoints(self) -> None:
-        for address in self.breakpoints:
+        # A breakpoint with conditions is a probe: no int3 to plant.
+        self._planted = [a for a in self.breakpoints if not self.conditions.probed(a)]
+        for address in self._planted:
             self.kernel.write(address, b"\xcc")
-        self._inserted = True
 
     def _deactivate_breakpoints(self) -> None:
-        if self._inserted:
-            for address, original in self.breakpoints.items():
-                self.kernel.write(address, original)
-            self._inserted = False
+        for address in self._planted:
+            self.kernel.write(address, self.breakpoints[address])
+        self._planted = []
 
     # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
 
-    def insert_hardware(self, kind: int, address: int, length: int) -> None:
-        """kgdb_set_hw_break: the table and the slots change together or not at all."""
+    def insert_hardware(self, kind: int, address: int, length: int, actions: Actions | None = None) -> None:
+        """kgdb_set_hw_break: the table and the slots change together or not at all.
+
+        With actions (a breakpoint's conditions and commands, possibly
+        none), an execute breakpoint inserted again at the same address
+        keeps its slot and has its actions replaced, as gdbserver does.
+        """
         if not self.hardware_enabled:
             raise DebuggerError(errno.ENODEV, "kgdb has no hardware breakpoints")
+        if actions is not None and kind == Kind.EXECUTE:
+            if not self._executes_at(address):
+                self.insert_hardware(kind, address, length)
+            self.conditions.set(HARDWARE, address, actions)
+            return
         try:
             request = Request(Kind(kind), address, length)
             entries = self.hardware.with_request(request)
@@ -206,6 +227,11 @@ class Debugger:
         self.policy.release(_count(self.hardware.entries) - _count(entries))
         self.hardware.remove(request, entries)
         self._uninstall_removed_pieces()
+        if kind == Kind.EXECUTE and not self._executes_at(address):
+            self.conditions.discard(HARDWARE, address)
+
+    def _executes_at(self, address: int) -> bool:
+        return any(r.kind is Kind.EXECUTE and r.address == address for r in self.hardware.requests)
 
     def slot_table(self):
         """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
@@ -317,7 +343,9 @@ class Debugger:
             hardware = self.hardware.hit(exit, rip)
             if hardware is None:
                 return None
-        if exit is None:
+        if isinstance(exit, x86.Probed):
+            software = True  # a software breakpoint whose conditions held (or failed)
+        elif exit is None:
             signal = SIGINT
         elif isinstance(exit, x86.CpuException):
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)

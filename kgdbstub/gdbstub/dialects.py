@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..x86 import registers
+from .conditions import BreakpointCommands, ConditionalBreakpoints
 from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
 from .hostio import ExecFile, HostIO
 
@@ -24,7 +25,7 @@ class Dialect:
 MODERN = Dialect(
     "modern",
     (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
-     ExecFile(), HostIO()),
+     ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO()),
     registers.MODERN,
     expedite=True,
     status_reply_is_stop=True,
