@@ -34,6 +34,7 @@ from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame
 from .gdbstub.actions import PACKET_SIZE, Detach, Reply, Resume
 from .gdbstub.dialects import DIALECTS
 from .gdbstub.session import Session
+from .trace import Trace
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
@@ -44,18 +45,6 @@ from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatch
 CONSOLE_AS_PACKETS = {"modern": True, "kgdb": False}
 # Console bytes per O packet: hex doubles them, and 'O' comes first.
 CONSOLE_CHUNK = (PACKET_SIZE - 1) // 2
-
-
-class Trace:
-    """Every packet in and out, one line each, for --trace."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def __call__(self, direction: str, payload: bytes) -> None:
-        if self._stream:
-            self._stream.write(f"{direction} {payload.decode('latin-1')!r}\n")
-            self._stream.flush()
 
 
 class _Wire:

@@ -24,6 +24,8 @@ from ..x86.debugregs import SLOTS
 from ..x86.memory import MemoryFault
 
 SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGSEGV = 2, 4, 5, 8, 11
+# Software breakpoints kgdb holds at most (KGDB_MAX_BREAKPOINTS, include/linux/kgdb.h).
+MAX_BREAKPOINTS = 1000
 
 _SIGNAL_OF_VECTOR = {
     x86.DIVIDE_ERROR: SIGFPE,
@@ -177,7 +179,10 @@ class Debugger:
             if actions is None:
                 raise DebuggerError(errno.EEXIST)
         else:
-            self.breakpoints[address] = self.read_memory(address, 1)
+            original = self.read_memory(address, 1)
+            if len(self.breakpoints) >= MAX_BREAKPOINTS:  # dbg_set_sw_break: -E2BIG
+                raise DebuggerError(errno.E2BIG, f"all {MAX_BREAKPOINTS} software breakpoints are in use")
+            self.breakpoints[address] = original
         if actions is not None:
             self.conditions.set(SOFTWARE, address, actions)
 

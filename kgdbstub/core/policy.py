@@ -54,6 +54,10 @@ class SlotPolicy:
             return
         self._release_all()
 
+    def reserved(self, cpu: int) -> int:
+        """Slots kgdb holds on a CPU, filled with a breakpoint or kept for one."""
+        return len(self.held[cpu])
+
     # -- gdb's breakpoints -------------------------------------------------------
 
     def acquire(self, entries: int) -> None:

@@ -108,7 +108,7 @@ class Session:
     def handle(self, payload: bytes) -> Action:
         try:
             return self._dispatch(payload)
-        except Malformed:
+        except (Malformed, registers.RegisterRefused):
             return error(errno.EINVAL)
         except DebuggerError as failure:
             return error(failure.errno)

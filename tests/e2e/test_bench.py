@@ -15,6 +15,7 @@ MEASURES = (
     "machine, four watches armed: iterations/s",
     "ptrace-loop: 1,000,000 ptrace hits",
     "perf hits/s (watch written every iteration)",
+    "one step, 1000 software breakpoints set",
     "3 watch stops, ignore count: kgdbstub",
     "3 watch stops, gdb Python continue loop: kgdbstub",
     "m reads/s (raw client, loopback)",
