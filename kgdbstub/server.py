@@ -67,6 +67,7 @@ class _Wire:
         self._sysrq = SysRqG()
         self._early: deque[Packet | BadPacket] = deque()  # packets that came while the machine ran
         self._last_payload: bytes | None = None
+        self._packets = 0  # packets this session took
         self._acknowledged = True  # gdb acknowledged a frame since its last packet
         # The watcher sends acks while the session's loop may be sending: one writer at a time.
         self._write_lock = trio.StrictFIFOLock()
@@ -114,6 +115,7 @@ class _Wire:
                     self._gone()
                     return None
                 self._last_payload, self._acknowledged = event.payload, False
+                self._packets += 1
                 return event
             if isinstance(event, Interrupt):
                 self._trace("<-", b"\\x03")
@@ -132,7 +134,12 @@ class _Wire:
             return None
         if self.codec.ack_mode and not self._acknowledged and payload == self._last_payload:
             return "repeat"
-        if payload.startswith(b"qSupported") and payload != self._last_payload:
+        # gdb opens with qSupported; LLDB with QStartNoAckMode, then qSupported,
+        # and no debugger asks for no-ack mode twice.
+        lldb_opening = self._packets == 1 and self._last_payload == b"QStartNoAckMode"
+        if payload.startswith(b"qSupported") and payload != self._last_payload and not lldb_opening:
+            return "new debugger"
+        if payload == b"QStartNoAckMode" and not self.codec.ack_mode:
             return "new debugger"
         return None
 
@@ -250,10 +257,10 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
-        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
-            if resume.step:
-                return run()
-            # Most runs end within a slice: watchers are started only for a longer one.
+        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address,
+                              thread=resume.thread) as run:
+            # Most runs, and steps but for a thread on no CPU, end within a
+            # slice: watchers are started only for a longer one.
             if (stop := run(slice_over())) is not None:
                 return stop
             wire.running = True

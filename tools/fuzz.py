@@ -58,7 +58,9 @@ from kgdbstub.x86 import registers  # noqa: E402
 COMMANDS = [b"?", b"g", b"G", b"p", b"P", b"m", b"M", b"X", b"Hg", b"Hc", b"T", b"Z0,", b"Z1,", b"Z2,", b"Z3,",
             b"Z4,", b"z0,", b"z1,", b"z2,", b"z3,", b"z4,", b"qC", b"qfThreadInfo", b"qsThreadInfo",
             b"qThreadExtraInfo,", b"qSupported:", b"qXfer:features:read:target.xml:", b"qXfer:exec-file:read::",
-            b"vFile:open:", b"vFile:pread:", b"qRcmd,", b"vCont?", b"QStartNoAckMode", b"qAttached", b"x"]
+            b"vFile:open:", b"vFile:pread:", b"qRcmd,", b"vCont?", b"QStartNoAckMode", b"qAttached", b"x",
+            b"qHostInfo", b"qProcessInfo", b"qWatchpointSupportInfo:", b"QThreadSuffixSupported",
+            b"QListThreadsInStopReply", b"p10;thread:", b"g;thread:"]
 
 
 def argument(rng: random.Random) -> bytes:

@@ -76,6 +76,7 @@ class Session:
     dialect: Dialect = MODERN
     monitor: Callable[[str], str] | None = None
     offered: set[str] = field(default_factory=set)
+    requested: set[str] = field(default_factory=set)  # features the client turned on by a packet of their own
     register_thread: int | None = None  # Hg; None: the thread that stopped
     _thread_batches: list = field(default_factory=list)
     _handlers: dict = field(init=False)
@@ -130,17 +131,24 @@ class Session:
         reply = b"T%02xthread:%s;" % (stop.signal, format_thread(stop.thread))
         if self.dialect.expedite:
             reply += b"core:%x;" % stop.cpu
-            regs = self.debugger.registers_of(stop.thread)
-            layout = self.dialect.layout
-            for name in registers.EXPEDITED:
-                number = registers.index_of(layout, name)
-                value = registers.read_value(regs, layout[number])
-                reply += b"%02x:%s;" % (number, encode_hex(value.to_bytes(layout[number].size, "little")))
+            reply += b"".join(b"%02x:%s;" % pair for pair in self.expedited_registers(stop.thread))
             if stop.software_breakpoint and self.negotiated("swbreak"):
                 reply += b"swbreak:;"
             if stop.hardware:
                 reply += self._hardware_reason(stop.hardware)
+            for extension in self.dialect.extensions:
+                reply += extension.stop_fields(self, stop)
         return reply
+
+    def expedited_registers(self, thread: int) -> list[tuple[int, bytes]]:
+        """(number, value in hex) of the registers a stop reply carries for a thread."""
+        regs, layout = self.registers_of(thread), self.dialect.layout
+        pairs = []
+        for name in registers.EXPEDITED:
+            number = registers.index_of(layout, name)
+            value = registers.read_value(regs, layout[number])
+            pairs.append((number, encode_hex(value.to_bytes(layout[number].size, "little"))))
+        return pairs
 
     def _hardware_reason(self, hit) -> bytes:
         if hit.request.kind is Kind.EXECUTE:
@@ -163,8 +171,25 @@ class Session:
 
     # -- registers -----------------------------------------------------------
 
+    def as_thread(self, thread: int | None, payload: bytes) -> Action:
+        """A register packet (g, G, p, P) for `thread`, as if `Hg` had selected it for this packet alone."""
+        if thread is not None and not self.debugger.thread_alive(thread):
+            return error(errno.EINVAL)
+        selected = self.register_thread
+        if thread is not None:
+            self.register_thread = thread
+        try:
+            return self._commands[payload[:1]](payload[1:])
+        finally:
+            self.register_thread = selected
+
+    def registers_of(self, thread: int):
+        if self.dialect.idle_shadows:
+            return self.debugger.task_of(thread).regs
+        return self.debugger.registers_of(thread)
+
     def _regs(self):
-        return self.debugger.registers_of(self._current_thread())
+        return self.registers_of(self._current_thread())
 
     def _read_registers(self, _):
         return Reply(encode_hex(registers.encode(self._regs(), self.dialect.layout)))
@@ -306,17 +331,29 @@ class Session:
         return Resume(step=False, cpu=None, address=_hex(args) if args else None)
 
     def _step(self, args):
-        return Resume(step=True, cpu=None, address=_hex(args) if args else None)
+        return self._step_thread(None, address=_hex(args) if args else None)
+
+    def _step_thread(self, thread: int | None, address: int | None = None) -> Resume:
+        """A step of `thread` (None: the one that stopped), where the dialect steps threads."""
+        if not self.dialect.idle_shadows:
+            return Resume(step=True, cpu=None, address=address)
+        if thread is None:
+            thread = self.debugger.stop.thread if self.debugger.stop else None
+        elif not self.debugger.thread_alive(thread):
+            raise DebuggerError(errno.ESRCH, f"no thread {thread}")
+        return Resume(step=True, cpu=None, address=address, thread=thread)
 
     def _v_packet(self, args):
         if args == b"Cont?":
             return Reply(b"vCont;c;C;s;S")
         if args.startswith(b"Cont;"):
-            actions = [a.split(b":")[0] for a in args[5:].split(b";")]
-            if not actions or any(a[:1] not in b"cCsS" or not a for a in actions):
+            actions = [a.partition(b":") for a in args[5:].split(b";")]
+            if not actions or any(a[:1] not in b"cCsS" or not a for a, _, _ in actions):
                 raise Malformed(args)
-            step = any(a[:1] in b"sS" for a in actions)
-            return Resume(step=step, cpu=None, address=None)
+            steps = [thread for action, _, thread in actions if action[:1] in b"sS"]
+            if not steps:
+                return Resume(step=False, cpu=None, address=None)
+            return self._step_thread(parse_thread(steps[0]) if self.dialect.idle_shadows else None)
         return Reply(b"")
 
     def _detach(self, reply):
