@@ -28,11 +28,13 @@ from collections import deque
 
 import trio
 
+from .core.conditions import OUTPUT_LIMIT
 from .core.debugger import Debugger
 from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
 from .gdbstub.actions import PACKET_SIZE, Detach, Reply, Resume
 from .gdbstub.dialects import DIALECTS
 from .gdbstub.session import Session
+from .trace import Trace
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
@@ -43,18 +45,6 @@ from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatch
 CONSOLE_AS_PACKETS = {"modern": True, "kgdb": False}
 # Console bytes per O packet: hex doubles them, and 'O' comes first.
 CONSOLE_CHUNK = (PACKET_SIZE - 1) // 2
-
-
-class Trace:
-    """Every packet in and out, one line each, for --trace."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def __call__(self, direction: str, payload: bytes) -> None:
-        if self._stream:
-            self._stream.write(f"{direction} {payload.decode('latin-1')!r}\n")
-            self._stream.flush()
 
 
 class _Wire:
@@ -78,6 +68,7 @@ class _Wire:
         self._sysrq = SysRqG()
         self._early: deque[Packet | BadPacket] = deque()  # packets that came while the machine ran
         self._last_payload: bytes | None = None
+        self._packets = 0  # packets this session took
         self._acknowledged = True  # gdb acknowledged a frame since its last packet
         # The watcher sends acks while the session's loop may be sending: one writer at a time.
         self._write_lock = trio.StrictFIFOLock()
@@ -125,6 +116,7 @@ class _Wire:
                     self._gone()
                     return None
                 self._last_payload, self._acknowledged = event.payload, False
+                self._packets += 1
                 return event
             if isinstance(event, Interrupt):
                 self._trace("<-", b"\\x03")
@@ -143,7 +135,12 @@ class _Wire:
             return None
         if self.codec.ack_mode and not self._acknowledged and payload == self._last_payload:
             return "repeat"
-        if payload.startswith(b"qSupported") and payload != self._last_payload:
+        # gdb opens with qSupported; LLDB with QStartNoAckMode, then qSupported,
+        # and no debugger asks for no-ack mode twice.
+        lldb_opening = self._packets == 1 and self._last_payload == b"QStartNoAckMode"
+        if payload.startswith(b"qSupported") and payload != self._last_payload and not lldb_opening:
+            return "new debugger"
+        if payload == b"QStartNoAckMode" and not self.codec.ack_mode:
             return "new debugger"
         return None
 
@@ -209,6 +206,10 @@ EARLY_PACKETS = 64
 # console. Most runs between two stops are shorter than this: for them the
 # hand-over to a thread and back (about 120 us) would cost more than the run.
 FIRST_SLICE = 0.002
+# How long the worker thread runs the machine before breakpoint output
+# (dprintf) that waits is sent; the run comes back sooner when that
+# output reaches OUTPUT_LIMIT.
+THREAD_SLICE = 0.05
 
 
 async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: str = "modern",
@@ -248,17 +249,30 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the debugger is gone: the watcher sees it and stops the machine
 
+    async def forward_breakpoint_output():
+        """What breakpoint commands (dprintf) printed, as console output (O packets)."""
+        output = debugger.conditions.output
+        while output:
+            data = bytes(output[:CONSOLE_CHUNK])
+            with trio.CancelScope(shield=True):
+                await wire.send(b"O" + encode_hex(data))
+            del output[: len(data)]
+
+    def output_waits() -> bool:
+        # A run pauses when breakpoint output waits: it goes out before the machine runs on.
+        return len(debugger.conditions.output) >= OUTPUT_LIMIT
+
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
         if wire.break_pending and not resume.step:
             debugger.request_interrupt()
         wire.break_pending = False
-        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
-            if resume.step:
-                return run()
-            # Most runs end within a slice: the thread and the watchers are only for a longer one.
-            if (stop := run(time.monotonic() + FIRST_SLICE)) is not None:
+        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address,
+                              thread=resume.thread) as run:
+            # Most runs, and steps but for a thread on no CPU, end within the
+            # first slice: the thread and the watchers are only for a longer one.
+            if (stop := run(time.monotonic() + FIRST_SLICE, output_waits)) is not None:
                 return stop
             wire.running = True
             stopped = False
@@ -277,7 +291,11 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     if console is not None:
                         watchers.start_soon(forward_console_while_running)
                     # The event loop stays free to read the wire: a Ctrl-C stops the machine at once.
-                    stop = await trio.to_thread.run_sync(run)
+                    while True:
+                        await forward_breakpoint_output()
+                        stop = await trio.to_thread.run_sync(run, time.monotonic() + THREAD_SLICE, output_waits)
+                        if stop is not None:
+                            break
                     stopped = True
                     watchers.cancel_scope.cancel()
             finally:
@@ -286,6 +304,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
 
     detached = False
     debugger.attach()
+    # A dprintf waits when this much of its output has not gone out yet.
+    debugger.conditions.output_limit = OUTPUT_LIMIT
     try:
         while (packet := await wire.next_packet()) is not None:
             if isinstance(packet, Packet):
@@ -302,6 +322,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     break
                 if console is not None:
                     await forward_console()  # what the run printed last comes before its stop
+                await forward_breakpoint_output()
                 await wire.send(session.stop_reply(stop))
             elif isinstance(action, Detach):
                 detached = True
@@ -313,6 +334,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         pass
     finally:
         debugger.detach()
+        debugger.conditions.output_limit = None
+        debugger.conditions.output.clear()  # for a debugger that is gone
     await stream.aclose()
     return detached
 

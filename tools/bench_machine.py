@@ -12,7 +12,9 @@
 3. Stops through the session on loopback with a raw client: a software
    breakpoint hit (z0, s, Z0, c for each stop, as gdb steps over it) and
    a write watchpoint hit (c for each stop).
-4. Break-in: the latency of Ctrl-C (0x03 to the stop reply) at random
+4. One single step with 1000 software breakpoints set (kgdb's most), which
+   it puts in and takes out again as kgdb does, against one with none.
+5. Break-in: the latency of Ctrl-C (0x03 to the stop reply) at random
    points of a run with looper busy, p50 and p99, and the share of those
    stops with looper's pc in its loop, against the share of the machine's
    instructions looper runs there (counted one by one with a code hook).
@@ -104,6 +106,18 @@ def ptrace_million(image: Image) -> float:
     kernel.run(lambda: tracee.stopped)
     assert tracee.hits[0] == 1_000_000
     return time.perf_counter() - started
+
+
+def step_seconds(image: Image, breakpoints: int, steps: int = 50) -> float:
+    """Seconds for one single step with this many software breakpoints set."""
+    kernel, debugger = booted(image)
+    text = image.address_of("start_kernel")
+    for address in range(text, text + breakpoints):
+        debugger.insert_breakpoint(address)
+    started = time.perf_counter()
+    for _ in range(steps):
+        debugger.resume(step=True)
+    return (time.perf_counter() - started) / steps
 
 
 def perf_rate(image: Image, scenario_name: str | None, address: str | None, hits: int) -> float:
@@ -300,6 +314,7 @@ def main() -> None:
     jiffies_rate = perf_rate(image, "perf-watch", None, 2000)
     iteration_rate = perf_rate(image, None, "looper_iterations", 20000)
     breakpoint_rate, watch_rate = stops_per_second(image, args.seconds)
+    bare_step, full_step = step_seconds(image, 0), step_seconds(image, 1000)
     latencies, landed = break_ins(image, args.break_ins)
     share = instruction_share(image)
     rows = [
@@ -311,6 +326,8 @@ def main() -> None:
         ("perf hits/s on looper_iterations (every iteration)", f"{iteration_rate:,.0f}", ""),
         ("Z0 breakpoint stops/s (z0 s Z0 c each)", f"{breakpoint_rate:,.0f}", f"{1e6 / breakpoint_rate:,.0f} us/stop"),
         ("write watchpoint stops/s (c each)", f"{watch_rate:,.0f}", f"{1e6 / watch_rate:,.0f} us/stop"),
+        ("one step, no software breakpoints (ms)", f"{bare_step * 1e3:.3f}", ""),
+        ("one step, 1000 software breakpoints set (ms)", f"{full_step * 1e3:.3f}", f"{full_step / bare_step:.0f} x none"),
         (f"break-in latency, {len(latencies)} Ctrl-Cs: p50 / p99 ms",
          f"{percentile(latencies, 0.5) * 1e3:.2f} / {percentile(latencies, 0.99) * 1e3:.2f}", ""),
         ("stops inside looper's loop / its share of instructions",

@@ -165,6 +165,10 @@ class Kernel:
         self.processor.debug_handler = self._on_debug_exception
         self._tracees_to_stop: set[int] = set()
         self.debugger_slot_fired = False
+        # Asked when a debug register the debugger owns fires, with the CPU
+        # and the owner: False lets the CPU run on (a breakpoint condition
+        # that does not hold). None: every such hit stops.
+        self.debugger_slot_condition: Callable[[int, object], bool] | None = None
         self._debug_exceptions = 0  # numbers each #DB: a tracee takes one stop per exception
 
     def _pid_on(self, cpu: int) -> int | None:
@@ -306,15 +310,17 @@ class Kernel:
             return True
         return False
 
-    def run(self, interrupted: Callable[[], bool] = lambda: False, deadline: float | None = None) -> Stop | None:
+    def run(self, interrupted: Callable[[], bool] = lambda: False, deadline: float | None = None,
+            pause: Callable[[], bool] | None = None) -> Stop | None:
         """Run the machine until something needs the debugger or a break-in is requested.
 
         A break-in (request_break_in, which the block hook sees at once, or
         interrupted(), asked whenever the host has the CPUs) ends the run
         with a Stop whose exit is None, at instruction boundaries on every
         CPU. With a deadline (time.monotonic()), the run returns None once
-        it has passed, with nothing lost: calling run again goes on exactly
-        where this one left off.
+        it has passed, and so it does when pause(), asked before a CPU runs,
+        says so; nothing is lost: calling run again goes on exactly where
+        this one left off.
         """
         self._leave_kgdb_traps()
         self._wake_moved_idle_tasks()
@@ -331,6 +337,8 @@ class Kernel:
             if not self._turn_begun:
                 self._turn_begun = True
                 self._begin_turn(cpu)
+            if pause is not None and pause():
+                return None
             if self._undo_delivery[cpu] is None and not self.shut_down[cpu]:
                 # Taken at the first instruction boundary where the CPU can: an NMI
                 # at once, the timer once IF is set.
@@ -377,6 +385,7 @@ class Kernel:
         """Run exactly one instruction on a CPU."""
         self._leave_kgdb_traps()
         exit = self.processor.run(cpu, self.current[cpu].regs, step=True)
+        self._undo_delivery[cpu] = None  # a delivery's handler has begun
         if isinstance(exit, x86.Stepped):
             return Stop(cpu, exit)
         outcome = self._handle(cpu, exit)
@@ -424,7 +433,8 @@ class Kernel:
                 if owner.owner == "ptrace" and self.ptrace.hit(owner, self._debug_exceptions):
                     self._tracees_to_stop.add(owner.task)
                     stop = True
-            elif owner is not None:
+            elif owner is not None and (self.debugger_slot_condition is None
+                                        or self.debugger_slot_condition(cpu, owner)):
                 self.debugger_slot_fired = True
                 stop = True
         return stop
@@ -437,6 +447,9 @@ class Kernel:
                 continue
             if not exception.trap and task is self.current[cpu]:
                 task.resume_at = rip  # the breakpoint fault is not taken again on resume
+            if self.ptrace.lets_go(pid):
+                self.ptrace.detach(pid)  # its tracer is done with it: the tracee runs on
+                continue
             if now:
                 self.stop_task(pid)
             else:
