@@ -250,6 +250,7 @@ def test_going_on_from_a_panic_stops_the_other_cpus_for_good():
             leaving = target.watch(online, 8, kind="write")
             stop = target.resume()  # CPU 0 takes the NMI: stop_this_cpu() takes it offline
             assert stop.cpu == 0 and target.read_int(online) == 1
+            stopped_task = stop.thread  # the task CPU 0 ran: it stays there, in the NMI
             function = Image(server.elf).symbols["stop_this_cpu"]
             target.remove_breakpoint(leaving)
             output, pcs, counts = stop.output, set(), set()
@@ -257,7 +258,7 @@ def test_going_on_from_a_panic_stops_the_other_cpus_for_good():
                 target.resume_nowait()
                 stop = target.interrupt()
                 output += stop.output
-                pcs.add(target.read_register("rip", thread=-2))  # CPU 0
+                pcs.add(target.read_register("rip", thread=stopped_task))
                 counts.add(target.read_int(target.symbol("looper_iterations")))
             assert len(pcs) == 1 and function.address < pcs.pop() < function.address + function.size
             assert len(counts) == 1, "nothing runs on the stopped CPU"
