@@ -8,6 +8,27 @@ sees, and breakpoint conditions and dprintf evaluated in the stub
 (tools/bench_conditions.py), against gdbserver (a native process, real
 debug registers) and udbserver (gdbstub over unicorn). A missing peer is skipped with a note:
 `apt-get install gdbserver`, `pip install udbserver`.
+
+Break-in: N times, a raw socket sends `c`, waits 5 to 30 ms (a random
+point of the run, looper busy in its loop) and sends a 0x03; the latency
+is from the 0x03 to the whole stop reply, p50 and p99. Where the stops
+land is checked against where the machine spends its instructions, both
+counted the same way:
+
+- stops inside looper's loop: the share of the break-ins whose stop names
+  looper's thread with its pc in looper's own code (looper_main and
+  looper_tick), that is, whose break-in found looper executing there;
+- its share of instructions: of every instruction the machine executes
+  in the same kind of run (both CPUs, the kernel's system calls, forks,
+  ticks and scheduling included), the share that are looper's own, counted
+  one by one by a code hook on every address (the translation cache is
+  flushed when the hook is added, so no block escapes it).
+
+Break-ins come at random wall-clock times, so the two agree when the
+host's own work (Python between two engine runs) draws no stops: the goal
+is the shares within 10 points. The latency depends on the machine's load:
+on a shared machine the tail is time the server's threads and the client
+wait for a CPU.
 """
 from __future__ import annotations
 
