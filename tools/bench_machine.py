@@ -201,7 +201,7 @@ def instruction_share(image: Image, blocks: int = 3_000_000) -> float:
 
 
 class Wire:
-    """A raw client: frames built once, replies found by their '#' and checksum.
+    """A raw client: frames built once, replies found by their '#' and checksum (still run-length encoded).
 
     It does no more per request than a client must, so that what it times
     is the stub.
@@ -237,7 +237,7 @@ class Wire:
                 self._received = self._received[end + 3 :]
                 if int(digits, 16) != sum(body) & 0xFF:
                     raise ConnectionError(f"bad checksum on {body[:40]!r}")
-                return _expand(body)
+                return body
             data = self.sock.recv(1 << 16)
             if not data:
                 raise ConnectionError("the stub went away")
@@ -280,12 +280,12 @@ def break_ins(image: Image, count: int, seed: int = 1) -> tuple[list[float], flo
             time.sleep(chance.uniform(0.005, 0.03))
             started = time.perf_counter()
             wire.sock.sendall(b"\x03")
-            stop = wire.reply()
+            stop = _expand(wire.reply())
             latencies.append(time.perf_counter() - started)
             thread = int(re.search(rb"thread:([0-9a-f]+);", stop)[1], 16)
             if thread == LOOPER:
                 assert wire.request(b"Hg%x" % LOOPER) == b"OK"
-                pc = int.from_bytes(bytes.fromhex(wire.request(b"p10").decode()), "little")
+                pc = int.from_bytes(bytes.fromhex(_expand(wire.request(b"p10")).decode()), "little")
                 inside += low <= pc < high
         wire.sock.close()
     finally:
