@@ -259,13 +259,11 @@ RUN_SLICE = 0.005
 
 async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: str = "modern",
                        trace: Trace | None = None, monitor=None,
-                       console: ConsoleBuffer | None = None, received: bytes = b"",
-                       detaching: trio.Event | None = None) -> bool:
+                       console: ConsoleBuffer | None = None, received: bytes = b"") -> bool:
     """Run one debugger connection to its end; the machine is stopped on entry.
 
     Returns whether the debugger detached (True) or just went away (False).
     `received` is what was read from the stream already (its first packet).
-    `detaching` is set when the debugger detaches, before its reply goes out.
 
     With `console`, console output the machine prints while it runs goes to
     the debugger (O packets or raw, by dialect) before the stop is reported.
@@ -347,8 +345,6 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 await wire.send(session.stop_reply(stop))
             elif isinstance(action, Detach):
                 detached = True
-                if detaching is not None:
-                    detaching.set()
                 wire.give_back_unparsed()
                 if action.reply is not None:
                     await wire.send(action.reply)
@@ -400,7 +396,7 @@ async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, onc
                 if console is not None:
                     console.attach(debugger.kernel, backlog=False)
                 detached = await serve_stream(stream, debugger, dialect=dialect, console=console, received=first,
-                                              detaching=seat.detaching, **options)
+                                              **options)
             finally:
                 if console is not None:
                     console.detach()
@@ -418,8 +414,9 @@ FIRST_PACKET_PATIENCE = 5.0
 # one more is closed at once, which keeps the descriptors a flood of
 # connections can take bounded.
 MAX_NEWCOMERS = 16
-# A debugger that detaches may reconnect before its session has finished
-# closing: its first packet waits for the seat that long at most.
+# A debugger that detaches or drops its connection may reconnect before its
+# session has finished: its first packet waits for the seat that long at
+# most, and so does a refusal.
 HANDOVER_PATIENCE = 2.0
 # How long a refused client may take to read the refusal and hang up.
 REFUSAL_PATIENCE = 5.0
@@ -432,23 +429,24 @@ class _Seat:
 
     def __init__(self):
         self.taken = False
-        self.detaching = trio.Event()  # the debugger in the seat detached: it is on its way out
         self._left = trio.Event()
         self._arrive, self.arrivals = trio.open_memory_channel(1)
 
     async def take(self, stream: trio.abc.Stream, first: bytes) -> bool:
         """Whether `stream`, whose first packet is in `first`, gets the seat.
 
-        A newcomer waits only for a debugger that detached to finish leaving.
+        A debugger that reconnects may come before its old session has seen
+        the old connection end (the session reads it throughout, so that
+        takes moments): the newcomer waits that long for the seat.
         """
-        if self.taken and self.detaching.is_set():
+        if self.taken:
             with trio.move_on_after(HANDOVER_PATIENCE):
                 while self.taken:
                     await self._left.wait()
         if self.taken:
             return False
         self.taken = True
-        self.detaching, self._left = trio.Event(), trio.Event()
+        self._left = trio.Event()
         self._arrive.send_nowait((stream, first))
         return True
 
