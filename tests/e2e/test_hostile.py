@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import termios
 import time
@@ -325,3 +326,48 @@ async def test_sigint_ends_serve_promptly_with_status_130(transport, state, tmp_
     assert status == 130, said
     assert "Traceback" not in said and len(said.splitlines()) <= 1, said
     assert not link.is_symlink()
+
+
+# -- the pty: echo and storms ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["modern", "kgdb"])
+async def test_echo_turned_on_at_the_slave_is_turned_off_and_no_reply_comes_back_as_a_packet(dialect):
+    with serving("pty", dialect) as server:
+        peer = await Peer.open(server)
+        fd = peer.stream.fileno()
+        settings = termios.tcgetattr(fd)
+        settings[3] |= termios.ECHO  # as `stty -F /dev/pts/N echo` from another terminal does
+        termios.tcsetattr(fd, termios.TCSANOW, settings)
+        await peer.send(frame(b"qC"))
+        first = await peer.packet("the reply to qC")
+        await peer.send(b"+" + frame(b"m%x,4" % kernel_address(server)))
+        second = await peer.packet("the reply to the read")
+        await peer.send(b"+")
+        assert first.startswith(b"QC") and len(second) == 8, (first, second)
+        assert not termios.tcgetattr(fd)[3] & termios.ECHO
+        await peer.aclose()
+        said = server.stderr_text()
+    assert "echo" in said and server.path in said, said
+
+
+@pytest.mark.parametrize("dialect", ["modern", "kgdb"])
+async def test_a_storm_of_opens_writes_and_closes_on_the_pty_leaves_it_usable(dialect):
+    """Each program that opens the slave writes a few packets and goes, some
+    while the machine runs: the stub keeps up, and a debugger then attaches."""
+    with serving("pty", dialect) as server:
+        for cycle in range(200):
+            fd = os.open(server.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            with contextlib.suppress(BlockingIOError):
+                os.write(fd, b"".join(frame(b"m%x,1" % (cycle * 8 + n)) for n in range(8)) + frame(b"c")
+                         + b"\x03"[: cycle % 2] + b"$m0,")
+            os.close(fd)
+        # Frames the stub wrote for the last of them may still come (a line
+        # cannot tell one program from the next): they are skipped.
+        peer = await Peer.open(server)
+        await peer.send(frame(QSUPPORTED))
+        await peer.send(b"+" + frame(b"m%x,4" % kernel_address(server)))
+        await peer.until(lambda reply: re.fullmatch(rb"[0-9a-f]{8}", reply), "the reply to a read")
+        assert (await peer.request(b"?"))[:1] in (b"T", b"S")
+        assert await peer.request(b"D") == b"OK"
+        await peer.aclose()
