@@ -616,8 +616,14 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
             running = False
             machine_stopped.set()
 
+    console_out = trio.CancelScope()  # stopped the moment a debugger's first packet is seen
+
+    async def console_to_line():
+        with console_out:
+            await _console_to_line(console, line)
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_console_to_line, console, line)
+        nursery.start_soon(console_to_line)
         if running:
             debugger.forget_interrupt()
             nursery.start_soon(run_machine)
@@ -631,6 +637,7 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
             events, data = watcher.feed(data), b""
             for event in events:
                 if isinstance(event, Arrival):
+                    console_out.cancel()  # nothing raw after its first packet: the rest waits for the session
                     if running:
                         # The machine stops for the debugger, with SIGINT, even
                         # when it arrives before the run has begun.

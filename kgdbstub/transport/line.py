@@ -100,6 +100,8 @@ class FdLine:
             if after_input:
                 while self.input_waiting():
                     await self._reads.park()
+                # Reading it may have made the caller stop: a cancel comes before the write.
+                await trio.lowlevel.checkpoint_if_cancelled()
             self._check_mode()
             try:
                 return os.write(self._fd, data)
