@@ -1,12 +1,13 @@
 """Serving one debugger at a time over a byte stream, with trio.
 
 The machine runs freely while no debugger is attached and stops when one
-connects; a connection's session then decides when it runs, in slices on
+arrives; a connection's session then decides when it runs, in slices on
 the event loop while a debugger is attached (on a worker thread while
 none is); Ctrl-C from gdb reaches it as a flag the machine checks between
 two CPU turns.
 
-Over TCP (`serve_listener`) a connection is a debugger. On a line -- a pty
+Over TCP (`serve_listener`) a connection is a debugger from its first
+packet, and one debugger holds the seat at a time. On a line -- a pty
 or a serial port (`serve_line`) -- the line stays while debuggers come and
 go, and it carries the kernel console too, as kgdboc shares a serial
 console:
@@ -21,8 +22,8 @@ console:
   takes a new frame in place of an ack the same way: gdb is reconnecting).
 
 Whatever a client sends, the stub reads its connection throughout and holds
-a bounded amount for it (see the README's "What one connection can hold"):
-a hang-up, Ctrl-C and a new debugger are always seen.
+a bounded amount for it (the README lists the bounds): a hang-up, Ctrl-C
+and a new debugger are always seen.
 """
 from __future__ import annotations
 
