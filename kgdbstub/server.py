@@ -121,7 +121,11 @@ class _Wire:
                 continue
             if self.closed:
                 return
-            await self._write_whole(self.codec.data_to_send())
+            try:
+                await self._write_whole(self.codec.data_to_send())
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()  # reset under our acks: as a hang-up
+                return
             await self._receive()
 
     async def until_acknowledged(self) -> None:

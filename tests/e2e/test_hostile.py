@@ -12,6 +12,8 @@ import contextlib
 import os
 import re
 import signal
+import socket
+import struct
 import termios
 import time
 import tty
@@ -208,6 +210,21 @@ async def test_packets_sent_while_the_machine_runs_never_stop_the_stub_reading(t
         status = await second.request(b"?")
         assert status[:1] in (b"T", b"S"), status  # stopped for the new debugger
         await second.aclose()
+
+
+async def test_a_connection_reset_under_the_acks_of_packets_sent_while_the_machine_runs_kills_nothing():
+    with serving("tcp", "modern") as server:
+        for _ in range(10):
+            peer = await Peer.open(server)
+            await peer.request(QSUPPORTED)
+            await peer.send(frame(b"c"))
+            await peer.until_acks(1)
+            await peer.send(b"".join(frame(b"m%x,1" % n) for n in range(50)))
+            peer.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await peer.aclose()  # a reset, not a close: writing the acks fails
+        assert server.proc.poll() is None, server.stderr_text()
+        last = await Peer.open(server)
+        assert await last.request(QSUPPORTED)
 
 
 async def test_ctrl_c_after_many_packets_stops_the_machine_and_64_wait_for_the_stop():
