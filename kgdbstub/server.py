@@ -34,11 +34,13 @@ from collections.abc import Callable
 
 import trio
 
+from .core.conditions import OUTPUT_LIMIT
 from .core.debugger import Debugger
 from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
 from .gdbstub.actions import PACKET_SIZE, Detach, Reply, Resume
 from .gdbstub.dialects import DIALECTS
 from .gdbstub.session import Session
+from .trace import Trace
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
@@ -49,18 +51,6 @@ from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatch
 CONSOLE_AS_PACKETS = {"modern": True, "kgdb": False}
 # Console bytes per O packet: hex doubles them, and 'O' comes first.
 CONSOLE_CHUNK = (PACKET_SIZE - 1) // 2
-
-
-class Trace:
-    """Every packet in and out, one line each, for --trace."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def __call__(self, direction: str, payload: bytes) -> None:
-        if self._stream:
-            self._stream.write(f"{direction} {payload.decode('latin-1')!r}\n")
-            self._stream.flush()
 
 
 class _Wire:
@@ -83,6 +73,7 @@ class _Wire:
         self._sysrq = SysRqG()
         self._early: deque[Packet | BadPacket] = deque()  # packets that came while the machine ran
         self._last_payload: bytes | None = None
+        self._packets = 0  # packets this session took
         self._acknowledged = True  # gdb acknowledged a frame since its last packet
         self._acknowledgements = trio.lowlevel.ParkingLot()
         # The watcher sends acks while the session's loop may be sending: one writer at a time.
@@ -152,6 +143,7 @@ class _Wire:
                     self.codec.assume_acknowledged()
                     self._acknowledgements.unpark_all()
                 self._last_payload, self._acknowledged = event.payload, False
+                self._packets += 1
                 return event
             if isinstance(event, Interrupt):
                 self._trace("<-", b"\\x03")
@@ -171,7 +163,12 @@ class _Wire:
             return None
         if self.codec.ack_mode and not self._acknowledged and payload == self._last_payload:
             return "repeat"
-        if payload.startswith(b"qSupported") and payload != self._last_payload:
+        # gdb opens with qSupported; LLDB with QStartNoAckMode, then qSupported,
+        # and no debugger asks for no-ack mode twice.
+        lldb_opening = self._packets == 1 and self._last_payload == b"QStartNoAckMode"
+        if payload.startswith(b"qSupported") and payload != self._last_payload and not lldb_opening:
+            return "new debugger"
+        if payload == b"QStartNoAckMode" and not self.codec.ack_mode:
             return "new debugger"
         return None
 
@@ -239,7 +236,11 @@ class _Wire:
             return
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + WRITE_PATIENCE
-            await self._write(data)
+            try:
+                await self._write(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()
+                raise
         if scope.cancelled_caught:
             self._gone()
             raise trio.BrokenResourceError("the debugger read nothing for a while")
@@ -307,14 +308,37 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the debugger is gone: the watcher sees it and stops the machine
 
+    async def forward_breakpoint_output(*, paced: bool = False):
+        """What breakpoint commands (dprintf) printed, as console output (O packets).
+
+        `paced`, while the machine runs: each packet after the '+' for the
+        one before, so that what waits stays in the output's bounded buffer
+        (and the dprintf waits), not in the connection's.
+        """
+        output = debugger.conditions.output
+        try:
+            while output:
+                if paced:
+                    await wire.until_acknowledged()
+                data = bytes(output[:CONSOLE_CHUNK])
+                await wire.send(b"O" + encode_hex(data), whole=True)
+                del output[: len(data)]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the debugger is gone, and the machine is being stopped
+
+    def slice_over() -> Callable[[], bool]:
+        # A slice ends early when breakpoint output waits: it goes out before the machine runs on.
+        over, output = _slice_over(), debugger.conditions.output
+        return lambda: over() or len(output) >= OUTPUT_LIMIT
+
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
-        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
-            if resume.step:
-                return run()
-            # Most runs end within a slice: watchers are started only for a longer one.
-            if (stop := run(_slice_over())) is not None:
+        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address,
+                              thread=resume.thread) as run:
+            # Most runs, and steps but for a thread on no CPU, end within a
+            # slice: watchers are started only for a longer one.
+            if (stop := run(slice_over())) is not None:
                 return stop
             wire.running = True
             try:
@@ -322,7 +346,10 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     watchers.start_soon(wire.watch_while_running)
                     if console is not None:
                         watchers.start_soon(forward_console_while_running)
-                    while (stop := run(_slice_over())) is None:
+                    while True:
+                        await forward_breakpoint_output(paced=True)
+                        if (stop := run(slice_over())) is not None:
+                            break
                         await trio.lowlevel.checkpoint()
                     watchers.cancel_scope.cancel()
             finally:
@@ -331,6 +358,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
 
     detached = False
     debugger.attach()
+    # A dprintf waits when this much of its output has not gone out yet.
+    debugger.conditions.output_limit = OUTPUT_LIMIT
     try:
         while (packet := await wire.next_packet()) is not None:
             if isinstance(packet, Packet):
@@ -347,6 +376,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     break
                 if console is not None:
                     await forward_console()  # what the run printed last comes before its stop
+                await forward_breakpoint_output()
                 await wire.send(session.stop_reply(stop))
             elif isinstance(action, Detach):
                 detached = True
@@ -358,6 +388,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         pass
     finally:
         debugger.detach()
+        debugger.conditions.output_limit = None
+        debugger.conditions.output.clear()  # for a debugger that is gone
     await stream.aclose()
     return detached
 

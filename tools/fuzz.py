@@ -2,34 +2,45 @@
 
     python tools/fuzz.py [--seconds 60] [--seed N]
 
-A third of the time goes to the session: random byte streams -- garbage,
-truncated and corrupted frames, bad hex, escapes and run-length markers in
-odd places, 0x03 inside and between packets, and well-formed packets of
-every command with random arguments -- go through a RemoteProtocol into a
-Session; resumes are not run. A third goes to whole connections served by
-serve_stream over an in-memory stream, resumes included: random packets,
-each resume followed at once or later by a 0x03, packets while the machine
-runs, oversize frames, and line noise between frames, in ack and no-ack
-mode, ending with a detach or a hang-up. The last third goes to hostile
-clients: floods of requests never acknowledged and of '-', silent and
-dribbling connections and refused ones (serve_listener on a loopback
-port), and on a pty (serve_line) slaves with echo turned on and storms of
-programs opening the slave, writing and closing it.
+A quarter of the time goes to the session: random byte streams --
+garbage, truncated and corrupted frames, bad hex, escapes and run-length
+markers in odd places, 0x03 inside and between packets, and well-formed
+packets of every command with random arguments -- go through a
+RemoteProtocol into a Session; resumes are not run. A quarter goes to whole
+connections served by serve_stream over an in-memory stream, resumes
+included: random packets, each resume followed at once or later by a 0x03,
+packets while the machine runs, oversize frames, and line noise between
+frames, in ack and no-ack mode, ending with a detach or a hang-up.
+
+A quarter feeds hostile values, each round on a machine of its own:
+every register of both layouts written with 0, all ones and odd values
+(P and G) and the machine stepped and run after; floods of software
+breakpoints and of one hardware request; and connections whose packet log
+cannot be written (a full device, a pipe with no reader).
+
+The last quarter plays hostile clients: floods of requests never
+acknowledged and of '-', silent and dribbling connections and refused ones
+(serve_listener on a loopback port), and on a pty (serve_line) slaves with
+echo turned on and storms of programs opening the slave, writing and
+closing it.
 
 Checked as it goes: nothing raises; every good packet gets exactly one
 answer (a resume, its stop reply); a connection ends when its client hangs
-up; floods are answered without anything held for an ack, a flood of '-'
-brings at most one copy of the reply per read of them, a connection that
-sends no packet is closed and takes no seat, a refusal is an `E.` reply,
-echo on a pty makes no packet of the stub's own replies, and a storm leaves
-the pty to the next debugger; and after each connection the slot accounting
-is what it was before. Prints what it fed and any violation; exits 1 if
-there was one.
+up; and after each connection the slot accounting is what it was before.
+A refused register write changes nothing; the breakpoint tables stay
+within their bounds; a failing log is one line on stderr. Floods are
+answered without anything held for an ack, a flood of '-' brings at most
+one copy of the reply per read of them, a connection that sends no packet
+is closed and takes no seat, a refusal is an `E.` reply, echo on a pty
+makes no packet of the stub's own replies, and a storm leaves the pty to
+the next debugger. Prints what it fed and any violation; exits 1 if there
+was one.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import random
 import re
@@ -55,11 +66,15 @@ from kgdbstub.transport import ConsoleBuffer, PtyLine  # noqa: E402
 from kgdbstub.gdbstub.actions import PACKET_SIZE, Reply  # noqa: E402
 from kgdbstub.gdbstub.dialects import DIALECTS  # noqa: E402
 from kgdbstub.gdbstub.session import Session  # noqa: E402
+from kgdbstub.trace import Trace  # noqa: E402
+from kgdbstub.x86 import registers  # noqa: E402
 
 COMMANDS = [b"?", b"g", b"G", b"p", b"P", b"m", b"M", b"X", b"Hg", b"Hc", b"T", b"Z0,", b"Z1,", b"Z2,", b"Z3,",
             b"Z4,", b"z0,", b"z1,", b"z2,", b"z3,", b"z4,", b"qC", b"qfThreadInfo", b"qsThreadInfo",
             b"qThreadExtraInfo,", b"qSupported:", b"qXfer:features:read:target.xml:", b"qXfer:exec-file:read::",
-            b"vFile:open:", b"vFile:pread:", b"qRcmd,", b"vCont?", b"QStartNoAckMode", b"qAttached", b"x"]
+            b"vFile:open:", b"vFile:pread:", b"qRcmd,", b"vCont?", b"QStartNoAckMode", b"qAttached", b"x",
+            b"qHostInfo", b"qProcessInfo", b"qWatchpointSupportInfo:", b"QThreadSuffixSupported",
+            b"QListThreadsInStopReply", b"p10;thread:", b"g;thread:"]
 
 
 def argument(rng: random.Random) -> bytes:
@@ -167,7 +182,8 @@ def connection_script(rng: random.Random) -> tuple[list[tuple[bytes, int | None]
     return steps, answers
 
 
-async def serve_one(debugger: Debugger, rng: random.Random, dialect: str) -> tuple[int, int, str | None]:
+async def serve_one(debugger: Debugger, rng: random.Random, dialect: str,
+                    trace: Trace | None = None) -> tuple[int, int, str | None]:
     """One fuzzed connection to serve_stream: (bytes sent, replies, violation or None)."""
     steps, expected = connection_script(rng)
     client, server_side = trio.testing.memory_stream_pair()
@@ -178,7 +194,7 @@ async def serve_one(debugger: Debugger, rng: random.Random, dialect: str) -> tup
     sent = 0
 
     async def serve():
-        await serve_stream(server_side, debugger, dialect=dialect, monitor=lambda line: "ok\n")
+        await serve_stream(server_side, debugger, dialect=dialect, monitor=lambda line: "ok\n", trace=trace)
 
     async def read():
         # Every frame is acknowledged before the next packet goes, as gdb
@@ -437,12 +453,12 @@ async def pty_echo_and_storm(debugger: Debugger, rng: random.Random, dialect: st
         line.close()
 
 
-HOSTILE = [flood, silent_dribbling_and_refused, pty_echo_and_storm]
+HOSTILE_CLIENTS = [flood, silent_dribbling_and_refused, pty_echo_and_storm]
 
 
-def fuzz_hostile(debugger: Debugger, rng: random.Random) -> tuple[int, int, str | None]:
-    """One hostile case: (1, 0, violation or None)."""
-    case, dialect = rng.choice(HOSTILE), rng.choice(sorted(DIALECTS))
+def fuzz_hostile_clients(debugger: Debugger, rng: random.Random) -> tuple[int, int, str | None]:
+    """One hostile client's case: (1, 0, violation or None)."""
+    case, dialect = rng.choice(HOSTILE_CLIENTS), rng.choice(sorted(DIALECTS))
     try:
         trio.run(case, debugger, rng, dialect)
     except Exception:  # noqa: BLE001 - a violation to report, not to hide
@@ -472,28 +488,142 @@ def fuzz(debugger: Debugger, rng: random.Random, deadline: float, connection) ->
     return connections, fed, answered, violations
 
 
+# -- hostile values, each round on a machine of its own ------------------------------
+
+
+def booted(image: Image) -> Debugger:
+    debugger = Debugger(Kernel(image, cpus=2))
+    debugger.resume()
+    debugger.late_init()
+    return debugger
+
+
+def odd_value(rng: random.Random, size: int) -> int:
+    top = (1 << (8 * size)) - 1
+    return rng.choice([0, top, 1, 3, 8, 0x2B, 0xFFFF, rng.randrange(top + 1), rng.randrange(top + 1)]) & top
+
+
+def fuzz_registers(image: Image, rng: random.Random) -> tuple[int, int, str | None]:
+    """Every register of a layout with odd values, by P and G; then a step and a short run."""
+    debugger = booted(image)
+    dialect = DIALECTS[rng.choice(sorted(DIALECTS))]
+    session = Session(debugger, dialect)
+    fed = answered = 0
+
+    def state() -> bytes:
+        return registers.encode(session._regs(), registers.MODERN)
+
+    try:
+        for _ in range(rng.randrange(1, 30)):
+            before = state()
+            if rng.random() < 0.8:
+                number = rng.randrange(len(dialect.layout) + 4)
+                size = dialect.layout[number].size if number < len(dialect.layout) else 8
+                packet = b"P%x=%s" % (number, odd_value(rng, size).to_bytes(size, "little").hex().encode())
+            else:
+                packet = b"G" + b"".join(odd_value(rng, r.size).to_bytes(r.size, "little").hex().encode()
+                                         for r in dialect.layout)
+            reply = session.handle(packet).payload
+            fed, answered = fed + len(packet), answered + 1
+            if reply not in (b"OK", b"E22"):
+                return fed, answered, f"({dialect.name}) {packet[:40]!r}... answered {reply!r}"
+            if reply == b"E22" and state() != before:
+                return fed, answered, f"({dialect.name}) {packet[:40]!r}... was refused and changed registers"
+            if rng.random() < 0.3:
+                debugger.resume(step=True)
+                session.handle(b"?")
+        debugger.request_interrupt()
+        debugger.resume()
+    except Exception:  # noqa: BLE001 - a violation to report, not to hide
+        return fed, answered, f"({dialect.name}) {traceback.format_exc()}"
+    return fed, answered, None
+
+
+def fuzz_breakpoint_flood(image: Image, rng: random.Random) -> tuple[int, int, str | None]:
+    """More software breakpoints than kgdb holds, one hardware request again and again, then a step."""
+    debugger = booted(image)
+    dialect = DIALECTS[rng.choice(sorted(DIALECTS))]
+    session = Session(debugger, dialect)
+    text = image.address_of("start_kernel")
+    code = debugger.kernel.read(text, 0x600)
+    fed = answered = 0
+    try:
+        for _ in range(rng.randrange(900, 1300)):
+            packet = b"Z0,%x,1" % (text + rng.randrange(0x600))
+            reply = session.handle(packet).payload
+            fed, answered = fed + len(packet), answered + 1
+            if reply not in (b"OK", b"E17", b"E07"):
+                return fed, answered, f"({dialect.name}) {packet!r} answered {reply!r}"
+        if len(debugger.breakpoints) > 1000:
+            return fed, answered, f"({dialect.name}) {len(debugger.breakpoints)} software breakpoints held"
+        kind = rng.choice((1, 2, 4))
+        request = b"%d,%x,%d" % (kind, image.address_of("total_forks" if kind != 1 else "do_fork"), 1 if kind == 1 else 8)
+        for _ in range(rng.randrange(1, 3000)):
+            session.handle(b"Z" + request)
+            fed, answered = fed + len(request) + 1, answered + 1
+        if len(debugger.hardware.requests) > 1:
+            return fed, answered, f"({dialect.name}) one request stored {len(debugger.hardware.requests)} times"
+        debugger.resume(step=True)
+        session.handle(b"?")  # kgdb takes every breakpoint out
+        if debugger.kernel.read(text, 0x600) != code or debugger.breakpoints or debugger.hardware.requests:
+            return fed, answered, f"({dialect.name}) breakpoints were left behind"
+    except Exception:  # noqa: BLE001 - a violation to report, not to hide
+        return fed, answered, f"({dialect.name}) {traceback.format_exc()}"
+    return fed, answered, None
+
+
+def fuzz_failing_trace(image: Image, rng: random.Random) -> tuple[int, int, str | None]:
+    """A fuzzed connection whose packet log cannot be written: it is served all the same."""
+    if rng.random() < 0.5 and os.path.exists("/dev/full"):
+        where, fd = "/dev/full", os.open("/dev/full", os.O_WRONLY)
+    else:
+        reader, fd = os.pipe()
+        os.close(reader)
+        where = "a pipe with no reader"
+    trace = Trace(fd, name=where)
+    errors = io.StringIO()
+    dialect = rng.choice(sorted(DIALECTS))
+    try:
+        with contextlib.redirect_stderr(errors):
+            sent, replies, problem = trio.run(serve_one, booted(image), rng, dialect, trace)
+    finally:
+        trace.close()
+    said = errors.getvalue().splitlines()
+    if problem is None and (len(said) != 1 or "tracing stopped" not in said[0]):
+        problem = f"the failing log ({where}) said {said!r}, not one line"
+    return sent, replies, problem and f"({dialect}, log on {where}) {problem}"
+
+
+def fuzz_hostile(image: Image):
+    """One round of hostile values, of a kind chosen at random (for fuzz())."""
+    def one(_debugger: Debugger, rng: random.Random) -> tuple[int, int, str | None]:
+        return rng.choice((fuzz_registers, fuzz_breakpoint_flood, fuzz_failing_trace))(image, rng)
+    return one
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    kernel = Kernel(Image(targets.resolve(targets.DEFAULT_TARGET)), cpus=2)
-    debugger = Debugger(kernel)
-    debugger.resume()
-    debugger.late_init()
-    third = args.seconds / 3
+    image = Image(targets.resolve(targets.DEFAULT_TARGET))
+    debugger = booted(image)
+    quarter = args.seconds / 4
     start = time.monotonic()
-    connections, fed, answered, violations = fuzz(debugger, rng, start + third, fuzz_session)
+    connections, fed, answered, violations = fuzz(debugger, rng, start + quarter, fuzz_session)
     print(f"sessions: connections {connections}, bytes fed {fed:,}, packets answered {answered:,}, "
           f"violations {violations}")
-    served, sent, replies, broken = fuzz(debugger, rng, start + 2 * third, fuzz_connection)
+    served, sent, replies, broken = fuzz(debugger, rng, start + 2 * quarter, fuzz_connection)
     print(f"served connections: connections {served}, bytes sent {sent:,}, replies {replies:,}, "
           f"violations {broken}")
-    cases, _, _, hostile = fuzz(debugger, rng, start + args.seconds, fuzz_hostile)
-    print(f"hostile clients: cases {cases}, violations {hostile}")
-    print(f"violations {violations + broken + hostile}")
-    return 1 if violations + broken + hostile else 0
+    rounds, values, hostile_answers, hostile = fuzz(debugger, rng, start + 3 * quarter, fuzz_hostile(image))
+    print(f"hostile values: rounds {rounds}, bytes fed {values:,}, packets answered {hostile_answers:,}, "
+          f"violations {hostile}")
+    cases, _, _, clients = fuzz(debugger, rng, start + args.seconds, fuzz_hostile_clients)
+    print(f"hostile clients: cases {cases}, violations {clients}")
+    print(f"violations {violations + broken + hostile + clients}")
+    return 1 if violations + broken + hostile + clients else 0
 
 
 if __name__ == "__main__":

@@ -11,12 +11,17 @@ when nothing stops them), single steps, memory and register reads and
 writes, thread switches, `?`, host I/O, `monitor perf`/`ptrace` add and del,
 policy switches, detach, kill, vanishing without a word, reconnecting (in
 ack or no-ack mode), and now and then a short session of the real gdb.
-Hostile clients come too: floods of requests never acknowledged and of
-'-' (the server's resident memory may not grow), newcomers that send
-nothing, dribble or are refused while a debugger is attached (closed in
-time, refused with an `E.` reply, the session undisturbed), and a second
-server on a pty whose slave gets echo turned on and storms of programs
-opening it (one answer a packet, a debugger attaches after the storm).
+Hostile use too: registers written with 0, all ones and odd values (taken,
+or refused with E22 and nothing changed), floods of software breakpoints
+past kgdb's 1000 and of one hardware request, and, in some epochs, a
+`--trace` log that cannot be written (/dev/full: one line on stderr, the
+stub serves on). And hostile clients: floods of requests never
+acknowledged and of '-' (the server's resident memory may not grow),
+newcomers that send nothing, dribble or are refused while a debugger is
+attached (closed in time, refused with an `E.` reply, the session
+undisturbed), and a second server on a pty whose slave gets echo turned on
+and storms of programs opening it (one answer a packet, a debugger
+attaches after the storm).
 
 After every operation it checks, and prints each violation it finds:
 
@@ -30,7 +35,8 @@ After every operation it checks, and prints each violation it finds:
 - counts: every perf event and ptrace DR counts what the machine did since
   it was registered (jiffies, total_forks, looper_iterations, calls of
   looper_tick, read back from the machine), and every registration that
-  was answered OK is listed, none that was refused.
+  was answered OK is listed, none that was refused, until its owner lets
+  go of it (a tracer detaches when its continues are used up).
 - determinism: each epoch first runs the same operations (no detach, Ctrl-C
   or gdb: nothing that depends on time) on two fresh servers; their packet
   streams must be identical byte for byte.
@@ -299,8 +305,9 @@ def check_slot_owners(text: str, cpus: int, registrations: list[Registration], c
             problems.append(f"cpu {cpu}: {count} DR(s) held by {' '.join(dr)}, which should not be there")
         for dr, count in sorted((wanted - others).items()):
             problems.append(f"cpu {cpu}: {' '.join(dr)} should hold {count} more DR(s): lost")
+        # A DR kgdb reserved and holds no breakpoint in shows no address (type -).
         kgdb = Counter((int(line["addr"], 16), int(line["len"]), line["type"]) for line in here
-                       if line.get("owner") == "kgdb")
+                       if line.get("owner") == "kgdb" and line.get("type") != "-")
         for piece, count in sorted((kgdb - kgdb_pieces).items()):
             problems.append(f"cpu {cpu}: kgdb holds {count} DR(s) for {piece[0]:#x} len {piece[1]} {piece[2]}, "
                             "which no breakpoint of the session asks for")
@@ -412,6 +419,7 @@ class Model:
         self.requests: list[tuple[int, int, int]] = []  # Z1-Z4: (kind, address, length)
         self.software: set[int] = set()
         self.settled = True  # the machine ran since the requests last changed
+        self.tracers_leave: dict[int, bool] = {}  # pid -> its tracer detaches when its continues are used up
 
     # -- the slot rule --
 
@@ -470,6 +478,8 @@ class Model:
         def refused(code: int) -> bytes:
             return b"E%02d" % code if self.modern else b"E01"  # kgdb answers every refusal alike
 
+        if self.modern and kind == 1 and (1, address, 1) in self.requests:
+            return b"OK"  # inserted again, as gdbserver takes it: the breakpoint's lists are replaced
         if self.modern and kind != 1 and length <= 0:
             return refused(errno.EINVAL)
         if self.modern and kind != 1 and length > SLOTS * 8:
@@ -488,6 +498,8 @@ class Model:
         return b"OK" if fits else refused(errno.ENOSPC)
 
     def insert(self, kind: int, address: int, length: int) -> None:
+        if self.modern and kind == 1 and (1, address, 1) in self.requests:
+            return
         self.requests.append((kind, address, length))
         self._leftover_holds_what_it_uses()
         self.settled = False
@@ -536,6 +548,18 @@ class Model:
     def tracee_drs(self, pid: int) -> list[int]:
         return sorted(key[2] for key in self.registrations if key[:2] == ("ptrace", pid))
 
+    def tracers_gone(self, listed: set[int]) -> list[int]:
+        """Tracees whose tracer detached since the last look: it had continues, it is no longer listed.
+
+        Their DRs go with the tracer; a tracer told to keep its tracee never leaves by itself.
+        """
+        gone = [pid for pid, leaves in self.tracers_leave.items() if leaves and pid not in listed]
+        for pid in gone:
+            for dr in self.tracee_drs(pid):
+                self.unregister(("ptrace", pid, dr))
+            del self.tracers_leave[pid]
+        return gone
+
 
 # -- servers and gdb ------------------------------------------------------------------------------
 
@@ -546,16 +570,18 @@ class Config:
     policy: str
     scenario: str | None  # a name, or the path of the perf-and-ptrace scenario
     cpus: int
+    trace: str | None = None  # --trace to a log that cannot be written: one line on stderr, the stub serves on
 
     def __str__(self) -> str:
         scenario = Path(self.scenario).stem if self.scenario else "default"
-        return f"{self.dialect} {self.policy} {scenario} cpus={self.cpus}"
+        return f"{self.dialect} {self.policy} {scenario} cpus={self.cpus}" + (f" trace={self.trace}" if self.trace else "")
 
 
 def random_config(rng: random.Random, perf_and_ptrace: Path) -> Config:
     return Config(dialect=rng.choice(["modern", "modern", "kgdb"]), policy=rng.choice(POLICIES),
                   scenario=rng.choice([str(perf_and_ptrace), str(perf_and_ptrace), "perf-watch", "ptrace-loop", None]),
-                  cpus=rng.choice([2, 2, 1, 3]))
+                  cpus=rng.choice([2, 2, 1, 3]),
+                  trace=rng.choice([None, None, None, "/dev/full"]) if os.path.exists("/dev/full") else None)
 
 
 class EpochOver(Exception):
@@ -584,6 +610,8 @@ async def serving(config: Config, *, pty: bool = False):
             "--cpus", str(config.cpus), "--policy", config.policy, "--dialect", config.dialect]
     if config.scenario:
         argv += ["--scenario", config.scenario]
+    if config.trace:
+        argv += ["--trace", config.trace]
     with tempfile.TemporaryFile() as stderr:
         process = await trio.lowlevel.open_process(argv, cwd=ROOT, stdin=subprocess.DEVNULL,
                                                    stdout=subprocess.PIPE, stderr=stderr)
@@ -741,6 +769,7 @@ class Soak:
         for line in records(ptrace):  # the listing has no length: the scenarios' DRs execute
             self._adopt(f"ptrace:{line['pid']}", ("ptrace", int(line["pid"]), int(line["dr"])), None,
                         int(line["pid"]), 1, line, {"addr": line["addr"], "type": line["type"]}, None)
+            self.model.tracers_leave[int(line["pid"])] = int(line["ignore_left"]) > 0
         self.model.attach()
         await self.check()
 
@@ -769,6 +798,7 @@ class Soak:
             (5, self.perf_add, True), (3, self.perf_del, True),
             (3, self.ptrace_add, True), (1, self.ptrace_del, True),
             (2, self.policy, True), (1, self.status, True), (1, self.probe_capacity, True),
+            (2, self.hostile_register, True), (1, self.breakpoint_flood, True),
             (1, self.host_io, True), (3, self.reconnect, True),
             (1, self.gdb_session, False), (1, self.floods, False), (1, self.newcomers, False),
             (1, self.pty_line, False),
@@ -829,6 +859,9 @@ class Soak:
             return
         truth = await self.read_truth()
         self.doing = f"check after {what}"
+        for pid in self.model.tracers_gone({int(r["pid"]) for r in records(ptrace)}):
+            if tasks.get(pid, {}).get("state") == "T":
+                self.violation(f"the tracer of pid {pid} detached and left it stopped")
         registrations = list(self.model.registrations.values())
         for registration in registrations:
             if registration.base is None:
@@ -838,6 +871,8 @@ class Soak:
         problems += check_slot_owners(slots, self.config.cpus, registrations, cpu_of, self.model.pieces(),
                                       self.model.settled)
         problems += check_registrations(registrations, perf, ptrace, self.machine, truth, self.config.cpus)
+        if self.config.trace and (said := self.server.stderr_tail()).count("tracing stopped") != 1:
+            problems.append(f"--trace {self.config.trace} cannot be written: one line on stderr expected, got:\n{said}")
         for problem in problems:
             self.violation(problem)
         hits = {("perf", int(r["id"])): int(r["hits"]) for r in records(perf)}
@@ -889,7 +924,8 @@ class Soak:
     async def insert_software(self, address: int | None = None) -> None:
         if address is None:
             address = self.machine.address(self.rng.choice(KERNEL_FUNCTIONS))
-        wanted = b"E17" if address in self.model.software else b"OK"  # EEXIST
+        # kgdb answers EEXIST; modern, as gdbserver, replaces the breakpoint's lists.
+        wanted = b"E17" if address in self.model.software and not self.modern else b"OK"
         if await self.expect(b"Z0,%x,1" % address, wanted) == b"OK":
             self.model.software.add(address)
 
@@ -995,6 +1031,49 @@ class Soak:
             await self.expect(b"p%x" % register.number, value)
             await self.expect(b"P%x=%s" % (register.number, value), b"OK")
         await self.expect(b"g", reply)
+
+    async def hostile_register(self) -> None:
+        """A register written with 0, all ones or an odd value: taken, or refused with nothing changed.
+        The registers are put back after, so that the machine runs on as the model has it."""
+        self.doing = "g"
+        layout = await self.target.registers_layout()
+        before = await self.request(b"g")
+        register = self.rng.choice(layout)
+        top = (1 << (8 * register.size)) - 1
+        value = self.rng.choice((0, top, 8, 0x2B, 0xFFFF & top, self.rng.randrange(top + 1)))
+        reply = await self.expect(b"P%x=%s" % (register.number, value.to_bytes(register.size, "little").hex().encode()),
+                                  {b"OK", b"E22"})
+        if reply == b"E22":
+            await self.expect(b"g", before)  # a refused write changed nothing
+        await self.expect(b"G" + before, b"OK")
+        await self.expect(b"g", before)
+
+    async def breakpoint_flood(self) -> None:
+        """More software breakpoints than kgdb holds (1000: the rest get E07), and one hardware request
+        made again and again; all taken out again, so that the model is as it was."""
+        text = self.machine.address("start_kernel")
+        added = []
+        for address in range(text, text + 1000 + self.rng.randrange(1, 50)):
+            if address in self.model.software:
+                continue
+            room = len(self.model.software) + len(added) < 1000
+            if await self.expect(b"Z0,%x,1" % address, b"OK" if room else b"E07") == b"OK":
+                added.append(address)
+        for address in added:
+            await self.expect(b"z0,%x,1" % address, b"OK")
+        if not self.modern:
+            return  # kgdb gives each request an entry of its own: four at most, as insert_hardware tries
+        kind, (address, length) = self.rng.choice((2, 4)), self._watch_region()
+        wanted = self.model.insert_reply(kind, address, length)
+        if self.model.matching_request(kind, address, length):
+            return  # one of the session's own: removing the copies would take it out too
+        times = self.rng.randrange(2, 2000)
+        for _ in range(times):
+            await self.expect(b"Z%d,%x,%x" % (kind, address, length), wanted)
+        if wanted == b"OK":
+            for _ in range(times):
+                await self.expect(b"z%d,%x,%x" % (kind, address, length), b"OK")
+        await self.expect(b"z%d,%x,%x" % (kind, address, length), b"E02")
 
     async def threads(self) -> None:
         self.doing = "thread list"
@@ -1105,6 +1184,7 @@ class Soak:
             self.model.register(Registration(
                 f"ptrace:{pid}", ("ptrace", pid, dr), None, pid, address, length, dr_type,
                 watched_by(self.machine, address, length, dr_type), {"addr": f"{address:#x}", "type": dr_type}))
+            self.model.tracers_leave[pid] = continues > 0  # the latest count is the tracer's, for all its DRs
 
     async def ptrace_del(self) -> None:
         tracees = sorted({key[1] for key in self.model.registrations if key[0] == "ptrace"})
@@ -1114,6 +1194,7 @@ class Soak:
             self.violation(f"answered {said!r}")
         for dr in self.model.tracee_drs(pid):
             self.model.unregister(("ptrace", pid, dr))
+        self.model.tracers_leave.pop(pid, None)
 
     async def policy(self) -> None:
         name = self.rng.choice((*POLICIES, "greedy"))
@@ -1254,7 +1335,8 @@ class Soak:
             self.figures.stops += len(re.findall(r"\bhit (?:Breakpoint|Hardware|Read|Watchpoint)", ran[1]))
             slots = "\n".join(re.findall(r"^cpu=\d+ dr=.*$", ran[1], re.MULTILINE))
             problems = check_slot_table(slots, self.config.cpus)
-            if "owner=kgdb" in slots and not always_inserted:  # gdb takes its breakpoints out at a stop
+            # gdb takes its breakpoints out at a stop; what kgdb reserved ahead shows no address (type -).
+            if re.search(r"owner=kgdb addr=\S+ type=(?!-)", slots) and not always_inserted:
                 problems.append("kgdb holds a DR while gdb has no breakpoint inserted")
             for problem in problems:
                 self.violation(f"gdb's monitor slots: {problem}")

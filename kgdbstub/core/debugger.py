@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
+from .conditions import HARDWARE, SOFTWARE, Actions, BreakpointConditions
 from ..kernel.kernel import Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
 from ..x86 import cpu as x86
+from ..x86.debugregs import SLOTS
 from ..x86.memory import MemoryFault
 
 SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGSEGV = 2, 4, 5, 8, 11
+# Software breakpoints kgdb holds at most (KGDB_MAX_BREAKPOINTS, include/linux/kgdb.h).
+MAX_BREAKPOINTS = 1000
 
 _SIGNAL_OF_VECTOR = {
     x86.DIVIDE_ERROR: SIGFPE,
@@ -64,7 +68,9 @@ class Debugger:
     def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover"):
         self.kernel = kernel
         self.breakpoints: dict[int, bytes] = {}  # address -> the byte int3 replaced
-        self._inserted = False
+        self._planted: list[int] = []  # where int3s are in memory while the machine runs
+        self.conditions = BreakpointConditions(kernel.processor)
+        kernel.debugger_slot_condition = self.conditions.hardware_hit
         self.hardware = BreakTable(split_regions=split_regions)
         self._debug_registers = kernel.processor.debug_registers
         self._installed: list[list[object]] = [[] for _ in self._debug_registers]  # kgdb's pieces per CPU
@@ -124,6 +130,19 @@ class Debugger:
             return self.kernel.current[self._cpu_of_shadow(thread)].regs
         return self._task(thread).regs
 
+    def task_of(self, thread: int) -> Task:
+        """The task a thread id names, a shadow id naming its CPU's idle task (swapper/N).
+
+        Unlike kgdb's reading of a shadow id (whatever runs on the CPU), this
+        never names a task twice.
+        """
+        if thread < 0:
+            return self.kernel.idle[self._cpu_of_shadow(thread)]
+        return self._task(thread)
+
+    def _thread_id(self, task: Task) -> int:
+        return shadow_thread(self.kernel.idle.index(task)) if task.idle else task.pid
+
     def _cpu_of_shadow(self, thread: int) -> int:
         cpu = -thread - 2
         if not (0 <= cpu < self.kernel.ncpus and self.kernel.online[cpu]):
@@ -153,39 +172,59 @@ class Debugger:
 
     # -- software breakpoints ------------------------------------------------
 
-    def insert_breakpoint(self, address: int) -> None:
+    def insert_breakpoint(self, address: int, actions: Actions | None = None) -> None:
+        """kgdb's Z0; with actions (gdb's conditions and commands, possibly none), as gdbserver:
+        inserting again at the same address replaces them."""
         if address in self.breakpoints:
-            raise DebuggerError(errno.EEXIST)
-        original = self.read_memory(address, 1)
-        self.breakpoints[address] = original
+            if actions is None:
+                raise DebuggerError(errno.EEXIST)
+        else:
+            original = self.read_memory(address, 1)
+            if len(self.breakpoints) >= MAX_BREAKPOINTS:  # dbg_set_sw_break: -E2BIG
+                raise DebuggerError(errno.E2BIG, f"all {MAX_BREAKPOINTS} software breakpoints are in use")
+            self.breakpoints[address] = original
+        if actions is not None:
+            self.conditions.set(SOFTWARE, address, actions)
 
     def remove_breakpoint(self, address: int) -> None:
         if self.breakpoints.pop(address, None) is None:
             raise DebuggerError(errno.ENOENT)
+        self.conditions.discard(SOFTWARE, address)
 
     def remove_all_breakpoints(self) -> None:
         self.breakpoints.clear()
+        self.conditions.clear()
         self.policy.release(len(self.hardware.active()))
         self.hardware.clear()
         self._uninstall_removed_pieces()
 
     def _activate_breakpoints(self) -> None:
-        for address in self.breakpoints:
+        # A breakpoint with conditions is a probe: no int3 to plant.
+        self._planted = [a for a in self.breakpoints if not self.conditions.probed(a)]
+        for address in self._planted:
             self.kernel.write(address, b"\xcc")
-        self._inserted = True
 
     def _deactivate_breakpoints(self) -> None:
-        if self._inserted:
-            for address, original in self.breakpoints.items():
-                self.kernel.write(address, original)
-            self._inserted = False
+        for address in self._planted:
+            self.kernel.write(address, self.breakpoints[address])
+        self._planted = []
 
     # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
 
-    def insert_hardware(self, kind: int, address: int, length: int) -> None:
-        """kgdb_set_hw_break: the table and the slots change together or not at all."""
+    def insert_hardware(self, kind: int, address: int, length: int, actions: Actions | None = None) -> None:
+        """kgdb_set_hw_break: the table and the slots change together or not at all.
+
+        With actions (a breakpoint's conditions and commands, possibly
+        none), an execute breakpoint inserted again at the same address
+        keeps its slot and has its actions replaced, as gdbserver does.
+        """
         if not self.hardware_enabled:
             raise DebuggerError(errno.ENODEV, "kgdb has no hardware breakpoints")
+        if actions is not None and kind == Kind.EXECUTE:
+            if not self._executes_at(address):
+                self.insert_hardware(kind, address, length)
+            self.conditions.set(HARDWARE, address, actions)
+            return
         try:
             request = Request(Kind(kind), address, length)
             entries = self.hardware.with_request(request)
@@ -202,6 +241,15 @@ class Debugger:
         self.policy.release(_count(self.hardware.entries) - _count(entries))
         self.hardware.remove(request, entries)
         self._uninstall_removed_pieces()
+        if kind == Kind.EXECUTE and not self._executes_at(address):
+            self.conditions.discard(HARDWARE, address)
+
+    def _executes_at(self, address: int) -> bool:
+        return any(r.kind is Kind.EXECUTE and r.address == address for r in self.hardware.requests)
+
+    def hardware_capacity(self) -> int:
+        """How many hardware breakpoints and watchpoints gdb could hold now, those it holds included."""
+        return self.policy.capacity(SLOTS) if self.hardware_enabled else 0
 
     def slot_table(self):
         """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
@@ -258,21 +306,27 @@ class Debugger:
         """
         self._interrupt.clear()
 
-    def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None) -> StopEvent:
+    def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
+               thread: int | None = None) -> StopEvent:
         """Run (or single-step one CPU) until the machine stops again. Blocking."""
-        with self.resumed(step=step, cpu=cpu, address=address) as run:
+        with self.resumed(step=step, cpu=cpu, address=address, thread=thread) as run:
             return run()
 
     @contextmanager
-    def resumed(self, *, step: bool = False, cpu: int | None = None,
-                address: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
+    def resumed(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
+                thread: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
         """The machine out of the debugger for the block, and a function that runs it.
 
         `run()` runs until the machine stops and returns the stop. With
         `pause`, `run(pause)` also returns None when pause() says so, between
         two CPU turns, so that a caller can run the machine in slices on its
         own thread; the next call goes on exactly where that one left off.
+
+        A step with `thread` steps that thread (`task_of`) and reports it,
+        wherever it runs: a thread on no CPU is first run to its next turn,
+        the other CPUs running meanwhile, as the task would need them to.
         """
+        task = self.task_of(thread) if step and thread is not None else None
         if cpu is None:
             cpu = self.stop.cpu if self.stop else 0
         if address is not None:
@@ -280,13 +334,23 @@ class Debugger:
 
         def run(pause: Callable[[], bool] | None = None) -> StopEvent | None:
             while True:
-                if step:
+                stepped = None
+                if task is not None and task.cpu is None:
+                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set,
+                                           lambda: task.cpu is not None or bool(pause and pause()))
+                    if stop is None:
+                        if task.cpu is None:
+                            return None
+                        continue  # its turn has come: step it
+                elif task is not None:
+                    stop, stepped = self.kernel.step(task.cpu), self._thread_id(task)
+                elif step:
                     stop = self.kernel.step(cpu)
                 else:
                     stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set, pause)
                     if stop is None:
                         return None
-                event = self._enter(stop)
+                event = self._enter(stop, stepped)
                 if event is not None:
                     return event
 
@@ -304,7 +368,7 @@ class Debugger:
             return True
         return False
 
-    def _enter(self, stop: Stop) -> StopEvent | None:
+    def _enter(self, stop: Stop, thread: int | None = None) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
         signal, software, hardware = SIGTRAP, False, None
@@ -313,7 +377,9 @@ class Debugger:
             hardware = self.hardware.hit(exit, rip)
             if hardware is None:
                 return None
-        if exit is None:
+        if isinstance(exit, x86.Probed):
+            software = True  # a software breakpoint whose conditions held (or failed)
+        elif exit is None:
             signal = SIGINT
         elif isinstance(exit, x86.CpuException):
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)
@@ -324,5 +390,7 @@ class Debugger:
                     # Report the PC at the breakpoint, as if it had not run.
                     regs.reg_write(X.UC_X86_REG_RIP, address)
                     software = True
-        self.stop = StopEvent(signal, stop.cpu, self.thread_of(stop.cpu), software, hardware)
+        if thread is None:
+            thread = self.thread_of(stop.cpu)
+        self.stop = StopEvent(signal, stop.cpu, thread, software, hardware)
         return self.stop

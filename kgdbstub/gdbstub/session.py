@@ -19,6 +19,7 @@ from ..core.debugger import Debugger, DebuggerError, StopEvent
 from ..rsp import decode_hex, encode_hex
 from ..x86 import registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
+from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
 from .dialects import MODERN, Dialect
 
 THREADS_PER_PACKET = 17  # as kgdb sends them
@@ -75,12 +76,17 @@ class Session:
     dialect: Dialect = MODERN
     monitor: Callable[[str], str] | None = None
     offered: set[str] = field(default_factory=set)
+    requested: set[str] = field(default_factory=set)  # features the client turned on by a packet of their own
     register_thread: int | None = None  # Hg; None: the thread that stopped
     _thread_batches: list = field(default_factory=list)
     _handlers: dict = field(init=False)
     _commands: dict = field(init=False)
+    _conditions: bool = field(init=False)  # Z0/Z1 may carry conditions
+    _point_commands: bool = field(init=False)  # ... and commands
 
     def __post_init__(self):
+        self._conditions = any(isinstance(e, ConditionalBreakpoints) for e in self.dialect.extensions)
+        self._point_commands = any(isinstance(e, BreakpointCommands) for e in self.dialect.extensions)
         self._handlers = {}
         for extension in self.dialect.extensions:
             for prefix, handler in extension.handlers(self).items():
@@ -102,7 +108,7 @@ class Session:
     def handle(self, payload: bytes) -> Action:
         try:
             return self._dispatch(payload)
-        except Malformed:
+        except (Malformed, registers.RegisterRefused):
             return error(errno.EINVAL)
         except DebuggerError as failure:
             return error(failure.errno)
@@ -125,17 +131,24 @@ class Session:
         reply = b"T%02xthread:%s;" % (stop.signal, format_thread(stop.thread))
         if self.dialect.expedite:
             reply += b"core:%x;" % stop.cpu
-            regs = self.debugger.registers_of(stop.thread)
-            layout = self.dialect.layout
-            for name in registers.EXPEDITED:
-                number = registers.index_of(layout, name)
-                value = registers.read_value(regs, layout[number])
-                reply += b"%02x:%s;" % (number, encode_hex(value.to_bytes(layout[number].size, "little")))
+            reply += b"".join(b"%02x:%s;" % pair for pair in self.expedited_registers(stop.thread))
             if stop.software_breakpoint and self.negotiated("swbreak"):
                 reply += b"swbreak:;"
             if stop.hardware:
                 reply += self._hardware_reason(stop.hardware)
+            for extension in self.dialect.extensions:
+                reply += extension.stop_fields(self, stop)
         return reply
+
+    def expedited_registers(self, thread: int) -> list[tuple[int, bytes]]:
+        """(number, value in hex) of the registers a stop reply carries for a thread."""
+        regs, layout = self.registers_of(thread), self.dialect.layout
+        pairs = []
+        for name in registers.EXPEDITED:
+            number = registers.index_of(layout, name)
+            value = registers.read_value(regs, layout[number])
+            pairs.append((number, encode_hex(value.to_bytes(layout[number].size, "little"))))
+        return pairs
 
     def _hardware_reason(self, hit) -> bytes:
         if hit.request.kind is Kind.EXECUTE:
@@ -158,8 +171,25 @@ class Session:
 
     # -- registers -----------------------------------------------------------
 
+    def as_thread(self, thread: int | None, payload: bytes) -> Action:
+        """A register packet (g, G, p, P) for `thread`, as if `Hg` had selected it for this packet alone."""
+        if thread is not None and not self.debugger.thread_alive(thread):
+            return error(errno.EINVAL)
+        selected = self.register_thread
+        if thread is not None:
+            self.register_thread = thread
+        try:
+            return self._commands[payload[:1]](payload[1:])
+        finally:
+            self.register_thread = selected
+
+    def registers_of(self, thread: int):
+        if self.dialect.idle_shadows:
+            return self.debugger.task_of(thread).regs
+        return self.debugger.registers_of(thread)
+
     def _regs(self):
-        return self.debugger.registers_of(self._current_thread())
+        return self.registers_of(self._current_thread())
 
     def _read_registers(self, _):
         return Reply(encode_hex(registers.encode(self._regs(), self.dialect.layout)))
@@ -243,24 +273,42 @@ class Session:
 
     # -- breakpoints ---------------------------------------------------------
 
-    def _breakpoint_args(self, args) -> tuple[int, int, int]:
-        parts = args.split(b";")[0].split(b",")
+    def _breakpoint_args(self, args) -> tuple[int, int, int, bytes]:
+        """type, address and kind, and the options after them (from their ';')."""
+        head = args.split(b";")[0]
+        parts = head.split(b",")
         if len(parts) != 3:
             raise Malformed(args)
-        return _hex(parts[0]), _hex(parts[1]), _hex(parts[2])
+        return _hex(parts[0]), _hex(parts[1]), _hex(parts[2]), args[len(head):]
+
+    def _point_actions(self, kind: int, options: bytes):
+        """A code breakpoint's conditions and commands; None where the dialect has none (kgdb reads no further)."""
+        if not (self._conditions or self._point_commands):
+            return None
+        if kind not in (0, 1):
+            if options:
+                raise Malformed(options)
+            return None
+        try:
+            return parse_options(options, conditions=self._conditions, commands=self._point_commands)
+        except BadOptions as bad:
+            # gdb takes any error as a failed insert, whatever the number.
+            raise DebuggerError(errno.EOPNOTSUPP if bad.unsupported else errno.EINVAL, str(bad)) from None
 
     def _insert(self, args):
-        kind, address, length = self._breakpoint_args(args)
+        kind, address, length, options = self._breakpoint_args(args)
         if kind == 0:
-            self.debugger.insert_breakpoint(address)
+            self.debugger.insert_breakpoint(address, self._point_actions(kind, options))
         elif kind in HARDWARE_KINDS:
-            self._hardware(self.debugger.insert_hardware, kind, address, length)
+            actions = self._point_actions(kind, options)
+            self._hardware(self.debugger.insert_hardware, kind, address, length,
+                           *(() if actions is None else (actions,)))
         else:
             return Reply(b"")
         return Reply(b"OK")
 
     def _remove(self, args):
-        kind, address, length = self._breakpoint_args(args)
+        kind, address, length, _ = self._breakpoint_args(args)
         if kind == 0:
             self.debugger.remove_breakpoint(address)
         elif kind in HARDWARE_KINDS:
@@ -269,9 +317,9 @@ class Session:
             return Reply(b"")
         return Reply(b"OK")
 
-    def _hardware(self, operation, kind, address, length):
+    def _hardware(self, operation, kind, address, length, *actions):
         try:
-            operation(kind, address, length)
+            operation(kind, address, length, *actions)
         except DebuggerError:
             if self.dialect.hardware_error is not None:
                 raise DebuggerError(self.dialect.hardware_error) from None
@@ -283,17 +331,29 @@ class Session:
         return Resume(step=False, cpu=None, address=_hex(args) if args else None)
 
     def _step(self, args):
-        return Resume(step=True, cpu=None, address=_hex(args) if args else None)
+        return self._step_thread(None, address=_hex(args) if args else None)
+
+    def _step_thread(self, thread: int | None, address: int | None = None) -> Resume:
+        """A step of `thread` (None: the one that stopped), where the dialect steps threads."""
+        if not self.dialect.idle_shadows:
+            return Resume(step=True, cpu=None, address=address)
+        if thread is None:
+            thread = self.debugger.stop.thread if self.debugger.stop else None
+        elif not self.debugger.thread_alive(thread):
+            raise DebuggerError(errno.ESRCH, f"no thread {thread}")
+        return Resume(step=True, cpu=None, address=address, thread=thread)
 
     def _v_packet(self, args):
         if args == b"Cont?":
             return Reply(b"vCont;c;C;s;S")
         if args.startswith(b"Cont;"):
-            actions = [a.split(b":")[0] for a in args[5:].split(b";")]
-            if not actions or any(a[:1] not in b"cCsS" or not a for a in actions):
+            actions = [a.partition(b":") for a in args[5:].split(b";")]
+            if not actions or any(a[:1] not in b"cCsS" or not a for a, _, _ in actions):
                 raise Malformed(args)
-            step = any(a[:1] in b"sS" for a in actions)
-            return Resume(step=step, cpu=None, address=None)
+            steps = [thread for action, _, thread in actions if action[:1] in b"sS"]
+            if not steps:
+                return Resume(step=False, cpu=None, address=None)
+            return self._step_thread(parse_thread(steps[0]) if self.dialect.idle_shadows else None)
         return Reply(b"")
 
     def _detach(self, reply):
