@@ -12,7 +12,8 @@ Prints, each from a fresh server:
 - how long five clients that connect while a debugger is attached, and
   send their first packet at once, take to be refused (all of them);
 - how long the server takes to exit after SIGINT while the machine runs
-  (after a debugger detached), and its exit status;
+  (after a debugger detached, and while one waits for a `c` to stop), and
+  its exit status;
 - with echo turned on at a pty's slave, how many packets the server
   answers in 3 s after one `qC` (from its --trace).
 
@@ -162,14 +163,14 @@ async def refusals() -> dict:
     return {"seconds_for_five": round(seconds, 2), "first_said": said[0].decode("latin-1")}
 
 
-async def interrupt_while_running() -> dict:
+async def interrupt_while_running(resume: bytes) -> dict:
+    """SIGINT while the machine runs: after `D` (nobody attached) or `c` (a debugger waits for the stop)."""
     with serving("--tcp", "127.0.0.1:0") as (process, address):
         stream = await tcp(address)
         await stream.send_all(frame(QSUPPORTED))
         await read_until(stream, b"#", DEADLINE)
-        await stream.send_all(b"+" + frame(b"D"))
-        await read_until(stream, b"$OK", DEADLINE)
-        await stream.aclose()
+        await stream.send_all(b"+" + frame(resume))
+        await read_until(stream, b"+", DEADLINE)
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
         try:
@@ -177,12 +178,14 @@ async def interrupt_while_running() -> dict:
         except subprocess.TimeoutExpired:
             status = None
         seconds = time.monotonic() - started
+        await stream.aclose()
     return {"seconds": round(seconds, 3), "exit_status": status}
 
 
 async def echo() -> dict:
-    with tempfile.NamedTemporaryFile(prefix="kgdbstub-trace-") as trace:
-        with serving("--pty", "--trace", trace.name) as (_, path):
+    with tempfile.TemporaryDirectory(prefix="kgdbstub-bench-") as where:
+        trace = Path(where) / "trace"  # --trace makes a new file
+        with serving("--pty", "--trace", str(trace)) as (_, path):
             fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
             tty.setraw(fd, termios.TCSANOW)
             termios.tcflush(fd, termios.TCIFLUSH)
@@ -196,15 +199,15 @@ async def echo() -> dict:
                     await stream.receive_some(1 << 16)
                     await stream.send_all(b"+")  # as a client would ack what it receives
             await stream.aclose()
-        answered = sum(1 for line in Path(trace.name).read_text(errors="replace").splitlines()
-                       if line.startswith("-> "))
+        answered = sum(1 for line in trace.read_text(errors="replace").splitlines() if line.startswith("-> "))
     return {"packets_answered_in_3_s": answered}
 
 
 async def main_async(args) -> dict:
     figures = {}
     for name, measure in (("unacknowledged", lambda: unacknowledged(args.requests)), ("naks", naks),
-                          ("refusals", refusals), ("sigint", interrupt_while_running), ("echo", echo)):
+                          ("refusals", refusals), ("sigint_detached", lambda: interrupt_while_running(b"D")),
+                          ("sigint_continued", lambda: interrupt_while_running(b"c")), ("echo", echo)):
         figures[name] = await measure()
         print(f"{name}: {figures[name]}", flush=True)
     return figures

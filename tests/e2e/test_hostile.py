@@ -323,11 +323,12 @@ async def test_over_tcp_the_console_shows_after_the_contract_lines_and_reaches_g
 
 
 @pytest.mark.parametrize("transport", ["tcp", "pty"])
-@pytest.mark.parametrize("state", ["stopped", "running", "running attached"])
-async def test_sigint_ends_serve_promptly_with_status_130(transport, state, tmp_path):
+@pytest.mark.parametrize("state, dialect", [("stopped", "modern"), ("running", "modern"), ("running", "kgdb"),
+                                            ("running attached", "modern"), ("running attached", "kgdb")])
+async def test_sigint_ends_serve_promptly_with_status_130(transport, state, dialect, tmp_path):
     link = tmp_path / "ttyKGDB"
     extra = ("--link", str(link)) if transport == "pty" else ()
-    with serving(transport, "modern", *extra) as server:
+    with serving(transport, dialect, *extra) as server:
         if state != "stopped":
             peer = await Peer.open(server)
             await peer.request(QSUPPORTED)
