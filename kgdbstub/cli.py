@@ -22,7 +22,11 @@ from .server import serve_line, serve_listener
 from .gdbstub.dialects import DIALECTS
 from .trace import Trace, TraceError
 from .transport import ConsoleBuffer, LineLost, PtyLine, SerialLine
+from .transport.console import copy_to_file
 from .transport.serial import DEFAULT_BAUD
+
+# The exit status of a command ended by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -132,15 +136,40 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.trace is not None:
             trace = Trace.open(args.trace)
-        return trio.run(_serve, args, trace)
+        return trio.run(_serve_until_interrupted, args, trace)
     except (targets.TargetError, scenario.ScenarioError, ImageError, UsageError, TraceError, OSError,
             ValueError) as problem:
         print(f"kgdbstub: {problem}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     finally:
         trace.close()
+
+
+async def _serve_until_interrupted(args, trace: Trace) -> int:
+    """_serve, which Ctrl-C (SIGINT) ends as a cancellation: the machine is
+    stopped, every slot given back, the line closed and its link removed,
+    and the status is 130. A second Ctrl-C while that happens kills at once."""
+    with trio.open_signal_receiver(signal.SIGINT) as interrupts:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cancel_on_interrupt, interrupts, nursery.cancel_scope)
+                status = await _serve(args, trace)
+                nursery.cancel_scope.cancel()
+                return status
+        except BaseExceptionGroup as group:
+            while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+                group = group.exceptions[0]
+            raise group from None  # one error: main reports it as the error it is
+    return INTERRUPTED
+
+
+async def _cancel_on_interrupt(interrupts, scope: trio.CancelScope) -> None:
+    async for _ in interrupts:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        scope.cancel()
+        return
 
 
 async def _serve(args, trace: Trace) -> int:
@@ -168,7 +197,17 @@ async def _serve(args, trace: Trace) -> int:
     print(f"listening on tcp:{address}", flush=True)
     print(f"symbols: {elf}", flush=True)
     print(f"attach with: {_gdb_command(elf, address)}", flush=True)
-    await serve_listener(listeners[0], debugger, **options)
+    # The console shows on the terminal, from the boot messages on, as an
+    # emulator's serial console does.
+    console = ConsoleBuffer()
+    console.attach(kernel, backlog=True)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(copy_to_file, console, sys.stdout.fileno())
+            await serve_listener(listeners[0], debugger, **options)
+            nursery.cancel_scope.cancel()
+    finally:
+        console.detach()
     return 0
 
 
@@ -230,7 +269,7 @@ def _removing_link_on_signals(line):
     if getattr(line, "link", None) is None:
         yield
         return
-    signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    signals = (signal.SIGTERM, signal.SIGHUP)  # SIGINT ends the stub by cancellation, which removes it
 
     def remove_and_die(number, _frame):
         line.remove_link()

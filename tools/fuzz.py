@@ -2,28 +2,39 @@
 
     python tools/fuzz.py [--seconds 60] [--seed N]
 
-Half the time goes to the session: random byte streams -- garbage,
-truncated and corrupted frames, bad hex, escapes and run-length markers in
-odd places, 0x03 inside and between packets, and well-formed packets of
-every command with random arguments -- go through a RemoteProtocol into a
-Session; resumes are not run. The other half goes to whole connections
-served by serve_stream over an in-memory stream, resumes included: random
-packets, each resume followed at once or later by a 0x03, packets while
-the machine runs, oversize frames, and line noise between frames, in ack
-and no-ack mode, ending with a detach or a hang-up.
+A quarter of the time goes to the session: random byte streams --
+garbage, truncated and corrupted frames, bad hex, escapes and run-length
+markers in odd places, 0x03 inside and between packets, and well-formed
+packets of every command with random arguments -- go through a
+RemoteProtocol into a Session; resumes are not run. A quarter goes to whole
+connections served by serve_stream over an in-memory stream, resumes
+included: random packets, each resume followed at once or later by a 0x03,
+packets while the machine runs, oversize frames, and line noise between
+frames, in ack and no-ack mode, ending with a detach or a hang-up.
 
-A last part feeds hostile values, each round on a machine of its own:
+A quarter feeds hostile values, each round on a machine of its own:
 every register of both layouts written with 0, all ones and odd values
 (P and G) and the machine stepped and run after; floods of software
 breakpoints and of one hardware request; and connections whose packet log
 cannot be written (a full device, a pipe with no reader).
 
+The last quarter plays hostile clients: floods of requests never
+acknowledged and of '-', silent and dribbling connections and refused ones
+(serve_listener on a loopback port), and on a pty (serve_line) slaves with
+echo turned on and storms of programs opening the slave, writing and
+closing it.
+
 Checked as it goes: nothing raises; every good packet gets exactly one
 answer (a resume, its stop reply); a connection ends when its client hangs
 up; and after each connection the slot accounting is what it was before.
 A refused register write changes nothing; the breakpoint tables stay
-within their bounds; a failing log is one line on stderr.
-Prints what it fed and any violation; exits 1 if there was one.
+within their bounds; a failing log is one line on stderr. Floods are
+answered without anything held for an ack, a flood of '-' brings at most
+one copy of the reply per read of them, a connection that sends no packet
+is closed and takes no seat, a refusal is an `E.` reply, echo on a pty
+makes no packet of the stub's own replies, and a storm leaves the pty to
+the next debugger. Prints what it fed and any violation; exits 1 if there
+was one.
 """
 from __future__ import annotations
 
@@ -34,8 +45,10 @@ import os
 import random
 import re
 import sys
+import termios
 import time
 import traceback
+import tty
 from pathlib import Path
 
 import trio
@@ -48,7 +61,8 @@ from kgdbstub.core.debugger import Debugger  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
 from kgdbstub.kernel.kernel import Kernel  # noqa: E402
 from kgdbstub.rsp import Packet, RemoteProtocol, encode_frame  # noqa: E402
-from kgdbstub.server import serve_stream  # noqa: E402
+from kgdbstub.server import serve_line, serve_listener, serve_stream  # noqa: E402
+from kgdbstub.transport import ConsoleBuffer, PtyLine  # noqa: E402
 from kgdbstub.gdbstub.actions import PACKET_SIZE, Reply  # noqa: E402
 from kgdbstub.gdbstub.dialects import DIALECTS  # noqa: E402
 from kgdbstub.gdbstub.session import Session  # noqa: E402
@@ -242,6 +256,216 @@ def fuzz_connection(debugger: Debugger, rng: random.Random) -> tuple[int, int, s
     return sent, replies, problem and f"({dialect}) {problem}"
 
 
+# -- hostile clients -------------------------------------------------------------------
+
+HOSTILE_DEADLINE = 20.0  # for every wait of a hostile case
+PATIENCE = 0.3  # serve_listener's first-packet patience here, to keep cases short
+
+
+class Client:
+    """A raw client of the stub: what it received, parsed by a codec of its own, which acks nothing by itself."""
+
+    def __init__(self, stream: trio.abc.Stream):
+        self.stream = stream
+        self.codec = RemoteProtocol(max_packet_size=1 << 20)
+        self.packets: list[bytes] = []
+        self.raw = bytearray()
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def receive(self) -> bool:
+        try:
+            data = await self.stream.receive_some(1 << 16)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        self.raw = (self.raw + data)[-4096:]
+        self.codec.receive_data(data)
+        self.packets += [event.payload for event in self.codec.events()
+                         if isinstance(event, Packet) and not (event.payload[:1] == b"O" and event.payload != b"OK")]
+        self.codec.data_to_send()
+        return bool(data)
+
+    async def until(self, wanted, what: str) -> list[bytes]:
+        """Packets up to and including the first `wanted(payload)` is true of."""
+        with trio.fail_after(HOSTILE_DEADLINE):
+            while True:
+                for index, payload in enumerate(self.packets):
+                    if wanted(payload):
+                        taken, self.packets = self.packets[: index + 1], self.packets[index + 1 :]
+                        return taken
+                if not await self.receive():
+                    raise AssertionError(f"hung up before {what}; last bytes {bytes(self.raw[-200:])!r}")
+
+    async def request(self, payload: bytes) -> bytes:
+        await self.send(encode_frame(payload, run_length_encode=False))
+        reply = (await self.until(lambda _: True, f"the reply to {payload[:30]!r}"))[0]
+        await self.send(b"+")
+        return reply
+
+    async def until_closed(self, what: str) -> None:
+        with trio.fail_after(HOSTILE_DEADLINE):
+            while await self.receive():
+                pass
+
+
+def _distinct_reads(rng: random.Random, count: int, length: int) -> list[bytes]:
+    base = 0xFFFFFFFF81000000 + rng.randrange(0x1000)
+    return [b"m%x,%x" % (base + n, length) for n in range(count)]
+
+
+async def flood_client(client: Client, rng: random.Random, *, modern: bool) -> None:
+    """Reads never acknowledged, then bursts of '-' after a large reply, on one connection.
+
+    Every read must be answered (in `modern`; kgdb may drop a packet that
+    comes in place of an ack), so nothing waits for an ack; each burst of
+    '-' may bring the reply back once per read of it, and the stub reads a
+    burst in one piece or two.
+    """
+    await client.request(b"qSupported:swbreak+")
+    reads = _distinct_reads(rng, rng.randrange(50, 2000), rng.choice([1, 0x40, 0x800]))
+    await client.send(b"".join(encode_frame(r, run_length_encode=False) for r in reads) + b"+"
+                      + encode_frame(b"qC", run_length_encode=False))
+    answers = await client.until(lambda payload: payload.startswith(b"QC"), "the marker after the flood")
+    if modern and len(answers) != len(reads) + 1:
+        raise AssertionError(f"{len(reads)} reads never acknowledged, {len(answers) - 1} answered")
+    await client.send(b"+" + encode_frame(b"m%x,800" % 0xFFFFFFFF81000000, run_length_encode=False))
+    await client.until(lambda _: True, "the large reply")
+    bursts = rng.randrange(1, 8)
+    copies = 0
+    for _ in range(bursts):
+        await client.send(b"-" * rng.randrange(1, 8192))
+        copies += len(await client.until(lambda _: True, "the reply sent again"))  # read: the next is a burst of its own
+    await client.send(b"+" + encode_frame(b"qC", run_length_encode=False))
+    copies += len(await client.until(lambda payload: payload.startswith(b"QC"), "the marker after the naks")) - 1
+    if copies > 2 * bursts:
+        raise AssertionError(f"{bursts} bursts of '-' brought the reply {copies} times")
+    await client.send(b"+")
+
+
+async def flood(debugger: Debugger, rng: random.Random, dialect: str) -> None:
+    client_end, server_end = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: serve_stream(server_end, debugger, dialect=dialect, monitor=lambda line: "ok\n"))
+        await flood_client(Client(client_end), rng, modern=dialect == "modern")
+        await client_end.aclose()
+
+
+async def silent_dribbling_and_refused(debugger: Debugger, rng: random.Random, dialect: str) -> None:
+    """Connections that send nothing or a byte at a time take no seat and are closed; a second debugger is refused."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: serve_listener(listeners[0], debugger, dialect=dialect, first_packet_patience=PATIENCE,
+                                                  monitor=lambda line: "ok\n"))
+        quiet = [Client(await trio.open_tcp_stream("127.0.0.1", port)) for _ in range(rng.randrange(1, 6))]
+        dribblers = [Client(await trio.open_tcp_stream("127.0.0.1", port)) for _ in range(rng.randrange(0, 3))]
+        seated = Client(await trio.open_tcp_stream("127.0.0.1", port))
+        await seated.request(b"qSupported:swbreak+")
+
+        async def dribble(client: Client):
+            with trio.fail_after(HOSTILE_DEADLINE):
+                while True:
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await client.send(bytes([rng.choice(b"$m0,1x+-")]))
+                    with trio.move_on_after(PATIENCE / 4):
+                        if not await client.receive():
+                            return
+
+        async with trio.open_nursery() as waiting:
+            for client in quiet:
+                waiting.start_soon(client.until_closed, "a silent connection closed")
+            for client in dribblers:
+                waiting.start_soon(dribble, client)
+        second = Client(await trio.open_tcp_stream("127.0.0.1", port))
+        refusal = await second.request(b"qSupported:swbreak+")
+        if not refusal.startswith(b"E.") or b"another debugger" not in refusal:
+            raise AssertionError(f"a second debugger was answered {refusal!r}")
+        await second.until_closed("the refused one closed")
+        if (await seated.request(b"D")) != b"OK":
+            raise AssertionError("the seated debugger could not detach")
+        nursery.cancel_scope.cancel()
+    for listener in listeners:
+        await listener.aclose()
+
+
+def _open_slave(path: str) -> trio.lowlevel.FdStream:
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd, termios.TCSANOW)
+    termios.tcflush(fd, termios.TCIFLUSH)  # as gdb does when it opens a port
+    return trio.lowlevel.FdStream(fd)
+
+
+async def echo_and_storm_client(path: str, rng: random.Random) -> None:
+    """On a pty: a slave with echo on gets one answer per packet; then a storm
+    of programs opening the slave, writing and closing it; then a debugger
+    attaches and detaches."""
+    client = Client(_open_slave(path))
+    settings = termios.tcgetattr(client.stream.fileno())
+    settings[3] |= termios.ECHO  # as `stty echo` from another terminal
+    termios.tcsetattr(client.stream.fileno(), termios.TCSANOW, settings)
+    await client.send(encode_frame(b"qSupported:swbreak+", run_length_encode=False))
+    await client.until(lambda _: True, "the reply to qSupported")  # (kgdb's is empty)
+    await client.send(b"+")
+    for read in _distinct_reads(rng, rng.randrange(1, 20), 4):
+        await client.request(read)
+    await client.send(encode_frame(b"qC", run_length_encode=False))
+    extra = await client.until(lambda payload: payload.startswith(b"QC"), "the marker with echo on")
+    if len(extra) != 1:
+        raise AssertionError(f"echo on the slave: {len(extra) - 1} packets the stub should not have answered")
+    await client.send(b"+")
+    await client.stream.aclose()
+    for _ in range(rng.randrange(10, 200)):
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        with contextlib.suppress(BlockingIOError):
+            os.write(fd, b"".join(rng.choice([encode_frame(b"m%x,1" % rng.randrange(1 << 16)), encode_frame(b"c"),
+                                              b"\x03", b"$m0,", b"-", b"+", b"noise"])
+                                  for _ in range(rng.randrange(1, 12))))
+        os.close(fd)
+        if rng.random() < 0.2:
+            await trio.sleep(0)
+    # Frames the stub wrote for the last of them may still come: a line
+    # cannot tell one program from the next.
+    client = Client(_open_slave(path))
+    await client.send(encode_frame(b"qSupported:swbreak+", run_length_encode=False))
+    await client.send(b"+" + encode_frame(b"m%x,4" % 0xFFFFFFFF81000000, run_length_encode=False))
+    await client.until(lambda payload: re.fullmatch(rb"[0-9a-f]{8}", payload), "a read after the storm")
+    await client.send(b"+")
+    if (await client.request(b"D")) != b"OK":
+        raise AssertionError("no detach after the storm")
+    await client.stream.aclose()
+
+
+async def pty_echo_and_storm(debugger: Debugger, rng: random.Random, dialect: str) -> None:
+    reports: list[str] = []
+    line = PtyLine(report=reports.append)
+    console = ConsoleBuffer()
+    console.attach(debugger.kernel, backlog=False)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: serve_line(line, debugger, console, dialect=dialect, monitor=lambda l: "ok\n"))
+            await echo_and_storm_client(line.path, rng)
+            if not any("echo" in report for report in reports):
+                raise AssertionError(f"echo on the slave was not reported: {reports}")
+            nursery.cancel_scope.cancel()
+    finally:
+        console.detach()
+        line.close()
+
+
+HOSTILE_CLIENTS = [flood, silent_dribbling_and_refused, pty_echo_and_storm]
+
+
+def fuzz_hostile_clients(debugger: Debugger, rng: random.Random) -> tuple[int, int, str | None]:
+    """One hostile client's case: (1, 0, violation or None)."""
+    case, dialect = rng.choice(HOSTILE_CLIENTS), rng.choice(sorted(DIALECTS))
+    try:
+        trio.run(case, debugger, rng, dialect)
+    except Exception:  # noqa: BLE001 - a violation to report, not to hide
+        return 1, 0, f"{case.__name__} ({dialect}): {traceback.format_exc()}"
+    return 1, 0, None
+
+
 def fuzz(debugger: Debugger, rng: random.Random, deadline: float, connection) -> tuple[int, int, int, int]:
     """Connections until the deadline, each to leave the slot accounting as it found it.
 
@@ -385,19 +609,21 @@ def main() -> int:
     rng = random.Random(args.seed)
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
     debugger = booted(image)
-    third = args.seconds / 3
+    quarter = args.seconds / 4
     start = time.monotonic()
-    connections, fed, answered, violations = fuzz(debugger, rng, start + third, fuzz_session)
+    connections, fed, answered, violations = fuzz(debugger, rng, start + quarter, fuzz_session)
     print(f"sessions: connections {connections}, bytes fed {fed:,}, packets answered {answered:,}, "
           f"violations {violations}")
-    served, sent, replies, broken = fuzz(debugger, rng, start + 2 * third, fuzz_connection)
+    served, sent, replies, broken = fuzz(debugger, rng, start + 2 * quarter, fuzz_connection)
     print(f"served connections: connections {served}, bytes sent {sent:,}, replies {replies:,}, "
           f"violations {broken}")
-    rounds, values, hostile_answers, hostile = fuzz(debugger, rng, start + args.seconds, fuzz_hostile(image))
+    rounds, values, hostile_answers, hostile = fuzz(debugger, rng, start + 3 * quarter, fuzz_hostile(image))
     print(f"hostile values: rounds {rounds}, bytes fed {values:,}, packets answered {hostile_answers:,}, "
           f"violations {hostile}")
-    print(f"violations {violations + broken + hostile}")
-    return 1 if violations + broken + hostile else 0
+    cases, _, _, clients = fuzz(debugger, rng, start + args.seconds, fuzz_hostile_clients)
+    print(f"hostile clients: cases {cases}, violations {clients}")
+    print(f"violations {violations + broken + hostile + clients}")
+    return 1 if violations + broken + hostile + clients else 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,13 @@ Hostile use too: registers written with 0, all ones and odd values (taken,
 or refused with E22 and nothing changed), floods of software breakpoints
 past kgdb's 1000 and of one hardware request, and, in some epochs, a
 `--trace` log that cannot be written (/dev/full: one line on stderr, the
-stub serves on).
+stub serves on). And hostile clients: floods of requests never
+acknowledged and of '-' (the server's resident memory may not grow),
+newcomers that send nothing, dribble or are refused while a debugger is
+attached (closed in time, refused with an `E.` reply, the session
+undisturbed), and a second server on a pty whose slave gets echo turned on
+and storms of programs opening it (one answer a packet, a debugger
+attaches after the storm).
 
 After every operation it checks, and prints each violation it finds:
 
@@ -35,6 +41,7 @@ After every operation it checks, and prints each violation it finds:
   or gdb: nothing that depends on time) on two fresh servers; their packet
   streams must be identical byte for byte.
 - liveness: the server process lives and answers every request in time.
+- bounds: what hostile clients do costs the server no lasting memory.
 
 Prints the figures at the end, writes them to --json; exits 1 on any violation.
 A violation names its epoch: `--seed S --epoch N --verbose` runs that epoch
@@ -66,10 +73,14 @@ sys.path.insert(0, str(ROOT))
 from kgdbstub import targets
 from kgdbstub.client import ClientError, Stop, Target, Timeout, Unsupported, connect
 from kgdbstub.kernel.image import Image
+from kgdbstub.server import FIRST_PACKET_PATIENCE, HANDOVER_PATIENCE
+
+import fuzz  # noqa: E402 - tools/fuzz.py: its raw client and hostile clients
 
 GDB = shutil.which("gdb")
 SLOTS = 4  # debug registers per CPU
 REPLY_SECONDS = 10.0  # a request unanswered for longer is a hang
+FLOOD_MEMORY = 8 << 20  # what a flood may add to the server's resident memory
 STARTUP_SECONDS = 30.0
 GDB_SECONDS = 60.0
 INIT, LOOPER = 1, 2
@@ -593,10 +604,10 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: Config):
-    """`kgdbstub serve` for the block, once its two contract lines are out."""
-    argv = [sys.executable, "-m", "kgdbstub", "serve", "--tcp", "127.0.0.1:0", "--cpus", str(config.cpus),
-            "--policy", config.policy, "--dialect", config.dialect]
+async def serving(config: Config, *, pty: bool = False):
+    """`kgdbstub serve` for the block, once its two contract lines are out (on a pty: its slave is the address)."""
+    argv = [sys.executable, "-m", "kgdbstub", "serve", *(["--pty"] if pty else ["--tcp", "127.0.0.1:0"]),
+            "--cpus", str(config.cpus), "--policy", config.policy, "--dialect", config.dialect]
     if config.scenario:
         argv += ["--scenario", config.scenario]
     if config.trace:
@@ -614,9 +625,9 @@ async def serving(config: Config):
                         raise RuntimeError(f"{' '.join(argv)} ended: {said!r} {stderr.read()!r}")
                     said += chunk
             first, second = said.decode().splitlines()[:2]
-            host, port = re.fullmatch(r"listening on tcp:(\S+):(\d+)", first).groups()
+            address = re.fullmatch(r"listening on (?:tcp|pty):(\S+)", first)[1]
             elf = ROOT / re.fullmatch(r"symbols: (.+)", second)[1]
-            yield Server(process, f"{host}:{port}", elf, stderr)
+            yield Server(process, address, elf, stderr)
         finally:
             with trio.CancelScope(shield=True):
                 process.terminate()
@@ -665,10 +676,17 @@ class Figures:
     interrupts: int = 0
     gdb_sessions: int = 0
     gdb_kgdb_quirks: int = 0
+    hostile_clients: int = 0
     checks: int = 0
     determinism_compared: int = 0
     violations: int = 0
     configurations: list[str] = field(default_factory=list)
+
+
+def resident(server: Server) -> int:
+    """The server's resident memory, in bytes."""
+    with open(f"/proc/{server.process.pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
 
 
 def report(figures: Figures, where: str, problem: str) -> None:
@@ -680,8 +698,10 @@ class Soak:
     """One server driven by one sequence of operations, checked after each."""
 
     def __init__(self, server: Server, config: Config, machine: Machine, seed: int, figures: Figures,
-                 label: str, *, skip: frozenset[str] = frozenset(), verbose: bool = False):
+                 label: str, *, skip: frozenset[str] = frozenset(), verbose: bool = False,
+                 background: trio.Nursery | None = None):
         self.server, self.config, self.machine, self.figures = server, config, machine, figures
+        self.background = background  # checks that go on while the soak does (a newcomer closed in time)
         self.rng = random.Random(seed)
         self.label, self.skip, self.verbose = label, skip, verbose
         self.modern = config.dialect == "modern"
@@ -780,7 +800,8 @@ class Soak:
             (2, self.policy, True), (1, self.status, True), (1, self.probe_capacity, True),
             (2, self.hostile_register, True), (1, self.breakpoint_flood, True),
             (1, self.host_io, True), (3, self.reconnect, True),
-            (1, self.gdb_session, False),
+            (1, self.gdb_session, False), (1, self.floods, False), (1, self.newcomers, False),
+            (1, self.pty_line, False),
         ]
 
     async def run(self, *, count: int | None = None, until: float | None = None) -> None:
@@ -1199,6 +1220,81 @@ class Soak:
         for event in added:
             await self.delete_perf(event)
 
+    # -- hostile clients --
+
+    async def floods(self) -> None:
+        """A raw client in place of the session floods the server with requests it never acknowledges and with '-'."""
+        await self.disconnect("vanish")
+        self.figures.reconnects += 1
+        self.figures.hostile_clients += 1
+        self.doing = "floods of unacknowledged requests and of '-'"
+        before = resident(self.server)
+        host, port = self.server.address.rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        try:
+            await fuzz.flood_client(fuzz.Client(stream), self.rng, modern=self.modern)
+        except (AssertionError, trio.TooSlowError) as problem:
+            self.violation(f"{type(problem).__name__}: {problem}")
+        finally:
+            await stream.aclose()
+        if (grown := resident(self.server) - before) > FLOOD_MEMORY:
+            self.violation(f"the server's resident memory grew by {grown:,} bytes")
+        await self.connect()
+        self.model.attach()
+
+    async def newcomers(self) -> None:
+        """While the session goes on, connections come that say nothing, dribble, or are debuggers refused."""
+        self.figures.hostile_clients += 1
+        host, port = self.server.address.rsplit(":", 1)
+        port = int(port)
+        for kind in ["silent"] * self.rng.randint(0, 2) + ["dribbler"] * self.rng.randint(0, 1):
+            self.background.start_soon(self._closed_in_time, kind, fuzz.Client(await trio.open_tcp_stream(host, port)),
+                                       self.rng.getrandbits(32))
+        refused = fuzz.Client(await trio.open_tcp_stream(host, port))
+        self.doing = "a second debugger"
+        try:
+            with trio.fail_after(HANDOVER_PATIENCE + REPLY_SECONDS):
+                reply = await refused.request(b"qSupported:swbreak+")
+                await refused.until_closed("the refused one closed")
+            if not reply.startswith(b"E.") or b"another debugger" not in reply:
+                self.violation(f"a second debugger was answered {reply!r}")
+        except (AssertionError, trio.TooSlowError) as problem:
+            self.violation(f"a second debugger: {type(problem).__name__}: {problem}")
+        finally:
+            await refused.stream.aclose()
+        self.doing = "the session, after the newcomers"
+        await self.request(b"qC")  # undisturbed: answered in time
+
+    async def _closed_in_time(self, kind: str, client, seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            with trio.fail_after(FIRST_PACKET_PATIENCE + REPLY_SECONDS):
+                while True:
+                    if kind == "dribbler":
+                        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                            await client.send(bytes([rng.choice(b"$m0,1x+-")]))
+                    with trio.move_on_after(rng.uniform(0.2, 2)):
+                        if not await client.receive():
+                            return
+        except trio.TooSlowError:
+            report(self.figures, self.label, f"a {kind} connection was not closed within "
+                                             f"{FIRST_PACKET_PATIENCE + REPLY_SECONDS:g} s")
+        finally:
+            await client.stream.aclose()
+
+    async def pty_line(self) -> None:
+        """A second server of this epoch's configuration on a pty: echo turned on at the slave, then a storm."""
+        self.figures.hostile_clients += 1
+        self.doing = "a pty with echo on, then a storm on it"
+        async with serving(self.config, pty=True) as line_server:
+            try:
+                await fuzz.echo_and_storm_client(line_server.address, self.rng)
+            except (AssertionError, trio.TooSlowError) as problem:
+                self.violation(f"{type(problem).__name__}: {problem}")
+            if "echo" not in line_server.stderr_tail():
+                self.violation(f"echo on the slave was not reported: {line_server.stderr_tail()!r}")
+
+
     # -- sessions --
 
     async def reconnect(self) -> None:
@@ -1267,9 +1363,9 @@ async def run_epoch(number: int, config: Config, seed: int, until: float, args, 
     for run in ("reference", "main"):
         label = f"epoch {number} {run} ({config})"
         try:
-            async with serving(config) as server:
+            async with serving(config) as server, trio.open_nursery() as background:
                 soak = Soak(server, config, machine, seed, figures, label, skip=frozenset(args.skip),
-                            verbose=args.verbose)
+                            verbose=args.verbose, background=background)
                 try:
                     await soak.start()
                     await soak.run(count=args.replay)
@@ -1337,7 +1433,7 @@ def main() -> int:
     print(f"seconds {figures.seconds}, epochs {figures.epochs}, operations {figures.operations:,}, "
           f"reconnects {figures.reconnects:,}, packets {figures.packets:,}, stops {figures.stops:,} "
           f"({figures.interrupts:,} by Ctrl-C), gdb sessions {figures.gdb_sessions} "
-          f"({figures.gdb_kgdb_quirks} hit kgdb's bare S05), "
+          f"({figures.gdb_kgdb_quirks} hit kgdb's bare S05), hostile clients {figures.hostile_clients}, "
           f"invariant checks {figures.checks:,}, determinism compared {figures.determinism_compared}, "
           f"violations {figures.violations}")
     if args.json:
