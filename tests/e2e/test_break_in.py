@@ -104,7 +104,8 @@ def test_precise_stops_neither_skip_nor_repeat_an_instruction():
     instruction boundary they differ by one exactly between the two. A
     system call whose entry a break-in withdrew is made again, once:
     do_fork's count (total_forks, which also counted init and looper) and
-    looper's own count of its clones agree whenever looper is in user mode.
+    looper's own count of its clones agree whenever looper is in user mode,
+    but just after a clone returned.
     """
     import random
     chance = random.Random(12)
@@ -121,7 +122,8 @@ def test_precise_stops_neither_skip_nor_repeat_an_instruction():
             if pc < 0x800000000000:  # in user mode: the registers are looper's own
                 user_stops += 1
                 assert calls - counted == (pc == SECOND_BLOCK), (hex(pc), calls, counted)
-                assert target.read_int(forks) == target.read_int(looper_forks) + 2
+                # One more only between clone's return and looper's own count of it.
+                assert target.read_int(forks) - target.read_int(looper_forks) - 2 in (0, 1)
             assert counted >= previous
             previous = counted
         assert user_stops >= 30 and previous > 0
