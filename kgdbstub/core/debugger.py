@@ -7,7 +7,6 @@ It knows nothing of packets: the session turns its answers into replies.
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
 from .conditions import HARDWARE, SOFTWARE, Actions, BreakpointConditions
-from ..kernel.kernel import Kernel, Stop
+from ..kernel.kernel import GuestError, Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
 from ..x86 import cpu as x86
@@ -77,7 +76,6 @@ class Debugger:
         self.policy = SlotPolicy(policy, kernel.accounting, kernel.ncpus)
         self.hardware_enabled = True
         self.attached = False
-        self._interrupt = threading.Event()
         self.stop: StopEvent | None = None
 
     def late_init(self) -> None:
@@ -295,8 +293,8 @@ class Debugger:
     # -- running -------------------------------------------------------------
 
     def request_interrupt(self) -> None:
-        """Thread-safe: stop the running machine at the next safe point."""
-        self._interrupt.set()
+        """Thread-safe: stop the running machine wherever it is, as kgdb_roundup_cpus does."""
+        self.kernel.request_break_in()
 
     def forget_interrupt(self) -> None:
         """Drop an interrupt that arrived while the machine was stopped.
@@ -304,7 +302,7 @@ class Debugger:
         Called before a resume starts, so that an interrupt arriving
         after that point is never lost.
         """
-        self._interrupt.clear()
+        self.kernel.withdraw_break_in()
 
     def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
                thread: int | None = None) -> StopEvent:
@@ -317,10 +315,11 @@ class Debugger:
                 thread: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
         """The machine out of the debugger for the block, and a function that runs it.
 
-        `run()` runs until the machine stops and returns the stop. With
-        `pause`, `run(pause)` also returns None when pause() says so, between
-        two CPU turns, so that a caller can run the machine in slices on its
-        own thread; the next call goes on exactly where that one left off.
+        `run()` runs until the machine stops and returns the stop. With a
+        deadline (time.monotonic()), `run(deadline)` also returns None once it
+        has passed, and `run(deadline, pause)` when pause() says so before a
+        CPU runs, so that a caller can run the machine in slices; the next
+        call goes on exactly where that one left off.
 
         A step with `thread` steps that thread (`task_of`) and reports it,
         wherever it runs: a thread on no CPU is first run to its next turn,
@@ -332,12 +331,12 @@ class Debugger:
         if address is not None:
             self.kernel.current[cpu].regs.reg_write(X.UC_X86_REG_RIP, address)
 
-        def run(pause: Callable[[], bool] | None = None) -> StopEvent | None:
+        def run(deadline: float | None = None, pause: Callable[[], bool] | None = None) -> StopEvent | None:
             while True:
                 stepped = None
                 if task is not None and task.cpu is None:
-                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set,
-                                           lambda: task.cpu is not None or bool(pause and pause()))
+                    stop = self.kernel.run(deadline=deadline,
+                                           pause=lambda: task.cpu is not None or bool(pause and pause()))
                     if stop is None:
                         if task.cpu is None:
                             return None
@@ -347,7 +346,7 @@ class Debugger:
                 elif step:
                     stop = self.kernel.step(cpu)
                 else:
-                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set, pause)
+                    stop = self.kernel.run(deadline=deadline, pause=pause)
                     if stop is None:
                         return None
                 event = self._enter(stop, stepped)
@@ -362,12 +361,6 @@ class Debugger:
             self._enter_debugger_hardware()
             self._deactivate_breakpoints()
 
-    def _take_interrupt(self) -> bool:
-        if self._interrupt.is_set():
-            self._interrupt.clear()
-            return True
-        return False
-
     def _enter(self, stop: Stop, thread: int | None = None) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
@@ -381,6 +374,8 @@ class Debugger:
             software = True  # a software breakpoint whose conditions held (or failed)
         elif exit is None:
             signal = SIGINT
+        elif isinstance(exit, GuestError):
+            signal = exit.signal  # kgdb_handle_exception's signo
         elif isinstance(exit, x86.CpuException):
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)
             if exit.vector == x86.BREAKPOINT:
