@@ -28,6 +28,7 @@ from ..x86.cpu import read_register, read_registers, write_register
 from ..x86.memory import PAGE_SIZE, MemoryFault
 from . import layout
 from .debugslots import DebugSlots
+from .guestdr import GuestDebugRegisters
 from .hostif import CLONE_USER, EAGAIN, EFAULT, EINVAL, Hypercall
 from .hw_breakpoint import Breakpoint, SlotAccounting
 from .image import Image
@@ -170,6 +171,11 @@ class Kernel:
         self.perf = PerfEvents(self.accounting, self.debug_slots, self._pid_on)
         self.ptrace = Ptrace(self.perf)
         self.processor.debug_handler = self._on_debug_exception
+        # The image's own MOV DRn works on a view of its own (guestdr.py).
+        self.guest_debug_registers = GuestDebugRegisters(self.perf, cpus, self.console_write)
+        self.processor.guest_debug_registers = self.guest_debug_registers.views
+        self.processor.guest_wrote_debug_registers = self.guest_debug_registers.written
+        self.processor.user_mode = layout.is_user
         self._tracees_to_stop: set[int] = set()
         self.debugger_slot_fired = False
         self._unclaimed_debug_exception = False
@@ -439,6 +445,7 @@ class Kernel:
         stop = False
         owners = self.debug_slots.owners[cpu]
         self._debug_exceptions += 1
+        guests = []
         for index in exception.slots:
             owner = owners[index]
             if type(owner) is Breakpoint:
@@ -446,11 +453,16 @@ class Kernel:
                 if owner.owner == "ptrace" and self.ptrace.hit(owner, self._debug_exceptions):
                     self._tracees_to_stop.add(owner.task)
                     stop = True
+                elif self.guest_debug_registers.owns(owner):
+                    guests.append(owner)
             elif owner is not None and (self.debugger_slot_condition is None
                                         or self.debugger_slot_condition(cpu, owner)):
                 self.debugger_slot_fired = True
                 stop = True
-        if exception.general_detect or (exception.single_step and not self._host_stepping):
+        if guests:
+            # No perf event claims it: the image set the breakpoint itself.
+            self.guest_debug_registers.fired(cpu, guests)
+        if guests or exception.general_detect or (exception.single_step and not self._host_stepping):
             self._unclaimed_debug_exception = True
             stop = True
         return stop

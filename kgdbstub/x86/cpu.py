@@ -278,6 +278,7 @@ class Processor:
         self._exempt_blocks = 0
         self._continuing_at: int | None = None
         self._continuing_blocks = 0
+        self._exempt_shadow = False  # _exempt_at is the instruction after a MOV SS
         # Called with (cpu, DebugException) when a slot fires; False means the
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
@@ -461,6 +462,7 @@ class Processor:
         clock = self.clock
         start, blocks = self._rip(), clock.blocks
         self._exempt_at = start if self._rf or self._shadow else None
+        self._exempt_shadow = self._shadow
         self._continuing_at = start if self._mid_rep else None
         self._exempt_blocks = self._continuing_blocks = blocks
         was = self._rf, self._mid_rep, self._shadow
@@ -887,10 +889,13 @@ class Processor:
             self._stop_before(_Intercepted(address, instruction), resume_flag=False)
             return
         length = mov_ss_length(code)
-        if length is not None:
+        blocks = self.clock.blocks
+        if length is not None and not (
+                self._exempt_shadow and address == self._exempt_at and blocks == self._exempt_blocks + 1):
             # Nothing may come between it and the next instruction, whose
-            # instruction breakpoint is not taken (SDM §6.8.3).
-            self._exempt_at, self._exempt_blocks = address + length, self.clock.blocks
+            # instruction breakpoint is not taken (SDM §6.8.3). A MOV SS in
+            # the shadow of another makes none, as in unicorn.
+            self._exempt_at, self._exempt_blocks, self._exempt_shadow = address + length, blocks, True
             self.clock.hold_next_block()
 
     def execute_slot_at(self, cpu: int, address: int) -> bool:
