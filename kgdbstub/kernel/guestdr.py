@@ -73,9 +73,6 @@ class GuestDebugRegisters:
         self._console(f"hw_breakpoint: CPU{cpu}: Can't find any breakpoint slot for the kernel's "
                       f"own DR{index}: {why}\n".encode())
 
-    def owns(self, event: Breakpoint) -> bool:
-        return event.owner == GUEST
-
     def fired(self, cpu: int, events: list[Breakpoint]) -> None:
         """The image's breakpoints that one #DB reports: their B bits in the image's DR6."""
         b_bits = sum(1 << index for index, held in enumerate(self._events[cpu])

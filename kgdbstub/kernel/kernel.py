@@ -28,7 +28,7 @@ from ..x86.cpu import read_register, read_registers, write_register
 from ..x86.memory import PAGE_SIZE, MemoryFault
 from . import layout
 from .debugslots import DebugSlots
-from .guestdr import GuestDebugRegisters
+from .guestdr import GUEST, GuestDebugRegisters
 from .hostif import CLONE_USER, EAGAIN, EFAULT, EINVAL, Hypercall
 from .hw_breakpoint import Breakpoint, SlotAccounting
 from .image import Image
@@ -445,24 +445,27 @@ class Kernel:
         stop = False
         owners = self.debug_slots.owners[cpu]
         self._debug_exceptions += 1
-        guests = []
+        guests = None
         for index in exception.slots:
             owner = owners[index]
             if type(owner) is Breakpoint:
                 owner.hits += 1
-                if owner.owner == "ptrace" and self.ptrace.hit(owner, self._debug_exceptions):
-                    self._tracees_to_stop.add(owner.task)
-                    stop = True
-                elif self.guest_debug_registers.owns(owner):
-                    guests.append(owner)
+                kind = owner.owner
+                if kind == "ptrace":
+                    if self.ptrace.hit(owner, self._debug_exceptions):
+                        self._tracees_to_stop.add(owner.task)
+                        stop = True
+                elif kind == GUEST:
+                    guests = [*(guests or ()), owner]
             elif owner is not None and (self.debugger_slot_condition is None
                                         or self.debugger_slot_condition(cpu, owner)):
                 self.debugger_slot_fired = True
                 stop = True
-        if guests:
-            # No perf event claims it: the image set the breakpoint itself.
-            self.guest_debug_registers.fired(cpu, guests)
-        if guests or exception.general_detect or (exception.single_step and not self._host_stepping):
+        # What no owner claims -- the image's own breakpoints, a general
+        # detect, the guest's TF -- the die notifier gives to kgdb.
+        if guests or exception.general_detect or exception.single_step and not self._host_stepping:
+            if guests:
+                self.guest_debug_registers.fired(cpu, guests)
             self._unclaimed_debug_exception = True
             stop = True
         return stop

@@ -54,8 +54,10 @@ class CodePages:
         return {first + offset for offset in candidate_starts(code, 0, last - first)}
 
     def rep_string(self, address: int) -> RepString | None:
-        """The repeated string instruction at address, if that is one."""
+        """The repeated string instruction at address, if that is one (kept while a code page's bytes stay)."""
         known = self._rep_strings.get(address, _UNKNOWN)
         if known is _UNKNOWN:
-            known = self._rep_strings[address] = rep_string(self._read(address, MAX_LENGTH))
+            known = rep_string(self._read(address, MAX_LENGTH))
+            if address & PAGE_MASK in self.pages:
+                self._rep_strings[address] = known
         return known

@@ -21,9 +21,8 @@ from __future__ import annotations
 import ctypes
 import mmap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 
 from unicorn import (
     UC_ARCH_X86,
@@ -151,15 +150,16 @@ class DebugException:
     accesses: tuple[DataAccess, ...] = ()
     single_step: bool = False  # DR6.BS: a single step (the host's, or the guest's TF)
     general_detect: bool = False  # DR6.BD
+    # DR6.B0-B3 for this exception: a bit for every slot (a plain attribute:
+    # an execute breakpoint's hook reads it at every hit).
+    b_bits: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "b_bits", sum(1 << slot for slot in self.slots))
 
     @property
     def trap(self) -> bool:
         return bool(self.accesses) or self.single_step
-
-    @cached_property
-    def b_bits(self) -> int:
-        """DR6.B0-B3 for this exception: a bit for every slot."""
-        return sum(1 << slot for slot in self.slots)
 
 
 @dataclass(frozen=True)
@@ -279,6 +279,8 @@ class Processor:
         self._continuing_at: int | None = None
         self._continuing_blocks = 0
         self._exempt_shadow = False  # _exempt_at is the instruction after a MOV SS
+        # Hooked addresses where a MOV DRn or MOV SS may start, or a rep string is.
+        self._special: set[int] = set()
         # Called with (cpu, DebugException) when a slot fires; False means the
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
@@ -790,6 +792,8 @@ class Processor:
             # No translation of the page exists yet: the new hooks need no flush.
             for address in found - set(self._execute_hooks):
                 self._execute_hooks[address] = self._add_execute_hook(address)
+            self._special |= found | {a for a in self._execute_hooks
+                                      if a & PAGE_MASK == page and self._code.rep_string(a) is not None}
 
     def _fill_tlb(self, _engine, address, access, entry_pointer, _):
         try:
@@ -868,10 +872,11 @@ class Processor:
                 if verdict is ProbeVerdict.PAUSE:
                     self._stop_before(Preempted(), resume_flag=checked)
                     return
-            if address in self._code.candidates:
-                self._intercept(address)
-            elif self._code.rep_string(address) is not None:
-                self._continuing_at, self._continuing_blocks = address, self.clock.blocks
+            if address in self._special:
+                if address in self._code.candidates:
+                    self._intercept(address)
+                elif self._code.rep_string(address) is not None:
+                    self._continuing_at, self._continuing_blocks = address, self.clock.blocks
         except BaseException as error:  # noqa: BLE001 - re-raised by run()
             self._hook_error = error
             self.uc.emu_stop()
@@ -944,6 +949,8 @@ class Processor:
             self._execute_hooks[address] = self._add_execute_hook(address)
             # Code translated before the hook existed would not call it.
             self.uc.ctl_remove_cache(address, address + 1)
+        self._special = self._code.candidates | {a for a in self._execute_hooks
+                                                 if self._code.rep_string(a) is not None}
 
     def _derive(self, cpu: int) -> None:
         registers = self.debug_registers[cpu]
