@@ -960,7 +960,8 @@ class Processor:
         self._derived_from[cpu] = state
         pages: dict[int, bool] = {}
         execute: dict[int, list[int]] = {}
-        enabled = registers.enabled_slots()
+        # An I/O slot (R/W 10) never fires: the machine does no port I/O.
+        enabled = [s for s in registers.enabled_slots() if s.access is not Access.IO]
         self._data_slots[cpu] = [s for s in enabled if s.access is not Access.EXECUTE]
         for slot in enabled:
             if slot.access is Access.EXECUTE:

@@ -637,3 +637,20 @@ def test_a_probe_stop_keeps_rf_for_the_instruction_that_has_not_begun():
     assert rflags(context) & RF
     processor.set_probe(CALLEE, None)
     assert processor.run(0, context) == Hypercall()
+
+
+def test_an_io_breakpoint_never_fires_on_memory():
+    """§18.2.4: R/W 10 breaks on I/O port accesses (with CR4.DE); the machine does none,
+    and a store to the address in DRn is no I/O access."""
+    program = code(
+        "48 b8 00 00 10 00 80 88 ff ff",  # movabs rax, DATA
+        "0f 23 c0",  # mov dr0, rax
+        "b8 02 04 02 00",  # mov eax, 0x20402 (G0, R/W0 = 10, LEN0 = 00)
+        "0f 23 f8",  # mov dr7, rax
+        "c6 03 01",  # mov byte ptr [rbx], 1
+        HLT,
+    )
+    processor, context = start(program, [])
+    set_reg(context, "cr4", reg(context, "cr4") | CR4_DE)
+    assert processor.run(0, context) == Hypercall()
+    assert processor.debug_registers[0].slot(0).access is Access.IO
