@@ -53,14 +53,15 @@ def values(output: str) -> list[int]:
     return [int(m, 0) for m in re.findall(r"^\$\d+ = (?:\([^)]*\) )?(-?\w+)", output, re.M)]
 
 
-def session(commands: list[str]) -> str:
-    with start_server("--once") as server:
+def session(commands: list[str], dialect: str = "modern") -> str:
+    with start_server("--once", "--dialect", dialect) as server:
         output = run_gdb(server, [*commands, "delete", "detach"], timeout=90)
         assert server.wait(30) == 0, output
     return output
 
 
-def test_resuming_at_the_call_of_do_fork_stops_at_the_reexecuted_calls_do_fork():
+@pytest.mark.parametrize("dialect", ["modern", "kgdb"])
+def test_resuming_at_the_call_of_do_fork_stops_at_the_reexecuted_calls_do_fork(dialect):
     """§18.3.1.1: RF set by the #DB of `hbreak do_fork` belongs to the next instruction,
     here the call the PC was moved back to: the call runs and do_fork stops again before
     its body, total_forks unchanged (2, not 3)."""
@@ -69,12 +70,13 @@ def test_resuming_at_the_call_of_do_fork_stops_at_the_reexecuted_calls_do_fork()
         "hbreak do_fork", "continue", "print total_forks",
         "set $sp = $sp + 8", f"set $pc = {call:#x}",  # back to the call, its return address popped
         "continue", "print total_forks", "print $pc == do_fork",
-    ])
+    ], dialect)
     assert len(re.findall(r"hit Breakpoint 1, do_fork \(", output)) == 2, output
     assert values(output) == [2, 2, 1], output
 
 
-def test_moving_the_pc_onto_another_hardware_breakpoint_lets_that_instruction_run():
+@pytest.mark.parametrize("dialect", ["modern", "kgdb"])
+def test_moving_the_pc_onto_another_hardware_breakpoint_lets_that_instruction_run(dialect):
     """§18.3.1.1: RF is still set when the PC is moved onto the call's own hardware
     breakpoint: the call runs once and the stop comes at do_fork, not at the call.
     (gdb steps over a breakpoint only at the PC it stopped at; a stop its own step made
@@ -84,7 +86,7 @@ def test_moving_the_pc_onto_another_hardware_breakpoint_lets_that_instruction_ru
         "hbreak do_fork", "continue", "print total_forks",
         f"hbreak *{call:#x}", "set $sp = $sp + 8", f"set $pc = {call:#x}",
         "continue", "print total_forks", "print $pc == do_fork",
-    ])
+    ], dialect)
     stops = re.findall(r"hit Breakpoint (\d), ", output)
     assert stops == ["1", "1"], output
     assert values(output) == [2, 2, 1], output
