@@ -30,9 +30,8 @@ import trio
 
 from .core.debugger import Debugger
 from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
-from .gdbstub.actions import PACKET_SIZE, Detach, Reply, Resume
-from .gdbstub.dialects import DIALECTS
-from .gdbstub.session import Session
+from .gdbstub.actions import PACKET_SIZE, Detach, NoReply, Reply, Resume
+from .gdbstub.dialects import DIALECTS, Dialect
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
@@ -66,9 +65,13 @@ class _Wire:
     packet on the wire is seen after that resume has begun.
     """
 
-    def __init__(self, stream: trio.abc.Stream, debugger: Debugger, trace: Trace):
+    def __init__(self, stream: trio.abc.Stream, debugger: Debugger, trace: Trace, dialect: Dialect):
         self.stream = stream
-        self.codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
+        self.codec = RemoteProtocol(max_packet_size=dialect.max_packet_size,
+                                    run_length_encode=dialect.run_length_encoding,
+                                    strict_acks=dialect.frame_for_ack_naks)
+        self._interrupt_byte_stops = dialect.interrupt_byte_stops
+        self._dialect = dialect
         self.closed = False
         self.running = False  # interrupts stop the machine only while it runs
         self._debugger = debugger
@@ -127,7 +130,8 @@ class _Wire:
                 return event
             if isinstance(event, Interrupt):
                 self._trace("<-", b"\\x03")
-                self._interrupt()
+                if self._interrupt_byte_stops:
+                    self._interrupt()
             elif isinstance(event, Ack):
                 self._acknowledged = True
             elif isinstance(event, BadPacket):
@@ -154,9 +158,10 @@ class _Wire:
         if not data:
             self._gone()
             return
-        if self._line is not None and self._sysrq.feed(data) and self.running:
+        # SysRq-G: on a line a BREAK, over TCP the telnet BREAK gdb sends for one.
+        if self._sysrq.feed(data) and self.running:
             self._trace("<-", b"BREAK g")
-            self._interrupt()
+            self._debugger.request_sysrq_g()
         self.codec.receive_data(data)
 
     def _interrupt(self) -> None:
@@ -165,7 +170,7 @@ class _Wire:
 
     def _gone(self) -> None:
         self.closed = True
-        self._debugger.request_interrupt()  # a running machine stops for the next debugger
+        break_in(self._debugger, self._dialect)  # a running machine stops for the next debugger
 
     def give_back_unparsed(self) -> None:
         """On a line, what follows the session's last packet is the next reader's."""
@@ -221,8 +226,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     and a `qSupported` after other packets is a new debugger: the session
     ends and gives the packet back to the connection for the next one.
     """
-    session = Session(debugger, DIALECTS[dialect], monitor=monitor)
-    wire = _Wire(stream, debugger, trace or Trace(None))
+    session = DIALECTS[dialect].session(debugger, DIALECTS[dialect], monitor=monitor)
+    wire = _Wire(stream, debugger, trace or Trace(None), DIALECTS[dialect])
     console_packets = CONSOLE_AS_PACKETS.get(dialect, True)
 
     async def forward_console():
@@ -277,7 +282,11 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 await wire.send(*action.output, action.payload)
                 if action.no_ack_after:
                     wire.codec.start_no_ack_mode()
+            elif isinstance(action, NoReply):
+                await wire.flush()
             elif isinstance(action, Resume):
+                if action.output:
+                    await wire.send(*action.output)
                 stop = await run_machine(action)
                 if wire.closed:
                     break
@@ -289,6 +298,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 wire.give_back_unparsed()
                 if action.reply is not None:
                     await wire.send(action.reply)
+                else:
+                    await wire.flush()  # its ack
                 break
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
@@ -339,7 +350,7 @@ async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, onc
                     free_run.start_soon(trio.to_thread.run_sync, debugger.resume)
                 stream = await arrivals.receive()
                 attached, session_over = True, trio.Event()
-                debugger.request_interrupt()
+                break_in(debugger, DIALECTS[options.get("dialect", "modern")])
             try:
                 detached = await serve_stream(stream, debugger, **options)
             finally:
@@ -370,12 +381,17 @@ async def _refuse(stream: trio.abc.Stream) -> None:
 # that reply unread).
 ONCE_PATIENCE = 10.0
 
-# What the console shows when the machine is stopped from the line with no
-# debugger attached (Linux's sysrq and kgdb messages, in this image's style).
-BREAK_IN_MESSAGES = {
-    "sysrq-g": b"sysrq: DEBUG\nkgdb: Entering KGDB\n",
-    "ctrl-c": b"kgdb: Entering KGDB\n",
-}
+# What the console shows when a Ctrl-C on the line stops the machine with
+# no debugger attached (the `modern` dialect only: Linux ignores the byte).
+CTRL_C_MESSAGE = b"KGDB: Entering KGDB\n"
+
+
+def break_in(debugger: Debugger, dialect: Dialect) -> None:
+    """Stop the running machine for a debugger that arrives, as the dialect does it."""
+    if dialect.break_in == "sysrq-g":
+        debugger.request_sysrq_g()
+    else:
+        debugger.request_interrupt()
 
 
 async def serve_line(line: FdLine, debugger: Debugger, console: ConsoleBuffer, *, once: bool = False,
@@ -392,7 +408,8 @@ async def serve_line(line: FdLine, debugger: Debugger, console: ConsoleBuffer, *
     leftover = b""
     while True:
         replay = await _wait_for_a_debugger(line, debugger, console, trace, running=running_free,
-                                            leftover=leftover)
+                                            leftover=leftover,
+                                            dialect=DIALECTS[options.get("dialect", "modern")])
         line.debugger_arrived()
         connection = LineConnection(line, replay)
         detached = await serve_stream(connection, debugger, console=console, trace=trace, **options)
@@ -408,7 +425,7 @@ async def serve_line(line: FdLine, debugger: Debugger, console: ConsoleBuffer, *
 
 
 async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: ConsoleBuffer, trace: Trace, *,
-                               running: bool, leftover: bytes = b"") -> bytes:
+                               running: bool, leftover: bytes = b"", dialect: Dialect) -> bytes:
     """Console out, break-ins in, until a debugger's first packet; that packet to replay.
 
     `leftover` is read first, then the line. The machine is stopped when
@@ -441,17 +458,22 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
             for event in events:
                 if isinstance(event, Arrival):
                     if running:
-                        # The machine stops for the debugger, with SIGINT, even
-                        # when it arrives before the run has begun.
-                        debugger.request_interrupt()
+                        # The machine stops for the debugger even when it
+                        # arrives before the run has begun.
+                        break_in(debugger, dialect)
                         await machine_stopped.wait()
                     nursery.cancel_scope.cancel()
                     return event.replay
                 trace("<-", event.how.encode())
-                if running:
+                if not running:
+                    continue
+                if event.how == "sysrq-g":
+                    debugger.request_sysrq_g()  # the kernel prints what sysrq prints
+                    await machine_stopped.wait()
+                elif dialect.interrupt_byte_stops:
                     debugger.request_interrupt()
                     await machine_stopped.wait()
-                    debugger.kernel.console_write(BREAK_IN_MESSAGES[event.how])
+                    debugger.kernel.console_write(CTRL_C_MESSAGE)
 
 
 async def _console_to_line(console: ConsoleBuffer, line: FdLine) -> None:

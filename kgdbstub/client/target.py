@@ -444,7 +444,7 @@ class Target:
         threads = []
         for thread in ids:
             reply = await self.request(b"qThreadExtraInfo," + format_thread_id(thread))
-            name = decode_hex(reply).decode("utf-8", "replace") if reply and error_number(reply) is None else None
+            name = decode_hex(reply).decode("utf-8", "replace").rstrip("\0") if reply and error_number(reply) is None else None
             threads.append(Thread(thread, name))
         return threads
 

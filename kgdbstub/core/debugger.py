@@ -18,6 +18,8 @@ from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
 from ..kernel.kernel import Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
+from .swbreak import BreakpointError, SoftwareBreakpoints, State
+from . import arch_x86
 from ..x86 import cpu as x86
 from ..x86.memory import MemoryFault
 
@@ -38,6 +40,11 @@ class DebuggerError(Exception):
     def __init__(self, code: int, message: str = ""):
         super().__init__(message or errno.errorcode.get(code, str(code)))
         self.errno = code
+
+
+# What Linux's kprobe blocklist (kgdb_within_blocklist) covers in the image:
+# the entry code, which Linux keeps in .entry.text.
+BLOCKLISTED = ("entry_SYSCALL_64", "common_interrupt")
 
 
 def _count(entries) -> int:
@@ -61,10 +68,20 @@ class StopEvent:
 
 
 class Debugger:
-    def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover"):
+    def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover",
+                 user_memory: bool = True, rewind_int3: bool = True):
+        """`user_memory`: software breakpoints may go in user space (else ERANGE, as in Linux).
+        `rewind_int3`: a software breakpoint's stop reports the breakpoint's address
+        (else the pc after the int3, as Linux does and gdb expects of it).
+        """
         self.kernel = kernel
-        self.breakpoints: dict[int, bytes] = {}  # address -> the byte int3 replaced
+        self.breakpoints = SoftwareBreakpoints()
+        self.user_memory = user_memory
+        self.rewind_int3 = rewind_int3
         self._inserted = False
+        self._sysrq = False
+        self._blocklist = [(s.address, s.address + s.size) for name in BLOCKLISTED
+                           if (s := kernel.image.symbols.get(name))]
         self.hardware = BreakTable(split_regions=split_regions)
         self._debug_registers = kernel.processor.debug_registers
         self._installed: list[list[object]] = [[] for _ in self._debug_registers]  # kgdb's pieces per CPU
@@ -151,33 +168,82 @@ class Debugger:
         except MemoryFault:
             raise DebuggerError(errno.EFAULT) from None
 
-    # -- software breakpoints ------------------------------------------------
+    def copy_from_kernel_nofault(self, address: int, length: int) -> bytes:
+        """mm/maccess.c: ERANGE for what is not kernel memory, EFAULT for what is not mapped."""
+        if not arch_x86.copy_from_kernel_nofault_allowed(address):
+            raise DebuggerError(errno.ERANGE)
+        return self.read_memory(address, length)
+
+    def copy_to_kernel_nofault(self, address: int, data: bytes) -> None:
+        """mm/maccess.c: EFAULT for what is not mapped writable in the kernel (its text among it).
+
+        No check of the address itself: SMAP makes a user address fault.
+        """
+        if not data:
+            return
+        if address < arch_x86.USER_SPACE_END or not self._writable(address, len(data)):
+            raise DebuggerError(errno.EFAULT)
+        self.write_memory(address, data)
+
+    def _writable(self, address: int, length: int) -> bool:
+        end = address + length
+        for segment in self.kernel.image.segments:
+            top = segment.address + segment.memory_size
+            if segment.address <= address < top and not segment.writable:
+                return False
+            if address < segment.address < end and not segment.writable:
+                return False
+        return True
+
+    # -- software breakpoints (kernel/debug/debug_core.c) --------------------
 
     def insert_breakpoint(self, address: int) -> None:
-        if address in self.breakpoints:
-            raise DebuggerError(errno.EEXIST)
-        original = self.read_memory(address, 1)
-        self.breakpoints[address] = original
+        """dbg_set_sw_break: EINVAL blocklisted, ERANGE not kernel memory, EFAULT unmapped."""
+        if any(start <= address < end for start, end in self._blocklist):
+            raise DebuggerError(errno.EINVAL)
+        # kgdb_validate_break_address reads the byte; the int3 goes in with
+        # text_poke where the page is read-only, so that never refuses it.
+        if self.user_memory:
+            self.read_memory(address, 1)
+        else:
+            self.copy_from_kernel_nofault(address, 1)
+        try:
+            self.breakpoints.set(address)
+        except BreakpointError as refused:
+            raise DebuggerError(refused.errno) from None
 
     def remove_breakpoint(self, address: int) -> None:
-        if self.breakpoints.pop(address, None) is None:
-            raise DebuggerError(errno.ENOENT)
+        try:
+            self.breakpoints.remove(address)
+        except BreakpointError as refused:
+            raise DebuggerError(refused.errno) from None
 
     def remove_all_breakpoints(self) -> None:
-        self.breakpoints.clear()
+        self._deactivate_breakpoints()
+        self.breakpoints.remove_all()
         self.policy.release(len(self.hardware.active()))
         self.hardware.clear()
         self._uninstall_removed_pieces()
 
     def _activate_breakpoints(self) -> None:
-        for address in self.breakpoints:
-            self.kernel.write(address, b"\xcc")
+        """dbg_activate_sw_breakpoints: each int3 in, the byte it replaces kept."""
+        for address in self.breakpoints.addresses():
+            entry = self.breakpoints.entry_at(address)
+            try:
+                entry.saved = self.kernel.read(address, 1)
+                self.kernel.write(address, b"\xcc")
+            except MemoryFault:
+                continue  # "BP install failed": it stays SET
+            entry.state = State.ACTIVE
         self._inserted = True
 
     def _deactivate_breakpoints(self) -> None:
         if self._inserted:
-            for address, original in self.breakpoints.items():
-                self.kernel.write(address, original)
+            for address in self.breakpoints.addresses():
+                entry = self.breakpoints.entry_at(address)
+                if entry.state is State.ACTIVE:
+                    self.kernel.write(address, entry.saved)
+                    entry.state = State.SET
             self._inserted = False
 
     # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
@@ -250,6 +316,14 @@ class Debugger:
         """Thread-safe: stop the running machine at the next safe point."""
         self._interrupt.set()
 
+    def request_sysrq_g(self) -> None:
+        """Thread-safe: SysRq-G. At the next safe point CPU 0 takes it as an
+        interrupt whose handler (sysrq_handle_dbg) calls kgdb_breakpoint(), so
+        the machine stops with SIGTRAP inside kgdb_breakpoint.
+        """
+        self._sysrq = True
+        self._interrupt.set()
+
     def forget_interrupt(self) -> None:
         """Drop an interrupt that arrived while the machine was stopped.
 
@@ -257,6 +331,7 @@ class Debugger:
         after that point is never lost.
         """
         self._interrupt.clear()
+        self._sysrq = False
 
     def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None) -> StopEvent:
         """Run (or single-step one CPU) until the machine stops again. Blocking."""
@@ -301,8 +376,19 @@ class Debugger:
     def _take_interrupt(self) -> bool:
         if self._interrupt.is_set():
             self._interrupt.clear()
+            if self._sysrq:
+                self._sysrq = False
+                self._enter_through_sysrq_g()
+                return False
             return True
         return False
+
+    def _enter_through_sysrq_g(self) -> None:
+        message = b"sysrq: DEBUG\n"
+        if not self.attached:  # sysrq_handle_dbg, with kdb built in but gdb's mode chosen
+            message += b"KGDB: KGDB or $3#33 for KDB\n"
+        self.kernel.console_write(message)
+        self.kernel.interrupt_into(0, "kgdb_breakpoint")
 
     def _enter(self, stop: Stop) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
@@ -321,8 +407,9 @@ class Debugger:
                 regs = self.kernel.current[stop.cpu].regs
                 address = regs.reg_read(X.UC_X86_REG_RIP) - 1
                 if address in self.breakpoints:
-                    # Report the PC at the breakpoint, as if it had not run.
-                    regs.reg_write(X.UC_X86_REG_RIP, address)
                     software = True
+                    if self.rewind_int3:
+                        # Report the PC at the breakpoint, as if it had not run.
+                        regs.reg_write(X.UC_X86_REG_RIP, address)
         self.stop = StopEvent(signal, stop.cpu, self.thread_of(stop.cpu), software, hardware)
         return self.stop

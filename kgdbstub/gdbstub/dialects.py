@@ -1,11 +1,20 @@
-"""The two dialects: what differs between `modern` and Linux's kgdb lies here."""
+"""The two dialects: what differs between `modern` and Linux's kgdb lies here.
+
+`modern` is the session of session.py with its extensions; `kgdb` is
+Linux's gdbstub.c itself (kgdb.py). Besides the session, a dialect says how
+the debugger core behaves under it and how its connection treats the wire.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ..core import arch_x86
 from ..x86 import registers
+from .actions import PACKET_SIZE
 from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
 from .hostio import ExecFile, HostIO
+from .kgdb import KgdbSession
+from .session import Session
 
 
 @dataclass(frozen=True)
@@ -15,7 +24,17 @@ class Dialect:
     layout: tuple
     expedite: bool  # registers and CPU in stop replies
     status_reply_is_stop: bool  # `?` answers the last stop (else kgdb's bare S05)
-    hardware_error: int | None = None  # kgdb answers every refused hardware breakpoint alike
+    session: type = Session  # what answers the packets: called (debugger, dialect, monitor=...)
+    core: dict = field(default_factory=dict)  # the Debugger's options under this dialect
+    run_length_encoding: bool = True  # in replies
+    max_packet_size: int = PACKET_SIZE  # the longest packet taken
+    interrupt_byte_stops: bool = True  # a 0x03 from gdb stops the running machine (SIGINT)
+    # A '$' where the ack of a reply was due: Linux's put_packet answers '-'
+    # and drops the reply (gdb is reconnecting, or has given up on it).
+    frame_for_ack_naks: bool = False
+    # How a debugger's arrival stops the running machine: an interrupt
+    # (SIGINT), or as SysRq-G does (SIGTRAP in kgdb_breakpoint).
+    break_in: str = "interrupt"
 
     def negotiated(self, offered: set[str]) -> list[str]:
         return [a for e in self.extensions if (a := e.advertise(offered))]
@@ -28,6 +47,16 @@ MODERN = Dialect(
     registers.MODERN,
     expedite=True,
     status_reply_is_stop=True,
+    core=dict(split_regions=True, user_memory=True, rewind_int3=True),
 )
-KGDB = Dialect("kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False, hardware_error=1)
+KGDB = Dialect(
+    "kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False,
+    session=KgdbSession,
+    core=dict(split_regions=False, user_memory=False, rewind_int3=False),
+    run_length_encoding=False,
+    max_packet_size=arch_x86.BUFMAX - 1,
+    interrupt_byte_stops=False,
+    frame_for_ack_naks=True,
+    break_in="sysrq-g",
+)
 DIALECTS = {d.name: d for d in (MODERN, KGDB)}

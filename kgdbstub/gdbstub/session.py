@@ -19,7 +19,10 @@ from ..core.debugger import Debugger, DebuggerError, StopEvent
 from ..rsp import decode_hex, encode_hex
 from ..x86 import registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
-from .dialects import MODERN, Dialect
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .dialects import Dialect
 
 THREADS_PER_PACKET = 17  # as kgdb sends them
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
@@ -72,7 +75,7 @@ def error(code: int) -> Reply:
 @dataclass
 class Session:
     debugger: Debugger
-    dialect: Dialect = MODERN
+    dialect: "Dialect"
     monitor: Callable[[str], str] | None = None
     offered: set[str] = field(default_factory=set)
     register_thread: int | None = None  # Hg; None: the thread that stopped
@@ -270,12 +273,7 @@ class Session:
         return Reply(b"OK")
 
     def _hardware(self, operation, kind, address, length):
-        try:
-            operation(kind, address, length)
-        except DebuggerError:
-            if self.dialect.hardware_error is not None:
-                raise DebuggerError(self.dialect.hardware_error) from None
-            raise
+        operation(kind, address, length)
 
     # -- running -------------------------------------------------------------
 

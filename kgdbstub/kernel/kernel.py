@@ -304,6 +304,10 @@ class Kernel:
         if self.online[0]:
             self._call_from_host(self.current[0], self._entry["timer_interrupt"], self._entry["irq_return"])
 
+    def interrupt_into(self, cpu: int, function: str) -> None:
+        """An interrupt on a CPU whose handler calls an image function (SysRq-G: kgdb_breakpoint)."""
+        self._call_from_host(self.current[cpu], self.image.address_of(function), self._entry["irq_return"])
+
     def _call_from_host(self, task: Task, function: int, return_to: int, **arguments: int) -> None:
         """Make the task call an image function, its current state saved as a frame.
 

@@ -50,11 +50,18 @@ class RemoteProtocol:
     A '-' therefore always names one frame, the one sent again.
     """
 
-    def __init__(self, *, max_packet_size: int = 16384, run_length_encode: bool = True):
+    def __init__(self, *, max_packet_size: int = 16384, run_length_encode: bool = True,
+                 strict_acks: bool = False):
+        """`strict_acks`: wait for an ack as Linux's kgdb does (put_packet): a '$'
+        in its place is answered '-', the frame awaiting it is dropped and so is
+        the incoming one (gdb sends it again on the '-'); any other byte but
+        0x03 makes the frame go out again.
+        """
         if not isinstance(max_packet_size, int) or max_packet_size < 1:
             raise ProtocolError(f"max_packet_size must be a positive int, not {max_packet_size!r}")
         self._max_packet_size = max_packet_size
         self._run_length_encode = run_length_encode
+        self._strict_acks = strict_acks
         self._ack_mode = True
         self._received = bytearray()
         # How far the body being received has been searched for its end, so
@@ -162,6 +169,8 @@ class RemoteProtocol:
     # can and returns an event, None for "need more bytes", or _KEEP_READING.
 
     def _read_between_packets(self):
+        if self._strict_acks and self._ack_mode and self._unacknowledged is not None:
+            return self._read_ack_strictly()
         pattern = _BETWEEN_PACKETS_WITH_ACKS if self._ack_mode else _BETWEEN_PACKETS_WITHOUT_ACKS
         found = pattern.search(self._received)
         if found is None:
@@ -176,6 +185,31 @@ class RemoteProtocol:
         if marker == ACK:
             return self._acknowledged()
         return self._refused()
+
+    def _read_ack_strictly(self):
+        while self._received and self._unacknowledged is not None:
+            byte = self._received[0]
+            del self._received[:1]
+            if byte == ACK:
+                return self._acknowledged()
+            if byte == PACKET_START:
+                self._outgoing.append(NAK)
+                self._unacknowledged = None
+                if self._held:
+                    self._transmit(self._held.popleft())
+                self._read = self._read_to_next_frame
+                return Nak()
+            if byte != INTERRUPT:
+                self._outgoing += self._unacknowledged
+        return _KEEP_READING if self._received else None
+
+    def _read_to_next_frame(self):
+        start = self._received.find(PACKET_START)
+        if start < 0:
+            self._received.clear()
+            return None
+        del self._received[: start + 1]
+        return self._start_body()
 
     def _read_body(self):
         received = self._received

@@ -58,9 +58,10 @@ MODERN = tuple(
     + [Register("fs_base", 8, X.UC_X86_REG_FS_BASE), Register("gs_base", 8, X.UC_X86_REG_GS_BASE)]
 )
 
-# kgdb's x86-64 layout: 17 eight-byte registers, then eflags and the six
-# segment registers at four bytes each.
-KGDB = tuple(_gprs() + _segments(4))
+# kgdb's x86-64 `g` layout (asm/kgdb.h, NUMREGBYTES): 17 eight-byte
+# registers, then eflags, cs, ss, ds and es at four bytes each; fs and gs
+# (numbers 22 and 23) exist only for `p`.
+KGDB = tuple(_gprs() + _segments(4)[:5])
 
 # What a stop reply carries so that gdb needs no `g` to show where it stopped.
 EXPEDITED = ("rbp", "rsp", "rip")
