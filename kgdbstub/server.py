@@ -389,7 +389,7 @@ CTRL_C_MESSAGE = b"KGDB: Entering KGDB\n"
 def break_in(debugger: Debugger, dialect: Dialect) -> None:
     """Stop the running machine for a debugger that arrives, as the dialect does it."""
     if dialect.break_in == "sysrq-g":
-        debugger.request_sysrq_g()
+        debugger.request_sysrq_g(announce=False)
     else:
         debugger.request_interrupt()
 

@@ -316,12 +316,14 @@ class Debugger:
         """Thread-safe: stop the running machine at the next safe point."""
         self._interrupt.set()
 
-    def request_sysrq_g(self) -> None:
+    def request_sysrq_g(self, *, announce: bool = True) -> None:
         """Thread-safe: SysRq-G. At the next safe point CPU 0 takes it as an
         interrupt whose handler (sysrq_handle_dbg) calls kgdb_breakpoint(), so
-        the machine stops with SIGTRAP inside kgdb_breakpoint.
+        the machine stops with SIGTRAP inside kgdb_breakpoint. `announce`:
+        print what sysrq prints (not for a stop made for an arriving debugger,
+        where no key was pressed).
         """
-        self._sysrq = True
+        self._sysrq = "announce" if announce else "quiet"
         self._interrupt.set()
 
     def forget_interrupt(self) -> None:
@@ -377,17 +379,18 @@ class Debugger:
         if self._interrupt.is_set():
             self._interrupt.clear()
             if self._sysrq:
+                self._enter_through_sysrq_g(announce=self._sysrq == "announce")
                 self._sysrq = False
-                self._enter_through_sysrq_g()
                 return False
             return True
         return False
 
-    def _enter_through_sysrq_g(self) -> None:
-        message = b"sysrq: DEBUG\n"
-        if not self.attached:  # sysrq_handle_dbg, with kdb built in but gdb's mode chosen
-            message += b"KGDB: KGDB or $3#33 for KDB\n"
-        self.kernel.console_write(message)
+    def _enter_through_sysrq_g(self, *, announce: bool) -> None:
+        if announce:
+            # __handle_sysrq, then sysrq_handle_dbg as a kernel without kdb
+            # prints it (with kdb: "KGDB or $3#33 for KDB", which on a line
+            # shared with gdb reads as a packet).
+            self.kernel.console_write(b"sysrq: DEBUG\n" + (b"" if self.attached else b"KGDB: Entering KGDB\n"))
         self.kernel.interrupt_into(0, "kgdb_breakpoint")
 
     def _enter(self, stop: Stop) -> StopEvent | None:

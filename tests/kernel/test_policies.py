@@ -228,7 +228,7 @@ def test_after_detach_the_accounting_is_what_it_was_before_attach(policy, perf_e
         stop_at_do_fork(machine)
         debugger.detach()
         assert accounting.snapshot() == before, f"session {round}"
-        assert debugger.breakpoints == {} and debugger.hardware.requests == []
+        assert not debugger.breakpoints and debugger.hardware.requests == []
         assert kgdb_pieces(machine) == [], "kgdb's breakpoints are out of the DRs after detach"
 
 
@@ -363,7 +363,7 @@ async def test_a_dropped_connection_gives_everything_back(policy, drop):
     assert result == [False], "the session ends without a detach"
     assert accounting.snapshot() == before
     assert kgdb_pieces(machine) == [], "nothing of kgdb's is left in the debug registers"
-    assert debugger.breakpoints == {} and debugger.hardware.requests == []
+    assert not debugger.breakpoints and debugger.hardware.requests == []
     assert not debugger.attached
     # The slot kgdb had is perf's to take again, really: the DR is free.
     event = machine.kernel.perf.register(address=machine.address("looper_tick"), length=1, type=X,
