@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import errno
 import re
 import termios
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from gdbtools import (
     start_server,
 )
 
-from kgdbstub.client import BreakpointRefused, connect
+from kgdbstub.client import RemoteError, BreakpointRefused, connect
 from kgdbstub.client.connection import Connection
 from kgdbstub.client.target import OFFER
 from kgdbstub.client.transport import open_stream
@@ -207,11 +208,18 @@ async def counts(target, sym, scenario: str) -> tuple[int, int]:
     listing = await target.monitor("ptrace")
     found = re.fullmatch(r"pid=2 dr=\d addr=0x[0-9a-f]+ type=x hits=(\d+) ignore_left=\d+ state=running\n", listing)
     assert found, listing
-    return int(found[1]), await target.read_int(sym["looper_iterations"])
+    try:
+        return int(found[1]), await target.read_int(sym["looper_iterations"])
+    except RemoteError as refused:
+        # Linux's kgdb reads no user memory (copy_from_kernel_nofault_allowed).
+        assert refused.errno == errno.EINVAL
+        return int(found[1]), None
 
 
 async def check_counts(target, sym, scenario: str, baseline: Baseline, *, at_do_fork: bool) -> None:
     hits, measure = await counts(target, sym, scenario)
+    if measure is None:
+        return  # the kgdb dialect cannot read the looper's counter
     if scenario == "perf-watch":
         assert hits == measure - baseline.registered_at, (hits, measure, baseline.registered_at)
     elif at_do_fork:

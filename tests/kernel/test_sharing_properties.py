@@ -339,7 +339,7 @@ class SharingMachine(RuleBasedStateMachine):
     @rule()
     def detach(self):
         self.debugger.detach()
-        assert self.debugger.hardware.requests == [] and self.not debugger.breakpoints
+        assert self.debugger.hardware.requests == [] and not self.debugger.breakpoints
         # Whatever kgdb took during the session is given back (perf may have come and gone meanwhile).
         if self.debugger.policy.name == self.policy_at_attach:
             assert self.kgdb_reservations() == self.kgdb_before
