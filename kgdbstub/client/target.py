@@ -96,6 +96,7 @@ class Target:
         self._pending_output: list[bytes] = []  # console output of a run not yet stopped
         self._detached = False
         self._negotiated = False  # the handshake's qSupported was answered
+        self._software_breakpoints: set[int] = set()  # addresses of our Z0s, for the int3 rewind
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -358,11 +359,15 @@ class Target:
     async def _insert(self, breakpoint: Breakpoint) -> Breakpoint:
         request = b"Z%d,%x,%x" % (breakpoint.z_type, breakpoint.address, breakpoint.length)
         self._check_ok(request, await self.request(request), f"{breakpoint.kind} breakpoints", BreakpointRefused)
+        if breakpoint.kind == "software":
+            self._software_breakpoints.add(breakpoint.address)
         return breakpoint
 
     async def remove_breakpoint(self, breakpoint: Breakpoint) -> None:
         request = b"z%d,%x,%x" % (breakpoint.z_type, breakpoint.address, breakpoint.length)
         self._check_ok(request, await self.request(request), f"{breakpoint.kind} breakpoints")
+        if breakpoint.kind == "software":
+            self._software_breakpoints.discard(breakpoint.address)
 
     # -- running ------------------------------------------------------------------------
 
@@ -413,7 +418,18 @@ class Target:
                 self.stop = parse_stop(packet, self._layout, output)
             except ValueError:
                 raise ClientError(f"expected a stop reply, got {_show(packet)}") from None
-            return self.stop
+        await self._rewind_after_int3()
+        return self.stop
+
+    async def _rewind_after_int3(self) -> None:
+        """As gdb does for a stub that gives no stop reason (Linux's kgdb): a SIGTRAP
+        one byte after one of our software breakpoints is that breakpoint's int3,
+        and the pc goes back to it (GDB_ADJUSTS_BREAK_OFFSET)."""
+        if self.stop.signal != 5 or self.stop.reason is not None or not self._software_breakpoints:
+            return
+        pc = await self.read_register("rip")
+        if pc - 1 in self._software_breakpoints:
+            await self.write_register("rip", pc - 1)
 
     async def interrupt(self, *, timeout: float | None = DEFAULT) -> Stop:
         """Stop a running target (a 0x03 on the wire): its stop, SIGINT
