@@ -60,7 +60,10 @@ from kgdbstub.kernel.image import Image
 from kgdbstub.rsp import Packet, RemoteProtocol, encode_frame
 
 TIMEOUT = 20.0  # for every reply, stop and connection
-SYMBOLS = ("do_fork", "jiffies", "total_forks", "looper_iterations", "looper_tick", "start_kernel", "smp_init",
+# A software breakpoint hit all the time: in the looper, or (Linux's kgdb
+# refuses user addresses) in the tick.
+HIT_OFTEN = {"modern": "looper_tick", "kgdb": "do_timer"}
+SYMBOLS = ("do_timer", "do_fork", "jiffies", "total_forks", "looper_iterations", "looper_tick", "start_kernel", "smp_init",
            "nr_cpus_online", "kgdbwait")
 # start_kernel and smp_init run at boot only; nr_cpus_online and kgdbwait are
 # touched at boot only: breakpoints there hold their slots without stopping.
@@ -380,7 +383,7 @@ async def vanish_with_half_a_frame_in_session(server, sym, case: Case) -> Left:
     target = await start_session(server, sym, case)
     await target.insert_breakpoint(sym["do_fork"], "hardware")
     left = await observe(target, sym, await target.resume())
-    await target.insert_breakpoint(sym["looper_tick"], "software")  # hit at once, if it stayed
+    await target.insert_breakpoint(sym[HIT_OFTEN[case.dialect]], "software")  # hit at once, if it stayed
     await wire(target).send_all(HALF_FRAME % sym["jiffies"])
     await hang_up(server, target, at_once=case.at_once)
     return left
@@ -406,7 +409,7 @@ async def vanish_stopped_with_breakpoints(server, sym, case: Case) -> Left:
     stop = await target.resume()
     assert stop.signal == 5 and await target.read_register("rip") == sym["do_fork"], stop
     # Hit at every loop iteration, if it stayed in memory.
-    await target.insert_breakpoint(sym["looper_tick"], "software")
+    await target.insert_breakpoint(sym[HIT_OFTEN[case.dialect]], "software")
     slots = await target.monitor("slots")
     assert len(KGDB_SLOT.findall(slots)) == 6, slots  # three DRs on each CPU are kgdb's
     left = await observe(target, sym, stop)
@@ -438,7 +441,7 @@ async def vanish_while_removing_breakpoints_at_a_watch_stop(server, sym, case: C
     if case.dialect == "modern":
         assert (stop.reason, stop.address) == ("watch", sym["total_forks"]), stop
     left = await observe(target, sym, stop)
-    await target.insert_breakpoint(sym["looper_tick"], "software")  # hit at once, if it stayed
+    await target.insert_breakpoint(sym[HIT_OFTEN[case.dialect]], "software")  # hit at once, if it stayed
     await target.remove_breakpoint(watch)
     await target.connection.send_packet(b"z1,%x,1" % sym["start_kernel"])
     await hang_up(server, target, at_once=case.at_once)
@@ -498,7 +501,7 @@ async def test_a_vanished_debugger_leaves_nothing_held_and_the_machine_stopped(t
         target = await attach(server)
         await target.insert_breakpoint(sym["do_fork"], "hardware")
         left = await observe(target, sym, await target.resume())
-        await target.insert_breakpoint(sym["looper_tick"], "software")
+        await target.insert_breakpoint(sym[HIT_OFTEN[dialect]], "software")
         await hang_up(server, target, at_once=case.at_once)
         await check_next_debugger(server, sym, scenario, dialect, baseline, left, run_first=True)
 
