@@ -452,7 +452,10 @@ class Target:
         request = b"qfThreadInfo"
         async with self._thread_lock:  # the stub keeps its place in the list between packets
             while True:
-                reply = await self._query(request, "thread lists")
+                if request == b"qfThreadInfo":
+                    reply = await self._query(request, "thread lists")
+                else:
+                    reply = await self.request(request)  # kgdb ends the list with an empty reply
                 if reply[:1] != b"m":
                     break
                 ids += [parse_thread_id(t) for t in reply[1:].split(b",") if t]

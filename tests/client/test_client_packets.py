@@ -69,6 +69,7 @@ def test_the_target_description_gives_the_g_layout_and_includes_are_followed():
         Register("rax", 8, 0), Register("rbx", 8, 1), Register("extra", 4, 40))
 
 
-def test_kgdbs_layout_is_17_quads_and_7_longs():
-    assert [r.size for r in KGDB_LAYOUT] == [8] * 17 + [4] * 7
+def test_kgdbs_layout_is_17_quads_and_5_longs():
+    # arch/x86/include/asm/kgdb.h: NUMREGBYTES = 17 * 8 + 5 * 4 (fs and gs only through `p`)
+    assert [r.size for r in KGDB_LAYOUT] == [8] * 17 + [4] * 5
     assert KGDB_LAYOUT[16].name == "rip" and [r.name for r in KGDB_LAYOUT] == [r.name for r in registers.KGDB]

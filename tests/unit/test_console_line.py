@@ -351,8 +351,8 @@ async def test_a_packet_sent_again_before_any_ack_is_not_run_twice(machine):
 
 
 @pytest.mark.parametrize("how, message", [
-    (BREAK + b"g", b"sysrq: DEBUG\nkgdb: Entering KGDB\n"),
-    (b"\x03", b"kgdb: Entering KGDB\n"),
+    (BREAK + b"g", b"sysrq: DEBUG\nKGDB: Entering KGDB\n"),
+    (b"\x03", b"KGDB: Entering KGDB\n"),
 ])
 async def test_a_break_in_stops_the_machine_running_free(machine, how, message):
     line, kernel, debugger, options = machine
