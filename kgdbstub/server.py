@@ -32,6 +32,7 @@ from .core.debugger import Debugger
 from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
 from .gdbstub.actions import PACKET_SIZE, Detach, NoReply, Reply, Resume
 from .gdbstub.dialects import DIALECTS, Dialect
+from .transport.line import BREAK
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
@@ -71,6 +72,7 @@ class _Wire:
                                     run_length_encode=dialect.run_length_encoding,
                                     strict_acks=dialect.frame_for_ack_naks)
         self._interrupt_byte_stops = dialect.interrupt_byte_stops
+        self.sysrq_pending = False  # SysRq-G read ahead of a resume the session has yet to run
         self._dialect = dialect
         self.closed = False
         self.running = False  # interrupts stop the machine only while it runs
@@ -159,9 +161,14 @@ class _Wire:
             self._gone()
             return
         # SysRq-G: on a line a BREAK, over TCP the telnet BREAK gdb sends for one.
-        if self._sysrq.feed(data) and self.running:
+        if self._sysrq.feed(data):
             self._trace("<-", b"BREAK g")
-            self._debugger.request_sysrq_g()
+            if self.running:
+                self._debugger.request_sysrq_g()
+            else:
+                self.sysrq_pending = True
+            # The serial driver takes the key (uart_handle_sysrq_char): kgdb never reads it.
+            data = data.replace(BREAK + b"g", b"")
         self.codec.receive_data(data)
 
     def _interrupt(self) -> None:
@@ -251,6 +258,9 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
+        if wire.sysrq_pending:  # it came after the resume packet, read with it
+            wire.sysrq_pending = False
+            debugger.request_sysrq_g()
         with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
             if resume.step:
                 return run()
@@ -276,6 +286,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         while (packet := await wire.next_packet()) is not None:
             if isinstance(packet, Packet):
                 action = session.handle(packet.payload)
+                if not isinstance(action, Resume):
+                    wire.sysrq_pending = False  # the machine was stopped: the key did nothing
             else:
                 action = session.too_large()
             if isinstance(action, Reply):
