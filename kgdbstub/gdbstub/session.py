@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .dialects import Dialect
 
 THREADS_PER_PACKET = 17  # as kgdb sends them
+SELECTORS = frozenset(("cs", "ss", "ds", "es", "fs", "gs"))
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
 
@@ -171,8 +172,23 @@ class Session:
         data = self._decode(args)
         if len(data) != registers.layout_size(self.dialect.layout):
             raise Malformed(args)
-        registers.decode_into(self._regs(), self.dialect.layout, data)
+        regs, offset, values = self._regs(), 0, []
+        for register in self.dialect.layout:
+            values.append((register, int.from_bytes(data[offset : offset + register.size], "little")))
+            offset += register.size
+        for register, value in values:  # refused before anything changes
+            self._check_writable(regs, register, value)
+        for register, value in values:
+            if register.name not in SELECTORS:
+                registers.write_value(regs, register, value)
         return Reply(b"OK")
+
+    @staticmethod
+    def _check_writable(regs, register: registers.Register, value: int) -> None:
+        """A selector can only be written with the value it has: the emulated CPUs
+        have no descriptor tables, and loading one would fault the machine."""
+        if register.name in SELECTORS and value != registers.read_value(regs, register):
+            raise Malformed(register.name.encode())
 
     def _register(self, number_text: bytes) -> registers.Register:
         number = _hex(number_text)
@@ -191,7 +207,10 @@ class Session:
         data = self._decode(value)
         if len(data) != register.size:
             raise Malformed(args)
-        registers.write_value(self._regs(), register, int.from_bytes(data, "little"))
+        value, regs = int.from_bytes(data, "little"), self._regs()
+        self._check_writable(regs, register, value)
+        if register.name not in SELECTORS:
+            registers.write_value(regs, register, value)
         return Reply(b"OK")
 
     @staticmethod
