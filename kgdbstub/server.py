@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 import trio
 
+from .core.conditions import OUTPUT_LIMIT
 from .core.debugger import Debugger
 from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
 from .gdbstub.actions import PACKET_SIZE, Detach, NoReply, Reply, Resume
@@ -255,6 +256,20 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the debugger is gone: the watcher sees it and stops the machine
 
+    async def forward_breakpoint_output():
+        """What breakpoint commands (dprintf) printed, as console output (O packets)."""
+        output = debugger.conditions.output
+        while output:
+            data = bytes(output[:CONSOLE_CHUNK])
+            with trio.CancelScope(shield=True):
+                await wire.send(b"O" + encode_hex(data))
+            del output[: len(data)]
+
+    def slice_over() -> Callable[[], bool]:
+        # A slice ends early when breakpoint output waits: it goes out before the machine runs on.
+        over, output = _slice_over(), debugger.conditions.output
+        return lambda: over() or len(output) >= OUTPUT_LIMIT
+
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
@@ -265,7 +280,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
             if resume.step:
                 return run()
             # Most runs end within a slice: watchers are started only for a longer one.
-            if (stop := run(_slice_over())) is not None:
+            if (stop := run(slice_over())) is not None:
                 return stop
             wire.running = True
             try:
@@ -273,7 +288,10 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     watchers.start_soon(wire.watch_while_running)
                     if console is not None:
                         watchers.start_soon(forward_console_while_running)
-                    while (stop := run(_slice_over())) is None:
+                    while True:
+                        await forward_breakpoint_output()
+                        if (stop := run(slice_over())) is not None:
+                            break
                         await trio.lowlevel.checkpoint()
                     watchers.cancel_scope.cancel()
             finally:
@@ -282,6 +300,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
 
     detached = False
     debugger.attach()
+    # A dprintf waits when this much of its output has not gone out yet.
+    debugger.conditions.output_limit = OUTPUT_LIMIT
     try:
         while (packet := await wire.next_packet()) is not None:
             if isinstance(packet, Packet):
@@ -304,6 +324,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     break
                 if console is not None:
                     await forward_console()  # what the run printed last comes before its stop
+                await forward_breakpoint_output()
                 await wire.send(session.stop_reply(stop))
             elif isinstance(action, Detach):
                 detached = True
@@ -317,6 +338,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         pass
     finally:
         debugger.detach()
+        debugger.conditions.output_limit = None
+        debugger.conditions.output.clear()  # for a debugger that is gone
     await stream.aclose()
     return detached
 

@@ -4,8 +4,9 @@
 
 Prints a table and writes JSON. Ratios compare numbers taken in this run:
 the machine against plain unicorn running the same code; stops that gdb
-sees against gdbserver (a native process, real debug registers) and
-udbserver (gdbstub over unicorn). A missing peer is skipped with a note:
+sees, and breakpoint conditions and dprintf evaluated in the stub
+(tools/bench_conditions.py), against gdbserver (a native process, real
+debug registers) and udbserver (gdbstub over unicorn). A missing peer is skipped with a note:
 `apt-get install gdbserver`, `pip install udbserver`.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
+import bench_conditions  # noqa: E402
 import bench_machine  # noqa: E402
 from kgdbstub import targets  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
@@ -257,6 +259,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--iterations", type=int, default=3_000_000)
     parser.add_argument("--rounds", type=int, default=5, help="timed runs interleaved; the best counts")
+    parser.add_argument("--condition-hits", type=int, default=20_000)
+    parser.add_argument("--condition-host-hits", type=int, default=1_000, help="with gdb evaluating: a stop each")
+    parser.add_argument("--dprintf-lines", type=int, default=20_000)
     args = parser.parse_args()
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
     results: dict[str, float | None] = {}
@@ -289,6 +294,13 @@ def main() -> None:
             f"kgdbstub/gdbserver {ours / native:.2f}" if native else "")
         row(f"{args.stops} watch stops, {label}: udbserver", udb, "s",
             f"kgdbstub/udbserver {ours / udb:.2f}" if udb else "")
+    sizes = (args.condition_hits, args.condition_host_hits, args.dprintf_lines)
+    best: dict[str, float | None] = {}
+    for _ in range(args.rounds):
+        for name, rate in bench_conditions.rates(*sizes).items():
+            best[name] = rate if best.get(name) is None else max(best[name], rate)
+    for name, rate, note in bench_conditions.table(best, *sizes):
+        row(name, rate, "", note)
     reads, pairs, dump = protocol_rates(args.requests)
     row("m reads/s (raw client, loopback)", reads, "")
     row("Z1/z1 pairs/s (raw client, loopback)", pairs, "", f"{2 * pairs:,.0f} round trips/s")

@@ -48,11 +48,16 @@ class BreakpointRefused(RemoteError):
 
 
 class Unsupported(ClientError):
-    """The stub answered a request with the empty reply: it does not know it."""
+    """The stub answered a request with the empty reply: it does not know it.
 
-    def __init__(self, request: bytes, what: str = ""):
+    Also raised before sending a request whose meaning the stub did not
+    offer in its qSupported answer (why says so), where sending it would
+    have it half understood.
+    """
+
+    def __init__(self, request: bytes, what: str = "", *, why: str = "empty reply"):
         self.request = request
-        super().__init__(f"{_show(request)}: the stub does not support {what or 'this packet'} (empty reply)")
+        super().__init__(f"{_show(request)}: the stub does not support {what or 'this packet'} ({why})")
 
 
 class Timeout(ClientError, TimeoutError):

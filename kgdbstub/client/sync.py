@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,8 +176,11 @@ class SyncTarget:
 
     # -- breakpoints and running -------------------------------------------------------
 
-    def insert_breakpoint(self, address: int, kind: BreakpointKind = "software") -> Breakpoint:
-        return self._call(self.target.insert_breakpoint, address, kind)
+    def insert_breakpoint(self, address: int, kind: BreakpointKind = "software", *,
+                          conditions: Sequence[bytes] = (), commands: Sequence[bytes] = (),
+                          persist: bool = False) -> Breakpoint:
+        return self._call(self.target.insert_breakpoint, address, kind, conditions=conditions,
+                          commands=commands, persist=persist)
 
     def watch(self, address: int, length: int = 8, kind: BreakpointKind = "write") -> Breakpoint:
         return self._call(self.target.watch, address, length, kind)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -344,11 +344,36 @@ class Target:
 
     # -- breakpoints --------------------------------------------------------------------
 
-    async def insert_breakpoint(self, address: int, kind: BreakpointKind = "software") -> Breakpoint:
-        """A software (`Z0`, int3) or hardware (`Z1`, a debug register) breakpoint."""
+    async def insert_breakpoint(self, address: int, kind: BreakpointKind = "software", *,
+                                conditions: Sequence[bytes] = (), commands: Sequence[bytes] = (),
+                                persist: bool = False) -> Breakpoint:
+        """A software (`Z0`, int3) or hardware (`Z1`, a debug register) breakpoint.
+
+        `conditions` are agent expressions (bytecode, as gdb's `maint
+        agent-eval` shows it) the stub evaluates at each hit: it stops
+        only when one of them is non-zero. `commands` (a printf, as for
+        an agent-style dprintf) run at each hit instead of a stop; what
+        they print arrives as console output (`Stop.output`). Inserting
+        again at the same address replaces both lists. A stub that does
+        not offer them (ConditionalBreakpoints, BreakpointCommands in
+        qSupported) gets nothing: Unsupported is raised first, since such
+        a stub would ignore them and stop at every hit.
+        """
         if kind not in ("software", "hardware"):
             raise ValueError(f"a breakpoint is 'software' or 'hardware', not {kind!r}; use watch()")
-        return await self._insert(Breakpoint(kind, address, 1))
+        options = b""
+        if conditions:
+            options += b";" + b"".join(_agent_expression(c) for c in conditions)
+        if commands:
+            options += b";cmds:%d," % bool(persist) + b"".join(_agent_expression(c) for c in commands)
+        breakpoint = Breakpoint(kind, address, 1)
+        if self._negotiated:
+            for wanted, feature, what in ((conditions, "ConditionalBreakpoints", "breakpoint conditions"),
+                                          (commands, "BreakpointCommands", "breakpoint commands")):
+                if wanted and self.features.get(feature) is not True:
+                    raise Unsupported(b"Z%d,%x,1%s" % (breakpoint.z_type, address, options), what,
+                                      why=f"no {feature} in its qSupported answer")
+        return await self._insert(breakpoint, options)
 
     async def watch(self, address: int, length: int = 8, kind: BreakpointKind = "write") -> Breakpoint:
         """A hardware watchpoint on `length` bytes: 'write' (Z2), 'read' (Z3) or 'access' (Z4)."""
@@ -356,8 +381,8 @@ class Target:
             raise ValueError(f"a watchpoint is 'write', 'read' or 'access', not {kind!r}")
         return await self._insert(Breakpoint(kind, address, length))
 
-    async def _insert(self, breakpoint: Breakpoint) -> Breakpoint:
-        request = b"Z%d,%x,%x" % (breakpoint.z_type, breakpoint.address, breakpoint.length)
+    async def _insert(self, breakpoint: Breakpoint, options: bytes = b"") -> Breakpoint:
+        request = b"Z%d,%x,%x%s" % (breakpoint.z_type, breakpoint.address, breakpoint.length, options)
         self._check_ok(request, await self.request(request), f"{breakpoint.kind} breakpoints", BreakpointRefused)
         if breakpoint.kind == "software":
             self._software_breakpoints.add(breakpoint.address)
@@ -561,3 +586,10 @@ def _elf_symbols(data: bytes) -> dict[str, int]:
     if table is None:
         raise ClientError("the image has no symbol table")
     return {s.name: s["st_value"] for s in table.iter_symbols() if s.name}
+
+
+def _agent_expression(bytecode: bytes) -> bytes:
+    """`X<length>,<hex>`: an agent expression as Z packets carry it."""
+    if not bytecode:
+        raise ValueError("an agent expression has at least one byte (its `end`)")
+    return b"X%x,%s" % (len(bytecode), encode_hex(bytes(bytecode)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
+from .conditions import HARDWARE, SOFTWARE, Actions, BreakpointConditions
 from ..kernel.kernel import Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
@@ -82,6 +83,8 @@ class Debugger:
         self._sysrq = False
         self._blocklist = [(s.address, s.address + s.size) for name in BLOCKLISTED
                            if (s := kernel.image.symbols.get(name))]
+        self.conditions = BreakpointConditions(kernel.processor)
+        kernel.debugger_slot_condition = self.conditions.hardware_hit
         self.hardware = BreakTable(split_regions=split_regions)
         self._debug_registers = kernel.processor.debug_registers
         self._installed: list[list[object]] = [[] for _ in self._debug_registers]  # kgdb's pieces per CPU
@@ -197,37 +200,51 @@ class Debugger:
 
     # -- software breakpoints (kernel/debug/debug_core.c) --------------------
 
-    def insert_breakpoint(self, address: int) -> None:
-        """dbg_set_sw_break: EINVAL blocklisted, ERANGE not kernel memory, EFAULT unmapped."""
-        if any(start <= address < end for start, end in self._blocklist):
-            raise DebuggerError(errno.EINVAL)
-        # kgdb_validate_break_address reads the byte; the int3 goes in with
-        # text_poke where the page is read-only, so that never refuses it.
-        if self.user_memory:
-            self.read_memory(address, 1)
-        else:
-            self.copy_from_kernel_nofault(address, 1)
-        try:
-            self.breakpoints.set(address)
-        except BreakpointError as refused:
-            raise DebuggerError(refused.errno) from None
+    def insert_breakpoint(self, address: int, actions: Actions | None = None) -> None:
+        """dbg_set_sw_break: EINVAL blocklisted, ERANGE not kernel memory, EFAULT unmapped.
+
+        With actions (gdb's conditions and commands, possibly none), as
+        gdbserver: inserting again at the same address replaces them.
+        """
+        if actions is None or address not in self.breakpoints:
+            if any(start <= address < end for start, end in self._blocklist):
+                raise DebuggerError(errno.EINVAL)
+            # kgdb_validate_break_address reads the byte; the int3 goes in with
+            # text_poke where the page is read-only, so that never refuses it.
+            if self.user_memory:
+                self.read_memory(address, 1)
+            else:
+                self.copy_from_kernel_nofault(address, 1)
+            try:
+                self.breakpoints.set(address)
+            except BreakpointError as refused:
+                raise DebuggerError(refused.errno) from None
+        if actions is not None:
+            self.conditions.set(SOFTWARE, address, actions)
 
     def remove_breakpoint(self, address: int) -> None:
         try:
             self.breakpoints.remove(address)
         except BreakpointError as refused:
             raise DebuggerError(refused.errno) from None
+        self.conditions.discard(SOFTWARE, address)
 
     def remove_all_breakpoints(self) -> None:
         self._deactivate_breakpoints()
         self.breakpoints.remove_all()
+        self.conditions.clear()
         self.policy.release(len(self.hardware.active()))
         self.hardware.clear()
         self._uninstall_removed_pieces()
 
     def _activate_breakpoints(self) -> None:
-        """dbg_activate_sw_breakpoints: each int3 in, the byte it replaces kept."""
+        """dbg_activate_sw_breakpoints: each int3 in, the byte it replaces kept.
+
+        A breakpoint with conditions is a probe: no int3 to plant.
+        """
         for address in self.breakpoints.addresses():
+            if self.conditions.probed(address):
+                continue
             entry = self.breakpoints.entry_at(address)
             try:
                 entry.saved = self.kernel.read(address, 1)
@@ -248,10 +265,20 @@ class Debugger:
 
     # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
 
-    def insert_hardware(self, kind: int, address: int, length: int) -> None:
-        """kgdb_set_hw_break: the table and the slots change together or not at all."""
+    def insert_hardware(self, kind: int, address: int, length: int, actions: Actions | None = None) -> None:
+        """kgdb_set_hw_break: the table and the slots change together or not at all.
+
+        With actions (a breakpoint's conditions and commands, possibly
+        none), an execute breakpoint inserted again at the same address
+        keeps its slot and has its actions replaced, as gdbserver does.
+        """
         if not self.hardware_enabled:
             raise DebuggerError(errno.ENODEV, "kgdb has no hardware breakpoints")
+        if actions is not None and kind == Kind.EXECUTE:
+            if not self._executes_at(address):
+                self.insert_hardware(kind, address, length)
+            self.conditions.set(HARDWARE, address, actions)
+            return
         try:
             request = Request(Kind(kind), address, length)
             entries = self.hardware.with_request(request)
@@ -268,6 +295,11 @@ class Debugger:
         self.policy.release(_count(self.hardware.entries) - _count(entries))
         self.hardware.remove(request, entries)
         self._uninstall_removed_pieces()
+        if kind == Kind.EXECUTE and not self._executes_at(address):
+            self.conditions.discard(HARDWARE, address)
+
+    def _executes_at(self, address: int) -> bool:
+        return any(r.kind is Kind.EXECUTE and r.address == address for r in self.hardware.requests)
 
     def slot_table(self):
         """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
@@ -402,7 +434,9 @@ class Debugger:
             hardware = self.hardware.hit(exit, rip)
             if hardware is None:
                 return None
-        if exit is None:
+        if isinstance(exit, x86.Probed):
+            software = True  # a software breakpoint whose conditions held (or failed)
+        elif exit is None:
             signal = SIGINT
         elif isinstance(exit, x86.CpuException):
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ..core import arch_x86
 from ..x86 import registers
 from .actions import PACKET_SIZE
+from .conditions import BreakpointCommands, ConditionalBreakpoints
 from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
 from .hostio import ExecFile, HostIO
 from .kgdb import KgdbSession
@@ -43,7 +44,7 @@ class Dialect:
 MODERN = Dialect(
     "modern",
     (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
-     ExecFile(), HostIO()),
+     ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO()),
     registers.MODERN,
     expedite=True,
     status_reply_is_stop=True,

@@ -19,6 +19,7 @@ from ..core.debugger import Debugger, DebuggerError, StopEvent
 from ..rsp import decode_hex, encode_hex
 from ..x86 import registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
+from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -83,8 +84,12 @@ class Session:
     _thread_batches: list = field(default_factory=list)
     _handlers: dict = field(init=False)
     _commands: dict = field(init=False)
+    _conditions: bool = field(init=False)  # Z0/Z1 may carry conditions
+    _point_commands: bool = field(init=False)  # ... and commands
 
     def __post_init__(self):
+        self._conditions = any(isinstance(e, ConditionalBreakpoints) for e in self.dialect.extensions)
+        self._point_commands = any(isinstance(e, BreakpointCommands) for e in self.dialect.extensions)
         self._handlers = {}
         for extension in self.dialect.extensions:
             for prefix, handler in extension.handlers(self).items():
@@ -265,34 +270,47 @@ class Session:
 
     # -- breakpoints ---------------------------------------------------------
 
-    def _breakpoint_args(self, args) -> tuple[int, int, int]:
-        parts = args.split(b";")[0].split(b",")
+    def _breakpoint_args(self, args) -> tuple[int, int, int, bytes]:
+        """type, address and kind, and the options after them (from their ';')."""
+        head = args.split(b";")[0]
+        parts = head.split(b",")
         if len(parts) != 3:
             raise Malformed(args)
-        return _hex(parts[0]), _hex(parts[1]), _hex(parts[2])
+        return _hex(parts[0]), _hex(parts[1]), _hex(parts[2]), args[len(head):]
+
+    def _point_actions(self, kind: int, options: bytes):
+        """A code breakpoint's conditions and commands; None where the dialect has none (kgdb reads no further)."""
+        if not (self._conditions or self._point_commands):
+            return None
+        if kind not in (0, 1):
+            if options:
+                raise Malformed(options)
+            return None
+        try:
+            return parse_options(options, conditions=self._conditions, commands=self._point_commands)
+        except BadOptions as bad:
+            # gdb takes any error as a failed insert, whatever the number.
+            raise DebuggerError(errno.EOPNOTSUPP if bad.unsupported else errno.EINVAL, str(bad)) from None
 
     def _insert(self, args):
-        kind, address, length = self._breakpoint_args(args)
+        kind, address, length, options = self._breakpoint_args(args)
         if kind == 0:
-            self.debugger.insert_breakpoint(address)
+            self.debugger.insert_breakpoint(address, self._point_actions(kind, options))
         elif kind in HARDWARE_KINDS:
-            self._hardware(self.debugger.insert_hardware, kind, address, length)
+            self.debugger.insert_hardware(kind, address, length, self._point_actions(kind, options))
         else:
             return Reply(b"")
         return Reply(b"OK")
 
     def _remove(self, args):
-        kind, address, length = self._breakpoint_args(args)
+        kind, address, length, _ = self._breakpoint_args(args)
         if kind == 0:
             self.debugger.remove_breakpoint(address)
         elif kind in HARDWARE_KINDS:
-            self._hardware(self.debugger.remove_hardware, kind, address, length)
+            self.debugger.remove_hardware(kind, address, length)
         else:
             return Reply(b"")
         return Reply(b"OK")
-
-    def _hardware(self, operation, kind, address, length):
-        operation(kind, address, length)
 
     # -- running -------------------------------------------------------------
 

@@ -88,6 +88,10 @@ class Kernel:
         self.processor.debug_handler = self._on_debug_exception
         self._tracees_to_stop: set[int] = set()
         self.debugger_slot_fired = False
+        # Asked when a debug register the debugger owns fires, with the CPU
+        # and the owner: False lets the CPU run on (a breakpoint condition
+        # that does not hold). None: every such hit stops.
+        self.debugger_slot_condition: Callable[[int, object], bool] | None = None
         self._debug_exceptions = 0  # numbers each #DB: a tracee takes one stop per exception
 
     def _pid_on(self, cpu: int) -> int | None:
@@ -275,7 +279,8 @@ class Kernel:
                 if owner.owner == "ptrace" and self.ptrace.hit(owner, self._debug_exceptions):
                     self._tracees_to_stop.add(owner.task)
                     stop = True
-            elif owner is not None:
+            elif owner is not None and (self.debugger_slot_condition is None
+                                        or self.debugger_slot_condition(cpu, owner)):
                 self.debugger_slot_fired = True
                 stop = True
         return stop

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from functools import cached_property
 
 from unicorn import (
@@ -124,11 +126,26 @@ class Preempted:
 
 
 @dataclass(frozen=True)
+class Probed:
+    """A probe asked the CPU to stop before the instruction at its address; nothing ran."""
+
+    address: int
+
+
+class ProbeVerdict(Enum):
+    """What a probe answers when a CPU reaches its address."""
+
+    RUN = "run"  # the instruction runs on
+    STOP = "stop"  # the CPU stops before it (Probed)
+    PAUSE = "pause"  # the CPU stops before it as if preempted; the probe is asked again on resume
+
+
+@dataclass(frozen=True)
 class _WatchedPageTouched:
     """Internal: an access hit a page some data slot watches."""
 
 
-Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted
+Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | Probed
 
 
 class Processor:
@@ -145,6 +162,8 @@ class Processor:
         self._watch_fault: int | None = None
         self._resume_at: list[int | None] = [None] * cpus  # RF, per CPU
         self._resume_flag: int | None = None
+        self._probes: dict[int, Callable[[int], ProbeVerdict]] = {}
+        self._hooks_done_at: int | None = None  # an instruction run again after its hooks ran
         # Called with (cpu, DebugException) when a slot fires; False means the
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
@@ -160,6 +179,9 @@ class Processor:
                        for physical, memory in self._memory.items()}
         for mapping in address_space.mappings:
             uc.mem_map_ptr(mapping.physical, mapping.size, UC_PROT_ALL, host_memory[mapping.physical])
+        # The guest's memory as the host holds it, by virtual address, for read_int.
+        self._host_views = [(m.virtual, m.virtual + m.size, memoryview(self._memory[m.physical]))
+                            for m in address_space.mappings]
         self._stepper = Stepper(address_space, host_memory)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         # Hooks the hot paths call go in raw, without the binding's wrappers:
@@ -203,6 +225,18 @@ class Processor:
             bytes(self.uc.mem_read(physical, length))
             for _, physical, length in self.address_space.pieces(address, size)
         )
+
+    def read_int(self, address: int, size: int) -> int:
+        """A little-endian unsigned number in memory, read from the host's copy without the engine.
+
+        Cheap enough for a breakpoint condition evaluated at every hit;
+        MemoryFault as read() for an unmapped byte.
+        """
+        for start, end, view in self._host_views:
+            if start <= address and address + size <= end:
+                offset = address - start
+                return int.from_bytes(view[offset : offset + size], "little")
+        return int.from_bytes(self.read(address, size), "little")  # across mappings, or a fault
 
     def write(self, address: int, data: bytes) -> None:
         if not data:
@@ -297,12 +331,13 @@ class Processor:
         runs; this engine's count would not hold once a jump or a return
         reaches code it translated without counting (unicorn issue 1606).
         This engine runs the instructions its hooks must see: one with an
-        execute slot armed on it, a hlt (a hypercall), and any that does not
+        execute slot armed on it or a probe, a hlt (a hypercall), and any that does not
         simply complete (a system call, an exception, a fault).
         """
         uc = self.uc
         start = uc.reg_read(X.UC_X86_REG_RIP)
-        if self._armed and start in self._execute_slots[cpu] and self._resume_flag != start:
+        if start in self._probes or (
+                self._armed and start in self._execute_slots[cpu] and self._resume_flag != start):
             return None
         if self._is_hlt(start):
             return None
@@ -337,15 +372,16 @@ class Processor:
         self._tlb_holds = None  # nothing watched for this step
         self.flush_tlb()
         # The instruction got past its code hook before it touched the page
-        # (no execute slot there, or RF let it through): running it again
-        # must not report an execute breakpoint for it a second time.
-        self._resume_flag = uc.reg_read(X.UC_X86_REG_RIP)
+        # (no execute slot there, or RF let it through, and its probe said
+        # run): running it again must not report an execute breakpoint or
+        # ask its probe a second time.
+        self._hooks_done_at = uc.reg_read(X.UC_X86_REG_RIP)
         hook = uc._Uc__do_hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._record_access_hook, 1, 0)
         try:
             exit = self._run_once(step=True)
         finally:
             uc.hook_del(hook)
-            self._resume_flag = None
+            self._hooks_done_at = None
             self._tlb_holds = cpu
             self.flush_tlb()
         return exit, self._accesses
@@ -427,21 +463,32 @@ class Processor:
     def _on_execute(self, _engine, address, _size, _user_data):
         # Runs for every execution of a hooked address: keep it lean.
         try:
+            if self._hooks_done_at == address:
+                self._hooks_done_at = None
+                return
+            cpu = self.running_cpu
             if self._resume_flag == address:
                 # RF: the instruction a breakpoint fault was reported for runs once.
                 self._resume_flag = None
-                return
-            if not self._armed:
-                return
-            cpu = self.running_cpu
-            exception = self._execute_slots[cpu].get(address)
-            if exception:
-                self.debug_registers[cpu].dr6 = exception.dr6
-                if self.debug_handler and not self.debug_handler(cpu, exception):
-                    return
-                self._resume_at[cpu] = address
-                self._stop = exception
-                self.uc.emu_stop()
+            elif self._armed:
+                exception = self._execute_slots[cpu].get(address)
+                if exception:
+                    self.debug_registers[cpu].dr6 = exception.dr6
+                    if not self.debug_handler or self.debug_handler(cpu, exception):
+                        self._resume_at[cpu] = address
+                        self._stop = exception
+                        self.uc.emu_stop()
+                        return
+            probe = self._probes.get(address)
+            if probe is not None:
+                verdict = probe(cpu)
+                if verdict is ProbeVerdict.STOP:
+                    self._stop = Probed(address)
+                    self.uc.emu_stop()
+                elif verdict is ProbeVerdict.PAUSE:
+                    self._resume_at[cpu] = address  # an execute slot here has been dealt with
+                    self._stop = Preempted()
+                    self.uc.emu_stop()
         except BaseException as error:  # noqa: BLE001 - re-raised by run()
             self._hook_error = error
             self.uc.emu_stop()
@@ -470,7 +517,24 @@ class Processor:
         """Derive hooks and watched pages from a CPU's debug registers (every CPU's by default)."""
         for changed in range(len(self.debug_registers)) if cpu is None else (cpu,):
             self._derive(changed)
-        wanted = {address for slots in self._execute_slots for address in slots}
+        self._sync_execute_hooks()
+
+    def set_probe(self, address: int, probe: Callable[[int], ProbeVerdict] | None) -> None:
+        """Have probe(cpu) asked whenever a CPU is about to run the instruction at address.
+
+        A debugger's conditional breakpoint: unlike an int3 it changes no
+        memory, and unlike a debug register it is not armed by DR7 and does
+        not count as one. None removes the probe.
+        """
+        if probe is None:
+            self._probes.pop(address, None)
+        else:
+            self._probes[address] = probe
+        self._sync_execute_hooks()
+
+    def _sync_execute_hooks(self) -> None:
+        """One code hook on every address with an execute slot on some CPU or a probe."""
+        wanted = {address for slots in self._execute_slots for address in slots} | set(self._probes)
         for address in set(self._execute_hooks) - wanted:
             self.uc.hook_del(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):

@@ -21,6 +21,9 @@ MEASURES = (
     "Z1/z1 pairs/s (raw client, loopback)",
     "gdb dump memory, 1 MiB",
     "attach: serve start to gdb showing the stop",
+    "conditional breakpoint, 300 hits, target evaluates: kgdbstub hits/s",
+    "conditional breakpoint, 20 hits, gdb evaluates: kgdbstub hits/s",
+    "dprintf, agent style, 200 lines: kgdbstub lines/s",
 )
 
 
@@ -28,7 +31,8 @@ def test_the_benchmark_reports_every_measure(tmp_path):
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "tools/bench.py", "--json", str(report), "--stops", "3", "--requests", "50",
-         "--iterations", "20000", "--rounds", "1"],
+         "--iterations", "20000", "--rounds", "1", "--condition-hits", "300", "--condition-host-hits", "20",
+         "--dprintf-lines", "200"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(report.read_text())["results"]
@@ -39,6 +43,8 @@ def test_the_benchmark_reports_every_measure(tmp_path):
     for peer in ("gdbserver (native)", "udbserver"):
         name = f"3 watch stops, ignore count: {peer}"
         assert name in results and (results[name] is None) == ("skipped" in _row(done.stdout, name))
+    name = "conditional breakpoint, 300 hits, target evaluates: gdbserver (native) hits/s"
+    assert name in results and (results[name] is None) == ("skipped" in _row(done.stdout, name))
 
 
 def _row(table: str, name: str) -> str:
