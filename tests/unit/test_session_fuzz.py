@@ -7,7 +7,7 @@ from kgdbstub import targets
 from kgdbstub.core.debugger import Debugger
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
-from kgdbstub.gdbstub.actions import Detach, Reply, Resume
+from kgdbstub.gdbstub.actions import Detach, NoReply, Reply, Resume
 from kgdbstub.gdbstub.dialects import DIALECTS
 from kgdbstub.gdbstub.session import Session
 
@@ -33,10 +33,10 @@ PAYLOAD = st.builds(lambda head, parts: head + b"".join(parts), st.sampled_from(
 def test_any_packet_gets_an_answer_and_nothing_raises(machine, dialect, payloads):
     kernel, debugger = machine
     before = kernel.accounting.snapshot()
-    session = Session(debugger, DIALECTS[dialect], monitor=lambda line: "ok\n")
+    session = DIALECTS[dialect].session(debugger, DIALECTS[dialect], monitor=lambda line: "ok\n")
     for payload in payloads:
         action = session.handle(payload)
-        assert isinstance(action, (Reply, Resume, Detach))
+        assert isinstance(action, (Reply, Resume, Detach, NoReply))
         if isinstance(action, Reply):
             assert isinstance(action.payload, bytes)
     debugger.detach()
