@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from ..rsp import decode_hex, encode_hex
-from .connection import Connection, Mutex, Trace
+from .connection import INTERRUPT_SEQUENCES, Connection, Mutex, Trace
 from .errors import BreakpointRefused, ClientError, RemoteError, Timeout, Unsupported
 from .packets import (
     KGDB_LAYOUT, Breakpoint, BreakpointKind, Register, Stop, Thread, error_number,
@@ -456,12 +456,19 @@ class Target:
         if pc - 1 in self._software_breakpoints:
             await self.write_register("rip", pc - 1)
 
-    async def interrupt(self, *, timeout: float | None = DEFAULT) -> Stop:
+    async def interrupt(self, *, timeout: float | None = DEFAULT, sequence: str = "Ctrl-C") -> Stop:
         """Stop a running target (a 0x03 on the wire): its stop, SIGINT
-        unless something else stopped it first. If nothing runs, the current stop."""
+        unless something else stopped it first. If nothing runs, the current stop.
+
+        `sequence="BREAK-g"` sends SysRq-G instead, which Linux's kgdb
+        needs (it ignores a 0x03): the stop is then a SIGTRAP in
+        kgdb_breakpoint.
+        """
+        if sequence not in INTERRUPT_SEQUENCES:
+            raise ValueError(f"an interrupt sequence is one of {', '.join(INTERRUPT_SEQUENCES)}, not {sequence!r}")
         if not self._running:
             return self._last_stop()
-        await self.connection.send_interrupt()
+        await self.connection.send_interrupt(sequence)
         return await self.wait_stop(timeout=timeout)
 
     def _last_stop(self) -> Stop:
