@@ -228,7 +228,8 @@ class Registration:
         return [] if cpu_of.get(self.task) is None else [cpu_of[self.task]]
 
     def dr(self) -> tuple[str, str, str, str]:
-        return self.owner, f"{self.address:#x}", self.type, str(self.length)
+        """As `monitor slots` shows it: an execute DR watches one instruction (DR7 LEN 00)."""
+        return self.owner, f"{self.address:#x}", self.type, "1" if self.type == "x" else str(self.length)
 
 
 def watched_by(machine: Machine, address: int, length: int, dr_type: str) -> str | None:
@@ -1059,12 +1060,13 @@ class Soak:
     async def perf_add(self) -> None:
         watched = self.rng.choice((*COUNTERS, "looper_tick"))
         address = self.machine.address(watched)
-        dr_type, length = ("x", 1) if watched == "looper_tick" else (self.rng.choice(("w", "w", "rw")), 8)
+        # perf's bp_len of an execute breakpoint is sizeof(long).
+        dr_type, length = ("x", 8) if watched == "looper_tick" else (self.rng.choice(("w", "w", "rw")), 8)
         if watched != "looper_tick":
             length = self.rng.choice((1, 2, 4, 8))
             address += self.rng.randrange(0, 8, length)
-        if self.rng.random() < 0.1:  # refused before the slots are counted
-            dr_type, length = self.rng.choice((("r", 8), ("w", 3), ("x", 8), ("w", 16)))
+        if self.rng.random() < 0.1:  # refused once a slot is found (EINVAL, EOPNOTSUPP for w 16)
+            dr_type, length = self.rng.choice((("r", 8), ("w", 3), ("x", 1), ("w", 16)))
         where = self.rng.choice(("wide", "wide", "cpu", "task"))
         cpu = task = None
         if where == "cpu":
@@ -1076,10 +1078,17 @@ class Soak:
     async def add_perf(self, where: str, cpu: int | None, task: int | None, address: int, dr_type: str,
                        length: int) -> list[int]:
         binding = {"wide": "wide", "cpu": f"cpu={cpu}", "task": f"task={task}"}[where]
-        valid = (dr_type in ("x", "w", "rw") and length in (1, 2, 4, 8) and address % length == 0
-                 and (dr_type != "x" or length == 1) and (cpu is None or cpu < self.config.cpus)
-                 and task in (None, INIT, LOOPER))
-        wanted = "invalid" if not valid else "ok" if self.model.room(cpu=cpu, task=task) else "ENOSPC"
+        bound = (cpu is None or cpu < self.config.cpus) and task in (None, INIT, LOOPER)
+        parsed = (dr_type == "x" and length == 8) or (dr_type in ("w", "rw") and length in (1, 2, 4, 8)
+                                                        and address % length == 0)
+        # register_perf_hw_breakpoint reserves the slot, then parses; a wide
+        # request registers CPU by CPU and stops at the first refusal.
+        if not bound:
+            wanted = "invalid"
+        elif not self.model.room(cpu=0 if where == "wide" else cpu, task=task):
+            wanted = "ENOSPC"
+        else:
+            wanted = "invalid" if not parsed else "ok" if self.model.room(cpu=cpu, task=task) else "ENOSPC"
         said = await self.monitor(f"perf add {binding} {address:#x} {dr_type} {length}")
         ids = [int(i) for i in re.findall(r"^id=(\d+)$", said, re.MULTILINE)]
         got = "ok" if ids else "ENOSPC" if said.startswith("error: ENOSPC") else "invalid"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kgdbstub.core.breakinfo import Piece
 from kgdbstub.core.debugger import SIGINT, SIGTRAP, Debugger, StopEvent
-from kgdbstub.kernel.hw_breakpoint import Breakpoint, BreakpointType
+from kgdbstub.kernel.hw_breakpoint import Breakpoint, BreakpointType, register_length
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
 from kgdbstub.kernel.ptrace import dr7_for
@@ -151,7 +151,8 @@ class Machine:
         """The DR really holds the event: its address, type, length, enabled in DR7."""
         slot = self.kernel.processor.debug_registers[cpu].slot(dr)
         assert slot.enabled, (cpu, dr)
-        assert (slot.address, slot.access, slot.length) == (event.address, ACCESS_OF[event.type], event.length)
+        length = register_length(event.type, event.length)  # an execute one: DR7 LEN 00
+        assert (slot.address, slot.access, slot.length) == (event.address, ACCESS_OF[event.type], length)
 
     # -- ptrace ---------------------------------------------------------------------
 
