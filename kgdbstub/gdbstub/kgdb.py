@@ -343,8 +343,11 @@ class KgdbSession:
         return Reply(encode_hex(b"shadowCPU%d" % int32(-threadid - 2)))
 
     def _rcmd(self) -> Action:
-        """qRcmd: to kdb; an odd number of hex digits is E01 (no errno: a literal)."""
-        length = self._length - 6
+        """qRcmd: to kdb; an odd number of hex digits is E01 (no errno: a literal).
+
+        The digits are counted with strlen: a NUL in the packet ends them.
+        """
+        length = self.in_buffer.index(0, 6) - 6
         if length % 2:
             return Reply(b"E01")
         command = self._hex2mem(6, length)[: length // 2].split(b"\0")[0]
