@@ -203,7 +203,7 @@ def test_queries_kgdb_does_not_know_get_the_empty_reply(stub):
 
 def test_qrcmd_goes_to_kdb_and_odd_hex_is_e01(stub):
     assert ask(stub, b"qRcmd,6") == b"E01"  # gdb_cmd_query: (len % 2) != 0 -> "E01"
-    assert ask(stub, b"qRcmd,7073\x007") == b"OK"  # ... where len is strlen(): the NUL ends the digits
+    assert ask(stub, b"qRcmd,7073\x00") == b"OK"  # ... where len is strlen(): the NUL ends the digits
     assert ask(stub, b"qRcmd," + b"ps".hex().encode()) == b"OK"
 
 
