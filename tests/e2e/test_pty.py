@@ -39,7 +39,7 @@ DETACHED = re.compile(r"^\[Inferior 1 \(.*\) detached\]$", re.M)
 SWITCHED = re.compile(r"^\[Switching to thread (\d+) \(([^)]*)\)\]$", re.M)
 SIGINT_STOP = "received signal SIGINT, Interrupt."
 LOOPER_GREETING = "looper: running"
-BOOT_END = b"kgdb: Waiting for connection from remote gdb...\n"
+BOOT_END = b"KGDB: Waiting for connection from remote gdb...\n"
 # gdb dies right after what it printed is out, without detaching.
 VANISH = "python gdb.flush(); import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
 KGDB_SLOT = re.compile(r"^cpu=\d dr=\d owner=kgdb ", re.M)

@@ -32,7 +32,7 @@ DETACHED = re.compile(r"^\[Inferior 1 \(.*\) detached\]$", re.M)
 SIGINT_STOP = "received signal SIGINT, Interrupt."
 KGDB_SLOT = re.compile(r"^cpu=\d dr=\d owner=kgdb ", re.M)
 VANISH = "python gdb.flush(); import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
-BOOT_END = "kgdb: Waiting for connection from remote gdb..."
+BOOT_END = "KGDB: Waiting for connection from remote gdb..."
 TELNET_BREAK = b"\xff\xf3"
 # gdb's packets must never reach the console. A lone acknowledgement may: when
 # gdb sends a packet again under load, the stub acknowledges both copies and

@@ -259,7 +259,7 @@ async def test_modern_console_output_reaches_gdb_as_o_packets_before_the_stop(ma
     client = LineClient(line.path)
     try:
         with trio.fail_after(DEADLINE):
-            await client.wait_raw(b"kgdb: Waiting for connection from remote gdb...\n")
+            await client.wait_raw(b"KGDB: Waiting for connection from remote gdb...\n")
             assert (await client.request(QSUPPORTED)).startswith(b"PacketSize=")
             address = kernel.image.address_of("do_fork")
             assert await client.request(b"Z0,%x,1" % address) == b"OK"
