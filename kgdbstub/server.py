@@ -30,7 +30,7 @@ import trio
 
 from .core.conditions import OUTPUT_LIMIT
 from .core.debugger import Debugger
-from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
+from .rsp import Ack, BadPacket, Interrupt, Packet, encode_frame, encode_hex
 from .gdbstub.actions import PACKET_SIZE, Detach, NoReply, Reply, Resume
 from .gdbstub.dialects import DIALECTS, Dialect
 from .transport.line import BREAK
@@ -69,9 +69,7 @@ class _Wire:
 
     def __init__(self, stream: trio.abc.Stream, debugger: Debugger, trace: Trace, dialect: Dialect):
         self.stream = stream
-        self.codec = RemoteProtocol(max_packet_size=dialect.max_packet_size,
-                                    run_length_encode=dialect.run_length_encoding,
-                                    strict_acks=dialect.frame_for_ack_naks)
+        self.codec = dialect.codec()
         self._interrupt_byte_stops = dialect.interrupt_byte_stops
         self.sysrq_pending = False  # SysRq-G read ahead of a resume the session has yet to run
         self._dialect = dialect

@@ -5,8 +5,8 @@
 Half the time goes to the session: random byte streams -- garbage,
 truncated and corrupted frames, bad hex, escapes and run-length markers in
 odd places, 0x03 inside and between packets, and well-formed packets of
-every command with random arguments -- go through a RemoteProtocol into the
-dialect's session; resumes are not run. The other half goes to whole connections
+every command with random arguments -- go through the dialect's codec into its
+session; resumes are not run. The other half goes to whole connections
 served by serve_stream over an in-memory stream, resumes included: random
 packets, each resume followed at once or later by a 0x03, packets while
 the machine runs, oversize frames, and line noise between frames, in ack
@@ -36,7 +36,7 @@ from kgdbstub import targets  # noqa: E402
 from kgdbstub.core.debugger import Debugger  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
 from kgdbstub.kernel.kernel import Kernel  # noqa: E402
-from kgdbstub.rsp import Packet, RemoteProtocol, encode_frame  # noqa: E402
+from kgdbstub.rsp import Packet, encode_frame  # noqa: E402
 from kgdbstub.server import serve_stream  # noqa: E402
 from kgdbstub.gdbstub.actions import PACKET_SIZE, Reply  # noqa: E402
 from kgdbstub.gdbstub.dialects import DIALECTS  # noqa: E402
@@ -87,8 +87,7 @@ def fuzz_session(debugger: Debugger, rng: random.Random) -> tuple[int, int, str 
     """A random stream through a codec into a session: (bytes fed, packets answered, violation or None)."""
     fed = answered = 0
     dialect = DIALECTS[rng.choice(sorted(DIALECTS))]
-    codec = RemoteProtocol(max_packet_size=dialect.max_packet_size, run_length_encode=dialect.run_length_encoding,
-                           strict_acks=dialect.frame_for_ack_naks)
+    codec = dialect.codec()
     session = dialect.session(debugger, dialect, monitor=lambda line: "ok\n")
     debugger.attach()
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..core import arch_x86
+from ..rsp import RemoteProtocol
 from ..x86 import registers
 from .actions import PACKET_SIZE
 from .conditions import BreakpointCommands, ConditionalBreakpoints
@@ -33,9 +34,15 @@ class Dialect:
     # A '$' where the ack of a reply was due: Linux's put_packet answers '-'
     # and drops the reply (gdb is reconnecting, or has given up on it).
     frame_for_ack_naks: bool = False
+    decode_bodies: bool = True  # escapes and runs undone in every packet (Linux: in none)
     # How a debugger's arrival stops the running machine: an interrupt
     # (SIGINT), or as SysRq-G does (SIGTRAP in kgdb_breakpoint).
     break_in: str = "interrupt"
+
+    def codec(self) -> RemoteProtocol:
+        """The wire as this dialect speaks it."""
+        return RemoteProtocol(max_packet_size=self.max_packet_size, run_length_encode=self.run_length_encoding,
+                              strict_acks=self.frame_for_ack_naks, decode_bodies=self.decode_bodies)
 
     def negotiated(self, offered: set[str]) -> list[str]:
         return [a for e in self.extensions if (a := e.advertise(offered))]
@@ -58,6 +65,7 @@ KGDB = Dialect(
     max_packet_size=arch_x86.BUFMAX - 1,
     interrupt_byte_stops=False,
     frame_for_ack_naks=True,
+    decode_bodies=False,
     break_in="sysrq-g",
 )
 DIALECTS = {d.name: d for d in (MODERN, KGDB)}

@@ -143,6 +143,22 @@ class KgdbSession:
             self.in_buffer[start:end] = raw[len(raw) - (end - start):]
         return bytes(raw)
 
+    def _ebin2mem(self, pos: int, count: int) -> bytes:
+        """kgdb_ebin2mem: `count` bytes of binary data, a '}' making the next byte ^ 0x20.
+
+        It unescapes in place: remcom_in_buffer is left holding the bytes.
+        """
+        raw = bytearray()
+        read = pos
+        for _ in range(count):
+            byte, read = self._byte(read), read + 1
+            if byte == 0x7D:
+                byte, read = self._byte(read) ^ 0x20, read + 1
+            raw.append(byte)
+        end = min(pos + count, len(self.in_buffer))
+        self.in_buffer[pos:end] = raw[: end - pos]
+        return bytes(raw)
+
     def _text(self, start: int, end: int) -> bytes:
         return bytes(self.in_buffer[start:end])
 
@@ -238,13 +254,13 @@ class KgdbSession:
             length, digits, pos = self._hex2long(pos + 1)
             if digits and self._byte(pos) == ord(":"):
                 pos += 1
-                count = int32(length)
-                if binary:
-                    # kgdb_ebin2mem: the codec has undone the escapes already.
-                    data = self._text(pos, self._length)[: max(count, 0)]
-                    data += bytes(max(count, 0) - len(data))
-                else:
-                    data = self._hex2mem(pos, max(count, 0))
+                count = max(int32(length), 0)
+                if pos + (count if binary else 2 * count) > arch.BUFMAX:
+                    # Linux takes the data from past remcom_in_buffer's end, from
+                    # whatever kernel memory lies there (and converts hex in
+                    # place): nothing to reproduce. Refused, nothing written.
+                    return Reply(error_packet(errno.EINVAL))
+                data = self._ebin2mem(pos, count) if binary else self._hex2mem(pos, count)
                 self.debugger.copy_to_kernel_nofault(address, data)
                 return Reply(b"OK")
         return Reply(error_packet(errno.EINVAL))

@@ -51,17 +51,22 @@ class RemoteProtocol:
     """
 
     def __init__(self, *, max_packet_size: int = 16384, run_length_encode: bool = True,
-                 strict_acks: bool = False):
+                 strict_acks: bool = False, decode_bodies: bool = True):
         """`strict_acks`: wait for an ack as Linux's kgdb does (put_packet): a '$'
         in its place is answered '-', the frame awaiting it is dropped and so is
         the incoming one (gdb sends it again on the '-'); any other byte but
         0x03 makes the frame go out again.
+
+        `decode_bodies=False`: a packet's payload is its body as it came,
+        escapes and run-length markers left in, as Linux's get_packet reads
+        it (kgdb undoes the escapes of an `X` packet alone, in kgdb_ebin2mem).
         """
         if not isinstance(max_packet_size, int) or max_packet_size < 1:
             raise ProtocolError(f"max_packet_size must be a positive int, not {max_packet_size!r}")
         self._max_packet_size = max_packet_size
         self._run_length_encode = run_length_encode
         self._strict_acks = strict_acks
+        self._decode_bodies = decode_bodies
         self._ack_mode = True
         self._received = bytearray()
         # How far the body being received has been searched for its end, so
@@ -292,7 +297,7 @@ class RemoteProtocol:
         if not _HEX_DIGITS.issuperset(digits) or int(digits, 16) != checksum(body):
             return self._damaged("checksum")
         try:
-            payload = decode_body(body)
+            payload = decode_body(body) if self._decode_bodies else bytes(body)
         except MalformedBody as error:
             return self._damaged(error.reason)
         if self._ack_mode:

@@ -356,3 +356,28 @@ def test_k_is_acknowledged_and_not_answered(wire):
     while chunk := wire.recv(65536):
         data += chunk
     assert data == b"+"  # get_packet acks it; gdb_cmd_detachkill sends nothing for k
+
+
+@pytest.mark.server_args("--dialect", "kgdb")
+def test_escapes_and_runs_are_undone_in_x_alone(wire, server):
+    jiffies = Image(server.elf).address_of("jiffies")
+
+    def ask_raw(body: bytes) -> bytes:
+        """The reply to a frame whose body goes as it is (the client would escape it)."""
+        wire.sendall(frame(body))
+        data = b""
+        while not (reply := re.search(rb"\$([^#]*)#[0-9a-f]{2}", data)):
+            chunk = wire.recv(65536)
+            assert chunk, f"closed; got {data!r}"
+            data += chunk
+        wire.sendall(b"+")
+        return reply[1]
+
+    old = ask_raw(b"m%x,8" % jiffies)
+    # kgdb_ebin2mem: a '}' makes the next byte ^ 0x20 ('}\x03' is '#', '}\x5d' is '}').
+    assert ask_raw(b"X%x,3:}\x03}\x5d*" % jiffies) == b"OK"
+    assert ask_raw(b"m%x,3" % jiffies) == b"237d2a"
+    # get_packet undoes neither elsewhere: kgdb_hex2long stops at the '*', so this
+    # reads one byte (a decoder would take "1*!" as ",11111", 0x11111 bytes).
+    assert ask_raw(b"m%x,1*!" % jiffies) == b"23"
+    assert ask_raw(b"M%x,8:%s" % (jiffies, old)) == b"OK"
