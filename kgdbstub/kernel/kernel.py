@@ -18,7 +18,7 @@ from ..x86 import cpu as x86
 from ..x86.memory import MemoryFault
 from . import layout
 from .debugslots import DebugSlots
-from .hostif import CLONE_USER, EAGAIN, EINVAL, Hypercall
+from .hostif import CLONE_USER, EAGAIN, EFAULT, EINVAL, Hypercall
 from .hw_breakpoint import Breakpoint, SlotAccounting
 from .image import Image
 from .perf import PerfEvents
@@ -371,7 +371,11 @@ class Kernel:
             self._switch(cpu)
             outcome = _TURN_OVER
         elif call is Hypercall.CLONE:
-            result = self.clone(a0, a1, self.read_string(a2, COMM_LEN), a3)
+            try:
+                comm = self.read_string(a2, COMM_LEN)
+            except MemoryFault:
+                comm = None  # a debugger's jump or write can hand the host any pointer
+            result = -EFAULT if comm is None else self.clone(a0, a1, comm, a3)
         elif call is Hypercall.EXIT:
             self._exit_current(cpu)
             return _TURN_OVER
@@ -400,7 +404,7 @@ class Kernel:
         try:
             data = self.read(buffer, length)
         except MemoryFault:
-            return -14
+            return -EFAULT
         self.console_write(data)
         return length
 
