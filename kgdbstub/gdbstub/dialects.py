@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from ..core import arch_x86
 from ..rsp import RemoteProtocol
-from ..x86 import registers
 from .actions import PACKET_SIZE
 from .conditions import BreakpointCommands, ConditionalBreakpoints
 from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
@@ -22,11 +21,8 @@ from .session import Session
 @dataclass(frozen=True)
 class Dialect:
     name: str
-    extensions: tuple[Extension, ...]
-    layout: tuple
-    expedite: bool  # registers and CPU in stop replies
-    status_reply_is_stop: bool  # `?` answers the last stop (else kgdb's bare S05)
-    session: type = Session  # what answers the packets: called (debugger, dialect, monitor=...)
+    session: type  # what answers the packets: called (debugger, dialect, monitor=...)
+    extensions: tuple[Extension, ...] = ()  # the optional features qSupported offers
     core: dict = field(default_factory=dict)  # the Debugger's options under this dialect
     run_length_encoding: bool = True  # in replies
     max_packet_size: int = PACKET_SIZE  # the longest packet taken
@@ -50,16 +46,14 @@ class Dialect:
 
 MODERN = Dialect(
     "modern",
+    Session,
     (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
      ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO()),
-    registers.MODERN,
-    expedite=True,
-    status_reply_is_stop=True,
     core=dict(split_regions=True, user_memory=True, rewind_int3=True),
 )
 KGDB = Dialect(
-    "kgdb", (), registers.KGDB, expedite=False, status_reply_is_stop=False,
-    session=KgdbSession,
+    "kgdb",
+    KgdbSession,
     core=dict(split_regions=False, user_memory=False, rewind_int3=False),
     run_length_encoding=False,
     max_packet_size=arch_x86.BUFMAX - 1,

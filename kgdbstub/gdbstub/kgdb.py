@@ -60,6 +60,17 @@ def error_packet(code: int) -> bytes:
     return b"E" + (digits[(code // 10) % 16] + digits[code % 10]).encode()
 
 
+def msg_packets(data: bytes) -> tuple[bytes, ...]:
+    """gdbstub_msg_write: text for gdb as `O` packets of (BUFMAX - 2) / 2 bytes at most."""
+    chunk = (arch.BUFMAX - 2) // 2
+    return tuple(b"O" + encode_hex(data[i : i + chunk]) for i in range(0, len(data), chunk))
+
+
+def monitor_output(text: str) -> tuple[bytes, ...]:
+    """What a monitor command prints, as kdb sends it: kdb_printf writes each line as it goes."""
+    return tuple(p for line in text.encode().splitlines(keepends=True) for p in msg_packets(line))
+
+
 @dataclass
 class KgdbSession:
     debugger: Debugger
@@ -368,8 +379,7 @@ class KgdbSession:
             return Reply(b"E01")
         command = self._hex2mem(6, length)[: length // 2].split(b"\0")[0]
         output = self.monitor(command.decode("latin-1")) if self.monitor else ""
-        lines = output.splitlines(keepends=True)
-        return Reply(b"OK", output=tuple(b"O" + encode_hex(line.encode()) for line in lines))
+        return Reply(b"OK", output=monitor_output(output))
 
     def gdb_cmd_task(self) -> Action:
         """Hg and Hc; any other H gets the empty reply."""
@@ -451,7 +461,7 @@ class KgdbSession:
             self.debugger.remove_all_breakpoints()
             return Detach(None)
         if signal != b"09":
-            output = (b"O" + encode_hex(EXCEPTION_PASS_MESSAGE),)
+            output = msg_packets(EXCEPTION_PASS_MESSAGE)
         self.in_buffer[0] = ord("c")
         action = self.continue_or_step()
         if output:

@@ -1,11 +1,13 @@
-"""One debugger connection: RSP requests in, replies out, in kgdb's terms.
+"""The `modern` dialect's session: RSP requests in, replies out, in kgdb's terms
+with gdbserver's extensions.
 
 The session is sans-I/O like the codec beneath it: `handle` takes a packet
 payload and returns what to do -- a reply, or a resume the connection layer
-runs before asking `stop_reply` for the answer.
-Dialects differ only in the Dialect object: which optional features (the
-extensions the qSupported answer is derived from) exist, and how stops,
-registers and errors look.
+runs before asking `stop_reply` for the answer. Its optional features are
+the dialect's extensions, from which the qSupported answer is derived. The
+`kgdb` dialect has a session of its own, Linux's gdbstub.c (kgdb.py); what
+the two share (error replies, the thread batch, monitor output) is stated
+there.
 """
 from __future__ import annotations
 
@@ -20,12 +22,13 @@ from ..rsp import decode_hex, encode_hex
 from ..x86 import registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
 from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
+from .kgdb import KGDB_MAX_THREAD_QUERY, error_packet, monitor_output
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .dialects import Dialect
 
-THREADS_PER_PACKET = 17  # as kgdb sends them
+LAYOUT = registers.MODERN  # as the target description announces it
 SELECTORS = frozenset(("cs", "ss", "ds", "es", "fs", "gs"))
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
@@ -67,8 +70,7 @@ def _address_length(text: bytes) -> tuple[int, int]:
 
 
 def error(code: int) -> Reply:
-    """kgdb's error replies: E and the errno in two decimal digits."""
-    return Reply(b"E%02d" % code)
+    return Reply(error_packet(code))
 
 
 # -- the session -------------------------------------------------------------------
@@ -131,19 +133,16 @@ class Session:
 
     def stop_reply(self, stop: StopEvent) -> bytes:
         self.register_thread = None
-        reply = b"T%02xthread:%s;" % (stop.signal, format_thread(stop.thread))
-        if self.dialect.expedite:
-            reply += b"core:%x;" % stop.cpu
-            regs = self.debugger.registers_of(stop.thread)
-            layout = self.dialect.layout
-            for name in registers.EXPEDITED:
-                number = registers.index_of(layout, name)
-                value = registers.read_value(regs, layout[number])
-                reply += b"%02x:%s;" % (number, encode_hex(value.to_bytes(layout[number].size, "little")))
-            if stop.software_breakpoint and self.negotiated("swbreak"):
-                reply += b"swbreak:;"
-            if stop.hardware:
-                reply += self._hardware_reason(stop.hardware)
+        reply = b"T%02xthread:%s;core:%x;" % (stop.signal, format_thread(stop.thread), stop.cpu)
+        regs = self.debugger.registers_of(stop.thread)
+        for name in registers.EXPEDITED:
+            number = registers.index_of(LAYOUT, name)
+            value = registers.read_value(regs, LAYOUT[number])
+            reply += b"%02x:%s;" % (number, encode_hex(value.to_bytes(LAYOUT[number].size, "little")))
+        if stop.software_breakpoint and self.negotiated("swbreak"):
+            reply += b"swbreak:;"
+        if stop.hardware:
+            reply += self._hardware_reason(stop.hardware)
         return reply
 
     def _hardware_reason(self, hit) -> bytes:
@@ -155,9 +154,7 @@ class Session:
     def _status(self, _):
         self.debugger.remove_all_breakpoints()
         stop = self.debugger.stop
-        if self.dialect.status_reply_is_stop and stop:
-            return Reply(self.stop_reply(stop))
-        return Reply(b"S05")
+        return Reply(self.stop_reply(stop) if stop else b"S05")
 
     def _current_thread(self) -> int:
         if self.register_thread is not None:
@@ -171,14 +168,14 @@ class Session:
         return self.debugger.registers_of(self._current_thread())
 
     def _read_registers(self, _):
-        return Reply(encode_hex(registers.encode(self._regs(), self.dialect.layout)))
+        return Reply(encode_hex(registers.encode(self._regs(), LAYOUT)))
 
     def _write_registers(self, args):
         data = self._decode(args)
-        if len(data) != registers.layout_size(self.dialect.layout):
+        if len(data) != registers.layout_size(LAYOUT):
             raise Malformed(args)
         regs, offset, values = self._regs(), 0, []
-        for register in self.dialect.layout:
+        for register in LAYOUT:
             values.append((register, int.from_bytes(data[offset : offset + register.size], "little")))
             offset += register.size
         for register, value in values:  # refused before anything changes
@@ -197,9 +194,9 @@ class Session:
 
     def _register(self, number_text: bytes) -> registers.Register:
         number = _hex(number_text)
-        if number >= len(self.dialect.layout):
+        if number >= len(LAYOUT):
             raise Malformed(number_text)
-        return self.dialect.layout[number]
+        return LAYOUT[number]
 
     def _read_register(self, args):
         register = self._register(args)
@@ -279,7 +276,7 @@ class Session:
         return _hex(parts[0]), _hex(parts[1]), _hex(parts[2]), args[len(head):]
 
     def _point_actions(self, kind: int, options: bytes):
-        """A code breakpoint's conditions and commands; None where the dialect has none (kgdb reads no further)."""
+        """A code breakpoint's conditions and commands; None where the dialect offers neither."""
         if not (self._conditions or self._point_commands):
             return None
         if kind not in (0, 1):
@@ -340,8 +337,6 @@ class Session:
     def _query(self, args):
         name, _, rest = args.partition(b":")
         if name == b"Supported":
-            if not self.dialect.extensions:
-                return Reply(b"")
             self.offered = set(rest.decode("ascii", "replace").split(";"))
             return Reply(";".join([f"PacketSize={PACKET_SIZE:x}"] + self.dialect.negotiated(self.offered)).encode())
         if args == b"C":
@@ -350,7 +345,8 @@ class Session:
             return Reply(b"1")
         if args == b"fThreadInfo":
             ids = self.debugger.threads()
-            self._thread_batches = [ids[i : i + THREADS_PER_PACKET] for i in range(0, len(ids), THREADS_PER_PACKET)]
+            batch = KGDB_MAX_THREAD_QUERY  # as kgdb sends them
+            self._thread_batches = [ids[i : i + batch] for i in range(0, len(ids), batch)]
             return self._next_threads()
         if args == b"sThreadInfo":
             return self._next_threads()
@@ -361,8 +357,7 @@ class Session:
             return Reply(encode_hex(self.debugger.thread_name(thread).encode()))
         if args.startswith(b"Rcmd,") and self.monitor:
             command = self._decode(args[5:]).decode("utf-8", "replace")
-            lines = self.monitor(command).splitlines(keepends=True)
-            return Reply(b"OK", output=tuple(b"O" + encode_hex(line.encode()) for line in lines))
+            return Reply(b"OK", output=monitor_output(self.monitor(command)))
         return Reply(b"")
 
     def _next_threads(self):
