@@ -38,14 +38,24 @@ class Monitor:
             return f"error: {error}\n"
 
     def slots(self, *_):
+        """Each DR and its owner. A DR kgdb has reserved but holds no breakpoint in
+        (`session` and `boot` reserve ahead) is kgdb's with no address: perf and
+        ptrace are refused it as they would be a DR in use."""
+        table = self.debugger.slot_table()
+        unfilled = {cpu: self.debugger.policy.reserved(cpu) for cpu in range(self.kernel.ncpus)}
+        for cpu, _, owner, _ in table:
+            if owner is not None and not isinstance(owner, Breakpoint):
+                unfilled[cpu] -= 1
         lines = []
-        for cpu, dr, owner, slot in self.debugger.slot_table():
-            if owner is None:
+        for cpu, dr, owner, slot in table:
+            if owner is None and unfilled[cpu] > 0:
+                unfilled[cpu] -= 1
+                lines.append(f"cpu={cpu} dr={dr} owner=kgdb addr=0x0 type=- len=0\n")
+            elif owner is None:
                 lines.append(f"cpu={cpu} dr={dr} owner=free addr=0x0 type=- len=0\n")
-                continue
-            kind = _TYPE_NAMES[slot.access]
-            lines.append(f"cpu={cpu} dr={dr} owner={_owner_name(owner)} addr={slot.address:#x} "
-                         f"type={kind} len={slot.length}\n")
+            else:
+                lines.append(f"cpu={cpu} dr={dr} owner={_owner_name(owner)} addr={slot.address:#x} "
+                             f"type={_TYPE_NAMES[slot.access]} len={slot.length}\n")
         return "".join(lines)
 
     def perf(self, *args):

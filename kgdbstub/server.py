@@ -1,12 +1,13 @@
 """Serving one debugger at a time over a byte stream, with trio.
 
 The machine runs freely while no debugger is attached and stops when one
-connects; a connection's session then decides when it runs, in slices on
+arrives; a connection's session then decides when it runs, in slices on
 the event loop while a debugger is attached (on a worker thread while
 none is); Ctrl-C from gdb reaches it as a flag the machine checks between
 two CPU turns.
 
-Over TCP (`serve_listener`) a connection is a debugger. On a line -- a pty
+Over TCP (`serve_listener`) a connection is a debugger from its first
+packet, and one debugger holds the seat at a time. On a line -- a pty
 or a serial port (`serve_line`) -- the line stays while debuggers come and
 go, and it carries the kernel console too, as kgdboc shares a serial
 console:
@@ -19,9 +20,14 @@ console:
 - a debugger is gone when the line says so (a pty whose slave was closed),
   or when a new debugger announces itself with `qSupported` (kgdb's put_packet
   takes a new frame in place of an ack the same way: gdb is reconnecting).
+
+Whatever a client sends, the stub reads its connection throughout and holds
+a bounded amount for it (the README lists the bounds): a hang-up, Ctrl-C
+and a new debugger are always seen.
 """
 from __future__ import annotations
 
+import errno
 import time
 from collections import deque
 from collections.abc import Callable
@@ -33,6 +39,7 @@ from .core.debugger import Debugger
 from .rsp import Ack, BadPacket, Interrupt, Packet, encode_frame, encode_hex
 from .gdbstub.actions import PACKET_SIZE, Detach, NoReply, Reply, Resume
 from .gdbstub.dialects import DIALECTS, Dialect
+from .trace import Trace
 from .transport.line import BREAK
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
 
@@ -44,18 +51,6 @@ from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatch
 CONSOLE_AS_PACKETS = {"modern": True, "kgdb": False}
 # Console bytes per O packet: hex doubles them, and 'O' comes first.
 CONSOLE_CHUNK = (PACKET_SIZE - 1) // 2
-
-
-class Trace:
-    """Every packet in and out, one line each, for --trace."""
-
-    def __init__(self, stream):
-        self._stream = stream
-
-    def __call__(self, direction: str, payload: bytes) -> None:
-        if self._stream:
-            self._stream.write(f"{direction} {payload.decode('latin-1')!r}\n")
-            self._stream.flush()
 
 
 class _Wire:
@@ -81,9 +76,15 @@ class _Wire:
         self._sysrq = SysRqG()
         self._early: deque[Packet | BadPacket] = deque()  # packets that came while the machine ran
         self._last_payload: bytes | None = None
+        self._packets = 0  # packets this session took
         self._acknowledged = True  # gdb acknowledged a frame since its last packet
+        self._acknowledgements = trio.lowlevel.ParkingLot()
         # The watcher sends acks while the session's loop may be sending: one writer at a time.
         self._write_lock = trio.StrictFIFOLock()
+
+    def receive_first(self, data: bytes) -> None:
+        """Bytes already read from the connection (its first packet), to be parsed first."""
+        self.codec.receive_data(data)
 
     async def next_packet(self) -> Packet | BadPacket | None:
         """The next packet (or an intact 'oversize' one to refuse); None once the debugger is gone."""
@@ -99,20 +100,32 @@ class _Wire:
     async def watch_while_running(self) -> None:
         """Read while the machine runs, for interrupts and for the debugger going away.
 
-        Packets that come meanwhile wait for the stop (gdb sends none in
-        all-stop mode, but a script may); reading pauses when EARLY_PACKETS
-        of them wait, so that a flood cannot make the stub buffer more.
+        The connection is read throughout, whatever comes. Packets that
+        come meanwhile wait for the stop (gdb sends none in all-stop mode,
+        but a script may), EARLY_PACKETS of them; more are dropped
+        unanswered, so that a flood costs nothing.
         """
-        while len(self._early) < EARLY_PACKETS:
+        while True:
             event = self._parse()
             if event is not None:
-                self._early.append(event)
+                if len(self._early) < EARLY_PACKETS:
+                    self._early.append(event)
+                else:
+                    self._trace("<-!", b"dropped: %d packets already wait for the stop" % EARLY_PACKETS)
                 continue
             if self.closed:
                 return
-            with trio.CancelScope(shield=True):
-                await self.flush()
+            try:
+                await self._write_whole(self.codec.data_to_send())
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()  # reset under our acks: as a hang-up
+                return
             await self._receive()
+
+    async def until_acknowledged(self) -> None:
+        """Until nothing sent waits for a '+' (at once in no-ack mode), or the debugger is gone."""
+        while self.codec.awaiting_ack and not self.closed:
+            await self._acknowledgements.park()
 
     def _parse(self) -> Packet | BadPacket | None:
         while (event := self.codec.next_event()) is not None:
@@ -127,7 +140,13 @@ class _Wire:
                     self._line.unread(encode_frame(event.payload, run_length_encode=False) + self.codec.unparsed())
                     self._gone()
                     return None
+                if self.codec.awaiting_ack:
+                    # A client that sends before acknowledging has moved on or
+                    # never acknowledges: holding our answer for it would only grow.
+                    self.codec.assume_acknowledged()
+                    self._acknowledgements.unpark_all()
                 self._last_payload, self._acknowledged = event.payload, False
+                self._packets += 1
                 return event
             if isinstance(event, Interrupt):
                 self._trace("<-", b"\\x03")
@@ -135,6 +154,7 @@ class _Wire:
                     self._interrupt()
             elif isinstance(event, Ack):
                 self._acknowledged = True
+                self._acknowledgements.unpark_all()
             elif isinstance(event, BadPacket):
                 self._trace("<-!", event.reason.encode())
                 if event.reason == "oversize":
@@ -147,13 +167,18 @@ class _Wire:
             return None
         if self.codec.ack_mode and not self._acknowledged and payload == self._last_payload:
             return "repeat"
-        if payload.startswith(b"qSupported") and payload != self._last_payload:
+        # gdb opens with qSupported; LLDB with QStartNoAckMode, then qSupported,
+        # and no debugger asks for no-ack mode twice.
+        lldb_opening = self._packets == 1 and self._last_payload == b"QStartNoAckMode"
+        if payload.startswith(b"qSupported") and payload != self._last_payload and not lldb_opening:
+            return "new debugger"
+        if payload == b"QStartNoAckMode" and not self.codec.ack_mode:
             return "new debugger"
         return None
 
     async def _receive(self) -> None:
         try:
-            data = await self.stream.receive_some(65536)
+            data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:
@@ -176,6 +201,7 @@ class _Wire:
 
     def _gone(self) -> None:
         self.closed = True
+        self._acknowledgements.unpark_all()
         break_in(self._debugger, self._dialect)  # a running machine stops for the next debugger
 
     def give_back_unparsed(self) -> None:
@@ -183,15 +209,20 @@ class _Wire:
         if self._line is not None:
             self._line.unread(self.codec.unparsed())
 
-    async def send(self, *payloads: bytes) -> None:
+    async def send(self, *payloads: bytes, whole: bool = False) -> None:
+        """Frame and send; with `whole`, as _write_whole does."""
         for payload in payloads:
             self._trace("->", payload)
             self.codec.send_packet(payload)
-        await self.flush()
+        data = self.codec.data_to_send()
+        if whole:
+            await self._write_whole(data)
+        elif data:
+            await self._write(data)
 
     async def send_raw(self, data: bytes) -> None:
-        # Our acks go first: a '-' in the text must not look like a nak of them.
-        await self._write(self.codec.data_to_send() + data)
+        """Raw text, never cut (as _write_whole); our acks go first, so that a '-' in it is no nak of them."""
+        await self._write_whole(self.codec.data_to_send() + data)
 
     async def flush(self) -> None:
         if data := self.codec.data_to_send():
@@ -206,9 +237,34 @@ class _Wire:
         async with self._write_lock:
             await self.stream.send_all(data)
 
+    async def _write_whole(self, data: bytes) -> None:
+        """Write `data` even when the task is cancelled meanwhile: a frame is never cut.
 
-# How many packets that came while the machine ran may wait for its stop.
+        Unless the debugger reads nothing for WRITE_PATIENCE: it is then gone.
+        """
+        if not data:
+            return
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + WRITE_PATIENCE
+            try:
+                await self._write(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._gone()
+                raise
+        if scope.cancelled_caught:
+            self._gone()
+            raise trio.BrokenResourceError("the debugger read nothing for a while")
+
+
+# How many packets that came while the machine ran may wait for its stop
+# (at most PACKET_SIZE bytes each); later ones are dropped.
 EARLY_PACKETS = 64
+# Bytes read from a connection at a time: with one packet in the making and
+# the early packets, what a connection's input can make the stub hold.
+RECEIVE_SIZE = 65536
+# A write that must not be cut (a frame, while the machine runs) waits this
+# long for a debugger that reads nothing before the debugger is taken as gone.
+WRITE_PATIENCE = 10.0
 
 # How long the machine runs on the event loop before it lets the other tasks
 # (the wire's watcher, the console) have their turn. A resume runs here
@@ -219,10 +275,11 @@ RUN_SLICE = 0.005
 
 async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: str = "modern",
                        trace: Trace | None = None, monitor=None,
-                       console: ConsoleBuffer | None = None) -> bool:
+                       console: ConsoleBuffer | None = None, received: bytes = b"") -> bool:
     """Run one debugger connection to its end; the machine is stopped on entry.
 
     Returns whether the debugger detached (True) or just went away (False).
+    `received` is what was read from the stream already (its first packet).
 
     With `console`, console output the machine prints while it runs goes to
     the debugger (O packets or raw, by dialect) before the stop is reported.
@@ -234,34 +291,50 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     """
     session = DIALECTS[dialect].session(debugger, DIALECTS[dialect], monitor=monitor)
     wire = _Wire(stream, debugger, trace or Trace(None), DIALECTS[dialect])
+    wire.receive_first(received)
     console_packets = CONSOLE_AS_PACKETS.get(dialect, True)
 
+    async def forward_console_chunk(data: bytes):
+        if console_packets:
+            await wire.send(b"O" + encode_hex(data), whole=True)
+        else:
+            await wire.send_raw(data)
+        console.consume(len(data))
+
     async def forward_console():
-        """Console output waiting now, to the debugger; never cut short mid-frame."""
+        """Console output waiting now, to the debugger (no more than the console's bound)."""
         while data := console.peek(CONSOLE_CHUNK):
-            with trio.CancelScope(shield=True):
-                if console_packets:
-                    await wire.send(b"O" + encode_hex(data))
-                else:
-                    await wire.send_raw(data)
-            console.consume(len(data))
+            await forward_console_chunk(data)
 
     async def forward_console_while_running():
+        # A packet at a time: the next waits in the console's bounded buffer
+        # until the debugger acknowledged the one before.
         try:
             while True:
                 await console.wait()
-                await forward_console()
+                await wire.until_acknowledged()
+                if data := console.peek(CONSOLE_CHUNK):
+                    await forward_console_chunk(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the debugger is gone: the watcher sees it and stops the machine
 
-    async def forward_breakpoint_output():
-        """What breakpoint commands (dprintf) printed, as console output (O packets)."""
+    async def forward_breakpoint_output(*, paced: bool = False):
+        """What breakpoint commands (dprintf) printed, as console output (O packets).
+
+        `paced`, while the machine runs: each packet after the '+' for the
+        one before, so that what waits stays in the output's bounded buffer
+        (and the dprintf waits), not in the connection's.
+        """
         output = debugger.conditions.output
-        while output:
-            data = bytes(output[:CONSOLE_CHUNK])
-            with trio.CancelScope(shield=True):
-                await wire.send(b"O" + encode_hex(data))
-            del output[: len(data)]
+        try:
+            while output:
+                if paced:
+                    await wire.until_acknowledged()
+                data = bytes(output[:CONSOLE_CHUNK])
+                await wire.send(b"O" + encode_hex(data), whole=True)
+                del output[: len(data)]
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the debugger is gone, and the machine is being stopped
 
     def slice_over() -> Callable[[], bool]:
         # A slice ends early when breakpoint output waits: it goes out before the machine runs on.
@@ -274,10 +347,10 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         if wire.sysrq_pending:  # it came after the resume packet, read with it
             wire.sysrq_pending = False
             debugger.request_sysrq_g()
-        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address) as run:
-            if resume.step:
-                return run()
-            # Most runs end within a slice: watchers are started only for a longer one.
+        with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address,
+                              thread=resume.thread) as run:
+            # Most runs, and steps but for a thread on no CPU, end within a
+            # slice: watchers are started only for a longer one.
             if (stop := run(slice_over())) is not None:
                 return stop
             wire.running = True
@@ -287,7 +360,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                     if console is not None:
                         watchers.start_soon(forward_console_while_running)
                     while True:
-                        await forward_breakpoint_output()
+                        await forward_breakpoint_output(paced=True)
                         if (stop := run(slice_over())) is not None:
                             break
                         await trio.lowlevel.checkpoint()
@@ -348,65 +421,197 @@ def _slice_over() -> Callable[[], bool]:
 
 
 async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, once: bool = False,
+                         dialect: str = "modern", first_packet_patience: float | None = None,
                          **options) -> None:
-    """Serve debuggers one after another, refusing a second one while one is attached.
+    """Serve debuggers one after another over connections, one at a time.
 
-    While nobody is attached a detached machine runs freely; a new
-    connection stops it, as kgdb's break-in on a connection does. A
+    A connection becomes a debugger with its first packet: it then takes
+    the seat if nobody holds it, which stops the machine (as kgdb's
+    break-in on a connection does), or is refused with an error reply gdb
+    shows. One that sends no packet within `first_packet_patience` seconds
+    is closed; each newcomer is dealt with on its own, never in another's
+    way. While nobody is attached a detached machine runs freely; a
     debugger that vanishes without detaching leaves the machine stopped
     for the next one, as kgdb does.
+
+    In `modern`, console output the machine prints while a debugger has it
+    running reaches the debugger as O packets.
     """
-    arrivals_send, arrivals = trio.open_memory_channel(0)
-    attached = False
-    session_over = trio.Event()
-
-    async def accept_forever():
-        while True:
-            stream = await listener.accept()
-            if attached:
-                # A debugger that just detached may reconnect before its
-                # session has finished closing: give that a moment.
-                with trio.move_on_after(HANDOVER_PATIENCE):
-                    await session_over.wait()
-            if attached:
-                nursery.start_soon(_refuse, stream)
-            else:
-                await arrivals_send.send(stream)
-
+    seat = _Seat()
+    patience = FIRST_PACKET_PATIENCE if first_packet_patience is None else first_packet_patience
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(accept_forever)
+        nursery.start_soon(_welcome_newcomers, listener, seat, patience)
         running_free = False
         while True:
             async with trio.open_nursery() as free_run:
                 if running_free:
                     debugger.forget_interrupt()
-                    free_run.start_soon(trio.to_thread.run_sync, debugger.resume)
-                stream = await arrivals.receive()
-                attached, session_over = True, trio.Event()
-                break_in(debugger, DIALECTS[options.get("dialect", "modern")])
+                    free_run.start_soon(_run_freely, debugger)
+                stream, first = await seat.arrivals.receive()
+                break_in(debugger, DIALECTS[dialect])
+            console = ConsoleBuffer() if CONSOLE_AS_PACKETS.get(dialect, True) else None
             try:
-                detached = await serve_stream(stream, debugger, **options)
+                if console is not None:
+                    console.attach(debugger.kernel, backlog=False)
+                detached = await serve_stream(stream, debugger, dialect=dialect, console=console, received=first,
+                                              **options)
             finally:
-                attached = False
-                session_over.set()
+                if console is not None:
+                    console.detach()
+                seat.leave()
             if once:
                 nursery.cancel_scope.cancel()
                 return
             running_free = detached
 
 
+# How long a new connection may take to send its first packet (gdb sends
+# one at once): a socket that sends none never holds the seat.
+FIRST_PACKET_PATIENCE = 5.0
+# Connections waiting for their first packet or being refused at one time;
+# one more is closed at once, which keeps the descriptors a flood of
+# connections can take bounded.
+MAX_NEWCOMERS = 16
+# A debugger that detaches or drops its connection may reconnect before its
+# session has finished: its first packet waits for the seat that long at
+# most, and so does a refusal.
 HANDOVER_PATIENCE = 2.0
-REFUSAL = b"kgdbstub: another debugger is attached; only one is served at a time\n"
+# How long a refused client may take to read the refusal and hang up.
+REFUSAL_PATIENCE = 5.0
+REFUSAL = b"kgdbstub: another debugger is attached; only one is served at a time"
+SILENCE = b"kgdbstub: no packet came within %g s: closing the connection\n"
+
+
+class _Seat:
+    """The one debugger served at a time, and the hand-over of a newcomer that takes it."""
+
+    def __init__(self):
+        self.taken = False
+        self._left = trio.Event()
+        self._arrive, self.arrivals = trio.open_memory_channel(1)
+
+    async def take(self, stream: trio.abc.Stream, first: bytes) -> bool:
+        """Whether `stream`, whose first packet is in `first`, gets the seat.
+
+        A debugger that reconnects may come before its old session has seen
+        the old connection end (the session reads it throughout, so that
+        takes moments): the newcomer waits that long for the seat.
+        """
+        if self.taken:
+            with trio.move_on_after(HANDOVER_PATIENCE):
+                while self.taken:
+                    await self._left.wait()
+        if self.taken:
+            return False
+        self.taken = True
+        self._left = trio.Event()
+        self._arrive.send_nowait((stream, first))
+        return True
+
+    def leave(self) -> None:
+        self.taken = False
+        self._left.set()
+
+
+async def _welcome_newcomers(listener: trio.abc.Listener, seat: _Seat, patience: float) -> None:
+    """Accept connections for ever, each greeted in a task of its own."""
+    newcomers = trio.CapacityLimiter(MAX_NEWCOMERS)
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as problem:
+                if problem.errno not in _OUT_OF_DESCRIPTORS:
+                    raise
+                # Descriptors run out beyond what newcomers hold: wait for
+                # some to be freed, as trio.serve_listeners does.
+                await trio.sleep(0.1)
+                continue
+            try:
+                newcomers.acquire_on_behalf_of_nowait(stream)
+            except trio.WouldBlock:
+                await trio.aclose_forcefully(stream)
+                continue
+            nursery.start_soon(_greet, stream, seat, patience, newcomers)
+
+
+_OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+async def _greet(stream: trio.abc.Stream, seat: _Seat, patience: float, newcomers: trio.CapacityLimiter) -> None:
+    """A newcomer's first packet gets it the seat, or a refusal; no packet in time, and it is closed."""
+    seated = False
+    try:
+        first = None
+        with trio.move_on_after(patience):
+            first = await _first_packet(stream)
+        if first is None:
+            with trio.move_on_after(REFUSAL_PATIENCE):
+                await stream.send_all(SILENCE % patience)
+        elif first:
+            seated = await seat.take(stream, first)
+            if not seated:
+                await _refuse(stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        newcomers.release_on_behalf_of(stream)
+        if not seated:
+            await trio.aclose_forcefully(stream)
+
+
+async def _first_packet(stream: trio.abc.Stream) -> bytes:
+    """Read until a whole, intact packet came: it, framed again, and what followed it; b"" if it hung up.
+
+    What came before the packet is noise, and goes; the watcher keeps at
+    most one packet's worth.
+    """
+    watcher = LineWatcher()
+    while data := await stream.receive_some(RECEIVE_SIZE):
+        for event in watcher.feed(data):
+            if isinstance(event, Arrival):
+                return event.replay
+    return b""
 
 
 async def _refuse(stream: trio.abc.Stream) -> None:
-    """Tell a second client why it is turned away, in plain text gdb skips, and hang up."""
-    with trio.move_on_after(5):
-        try:
-            await stream.send_all(REFUSAL)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+    """Answer the newcomer's first packet with an error gdb shows the user, and hang up once it has read it.
+
+    gdb prints an `E.` reply to its qSupported as "Remote failure reply:"
+    and the text. The end of the stream goes with the reply, and what the
+    client sends meanwhile is read (and dropped) until it hangs up, so that
+    closing does not reset the connection before the reply is read.
+    """
+    with trio.move_on_after(REFUSAL_PATIENCE):
+        await stream.send_all(b"+" + encode_frame(b"E." + REFUSAL, run_length_encode=False))
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            await stream.send_eof()
+        while await stream.receive_some(RECEIVE_SIZE):
             pass
-    await trio.aclose_forcefully(stream)
+
+
+async def _run_freely(debugger: Debugger) -> None:
+    """Run the machine on a worker thread until it stops; being cancelled stops it too.
+
+    The caller forgets old interrupts first. A worker thread cannot be
+    cancelled: the machine is asked to stop, and the thread is waited for.
+    """
+    running = True
+
+    async def interrupt_when_cancelled():
+        try:
+            await trio.sleep_forever()
+        finally:
+            if running:
+                debugger.request_interrupt()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(interrupt_when_cancelled)
+        try:
+            await trio.to_thread.run_sync(debugger.resume)
+        finally:
+            running = False
+        nursery.cancel_scope.cancel()
 
 
 # With --once on a pty, how long the debugger may take to close its end
@@ -470,13 +675,19 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
     async def run_machine():
         nonlocal running
         try:
-            await trio.to_thread.run_sync(debugger.resume)
+            await _run_freely(debugger)
         finally:
             running = False
             machine_stopped.set()
 
+    console_out = trio.CancelScope()  # stopped the moment a debugger's first packet is seen
+
+    async def console_to_line():
+        with console_out:
+            await _console_to_line(console, line)
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_console_to_line, console, line)
+        nursery.start_soon(console_to_line)
         if running:
             debugger.forget_interrupt()
             nursery.start_soon(run_machine)
@@ -490,6 +701,7 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
             events, data = watcher.feed(data), b""
             for event in events:
                 if isinstance(event, Arrival):
+                    console_out.cancel()  # nothing raw after its first packet: the rest waits for the session
                     if running:
                         # The machine stops for the debugger even when it
                         # arrives before the run has begun.
@@ -510,7 +722,13 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
 
 
 async def _console_to_line(console: ConsoleBuffer, line: FdLine) -> None:
-    """Raw console text onto the line, as fast as it takes it."""
+    """Raw console text onto the line, as fast as it takes it.
+
+    Never while input waits to be read: it may be a debugger's first
+    packet, and text that follows that packet on the line would reach the
+    debugger raw. The watcher reads first; the text then waits for the
+    session (as O packets in `modern`).
+    """
     while True:
         await console.wait()
-        console.consume(await line.send_some(console.peek()))
+        console.consume(await line.send_console(console.peek()))

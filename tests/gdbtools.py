@@ -21,6 +21,7 @@ against this stub:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
@@ -364,6 +365,37 @@ def start_line_server(
 
     with _serving([*command, *args], cwd, timeout, described) as server:
         yield server
+
+
+class OpenWatch:
+    """Tells when a file is opened (inotify's IN_OPEN), for a `with` block."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, path: str):
+        self.fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0 or _libc.inotify_add_watch(self.fd, path.encode(), self.IN_OPEN) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify on {path}")
+
+    def __enter__(self) -> OpenWatch:
+        return self
+
+    def __exit__(self, *exception) -> None:
+        os.close(self.fd)
+
+    async def opened(self, timeout: float = 20.0) -> None:
+        import trio  # only the async tests need it
+
+        with trio.fail_after(timeout):
+            while True:
+                try:
+                    if os.read(self.fd, 4096):
+                        return
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(self.fd)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @contextlib.contextmanager

@@ -285,6 +285,9 @@ def main() -> None:
     row("ptrace-loop: 1,000,000 ptrace hits", million, "s", f"{million / 1e6 * 1e6:.2f} us/hit")
     perf = bench_machine.perf_rate(image, None, "looper_iterations", 20000)
     row("perf hits/s (watch written every iteration)", perf, "")
+    bare_step = bench_machine.step_seconds(image, 0)
+    full_step = bench_machine.step_seconds(image, 1000)
+    row("one step, 1000 software breakpoints set", full_step * 1e3, "ms", f"{full_step / bare_step:.0f} x a step with none")
     for mode, label in (("ignore", "ignore count"), ("loop", "gdb Python continue loop")):
         ours, native, udb = best_of(args.rounds, lambda mode=mode: (kgdbstub_stops(args.stops, mode),
                                                          gdbserver_stops(args.stops, mode),

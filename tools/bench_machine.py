@@ -12,6 +12,8 @@
 3. Stops through the session on loopback with a raw client: a software
    breakpoint hit (z0, s, Z0, c for each stop, as gdb steps over it) and
    a write watchpoint hit (c for each stop).
+4. One single step with 1000 software breakpoints set (kgdb's most), which
+   it puts in and takes out again as kgdb does, against one with none.
 """
 from __future__ import annotations
 
@@ -98,6 +100,18 @@ def ptrace_million(image: Image) -> float:
     return time.perf_counter() - started
 
 
+def step_seconds(image: Image, breakpoints: int, steps: int = 50) -> float:
+    """Seconds for one single step with this many software breakpoints set."""
+    kernel, debugger = booted(image)
+    text = image.address_of("start_kernel")
+    for address in range(text, text + breakpoints):
+        debugger.insert_breakpoint(address)
+    started = time.perf_counter()
+    for _ in range(steps):
+        debugger.resume(step=True)
+    return (time.perf_counter() - started) / steps
+
+
 def perf_rate(image: Image, scenario_name: str | None, address: str | None, hits: int) -> float:
     kernel, _ = booted(image, scenario_name)
     if address:
@@ -158,6 +172,7 @@ def main() -> None:
     jiffies_rate = perf_rate(image, "perf-watch", None, 2000)
     iteration_rate = perf_rate(image, None, "looper_iterations", 20000)
     breakpoint_rate, watch_rate = stops_per_second(image, args.seconds)
+    bare_step, full_step = step_seconds(image, 0), step_seconds(image, 1000)
     rows = [
         ("plain unicorn, looper iterations/s", f"{plain:,.0f}", "1.00"),
         ("machine, nothing armed", f"{bare:,.0f}", f"{bare / plain:.2f}"),
@@ -167,6 +182,8 @@ def main() -> None:
         ("perf hits/s on looper_iterations (every iteration)", f"{iteration_rate:,.0f}", ""),
         ("Z0 breakpoint stops/s (z0 s Z0 c each)", f"{breakpoint_rate:,.0f}", f"{1e6 / breakpoint_rate:,.0f} us/stop"),
         ("write watchpoint stops/s (c each)", f"{watch_rate:,.0f}", f"{1e6 / watch_rate:,.0f} us/stop"),
+        ("one step, no software breakpoints (ms)", f"{bare_step * 1e3:.3f}", ""),
+        ("one step, 1000 software breakpoints set (ms)", f"{full_step * 1e3:.3f}", f"{full_step / bare_step:.0f} x none"),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value, ratio in rows:

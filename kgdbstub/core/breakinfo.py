@@ -6,6 +6,10 @@ a request is exactly one piece, as in Linux; in `modern` a region of any
 length and alignment is split into aligned pieces and identical pieces share
 an entry with a reference count, as gdbserver does. The table changes as a
 whole or not at all.
+
+A request made again (gdb never does, other clients may) is counted, not
+stored again: what the table holds stays bounded by its four entries
+however often a request comes, and so does the work of a hit or a removal.
 """
 from __future__ import annotations
 
@@ -71,6 +75,11 @@ def split(address: int, length: int) -> list[tuple[int, int]]:
     return pieces
 
 
+def _normal(request: Request) -> Request:
+    """An execute breakpoint covers one byte whatever length gdb gave it."""
+    return replace(request, length=1) if request.kind is Kind.EXECUTE else request
+
+
 @dataclass(frozen=True)
 class Hit:
     """What a debug exception means to gdb: the request it satisfies."""
@@ -83,7 +92,12 @@ class BreakTable:
     def __init__(self, *, split_regions: bool):
         self.split_regions = split_regions
         self.entries: list[Entry | None] = [None] * SLOTS
-        self.requests: list[Request] = []
+        self._made: dict[Request, int] = {}  # each distinct request: how many times it is in
+
+    @property
+    def requests(self) -> list[Request]:
+        """The distinct requests in the table."""
+        return list(self._made)
 
     def pieces_of(self, request: Request) -> list[Piece]:
         access = _HARDWARE_ACCESS[request.kind]
@@ -127,15 +141,16 @@ class BreakTable:
     def insert(self, request: Request, entries: list[Entry | None]) -> None:
         """Commit the entries with_request computed."""
         self.entries = entries
-        self.requests.append(request)
+        request = _normal(request)
+        self._made[request] = self._made.get(request, 0) + 1
 
     def without_request(self, kind: Kind, address: int, length: int) -> tuple[Request, list[Entry | None]]:
         if self.split_regions:
-            wanted = Request(kind, address, length if kind is not Kind.EXECUTE else 1)
-            request = next((r for r in self.requests if r == wanted), None)
+            wanted = _normal(Request(kind, address, length))
+            request = wanted if wanted in self._made else None
         else:
             # kgdb matches on the address alone.
-            request = next((r for r in self.requests if r.address == address), None)
+            request = next((r for r in self._made if r.address == address), None)
         if request is None:
             raise BreakpointRefused(errno.ENOENT, "no such hardware breakpoint")
         entries = list(self.entries)
@@ -147,11 +162,14 @@ class BreakTable:
 
     def remove(self, request: Request, entries: list[Entry | None]) -> None:
         self.entries = entries
-        self.requests.remove(request)
+        if self._made[request] > 1:
+            self._made[request] -= 1
+        else:
+            del self._made[request]
 
     def clear(self) -> None:
         self.entries = [None] * SLOTS
-        self.requests = []
+        self._made = {}
 
     def active(self) -> list[Piece]:
         return [e.piece for e in self.entries if e]
@@ -159,12 +177,12 @@ class BreakTable:
     def hit(self, exception: DebugException, rip: int) -> Hit | None:
         """The request a debug exception satisfies, or None (a write to a read watch)."""
         if not exception.trap:
-            for request in self.requests:
+            for request in self._made:
                 if request.kind is Kind.EXECUTE and request.address == rip:
                     return Hit(request, rip)
             return None
         for access in exception.accesses:
-            for request in self.requests:
+            for request in self._made:
                 if request.kind is not Kind.EXECUTE and request.satisfied_by(access.address, access.size, access.write):
                     return Hit(request, max(access.address, request.address))
         return None

@@ -22,6 +22,7 @@ from .policy import SlotPolicy
 from .swbreak import BreakpointError, SoftwareBreakpoints, State
 from . import arch_x86
 from ..x86 import cpu as x86
+from ..x86.debugregs import SLOTS
 from ..x86.memory import MemoryFault
 
 SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGSEGV = 2, 4, 5, 8, 11
@@ -70,13 +71,15 @@ class StopEvent:
 
 class Debugger:
     def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover",
-                 user_memory: bool = True, rewind_int3: bool = True):
+                 user_memory: bool = True, rewind_int3: bool = True, keep_removed: bool = False):
         """`user_memory`: software breakpoints may go in user space (else ERANGE, as in Linux).
         `rewind_int3`: a software breakpoint's stop reports the breakpoint's address
         (else the pc after the int3, as Linux does and gdb expects of it).
+        `keep_removed`: a removed software breakpoint keeps its entry until every
+        breakpoint goes, as kgdb_break[] does (see swbreak.py).
         """
         self.kernel = kernel
-        self.breakpoints = SoftwareBreakpoints()
+        self.breakpoints = SoftwareBreakpoints(keep_removed=keep_removed)
         self.user_memory = user_memory
         self.rewind_int3 = rewind_int3
         self._inserted = False
@@ -143,6 +146,19 @@ class Debugger:
         if thread < 0:
             return self.kernel.current[self._cpu_of_shadow(thread)].regs
         return self._task(thread).regs
+
+    def task_of(self, thread: int) -> Task:
+        """The task a thread id names, a shadow id naming its CPU's idle task (swapper/N).
+
+        Unlike kgdb's reading of a shadow id (whatever runs on the CPU), this
+        never names a task twice.
+        """
+        if thread < 0:
+            return self.kernel.idle[self._cpu_of_shadow(thread)]
+        return self._task(thread)
+
+    def _thread_id(self, task: Task) -> int:
+        return shadow_thread(self.kernel.idle.index(task)) if task.idle else task.pid
 
     def _cpu_of_shadow(self, thread: int) -> int:
         cpu = -thread - 2
@@ -301,6 +317,10 @@ class Debugger:
     def _executes_at(self, address: int) -> bool:
         return any(r.kind is Kind.EXECUTE and r.address == address for r in self.hardware.requests)
 
+    def hardware_capacity(self) -> int:
+        """How many hardware breakpoints and watchpoints gdb could hold now, those it holds included."""
+        return self.policy.capacity(SLOTS) if self.hardware_enabled else 0
+
     def slot_table(self):
         """(cpu, dr, owner, slot) for every debug register, as the machine runs them."""
         return [
@@ -367,21 +387,27 @@ class Debugger:
         self._interrupt.clear()
         self._sysrq = False
 
-    def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None) -> StopEvent:
+    def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
+               thread: int | None = None) -> StopEvent:
         """Run (or single-step one CPU) until the machine stops again. Blocking."""
-        with self.resumed(step=step, cpu=cpu, address=address) as run:
+        with self.resumed(step=step, cpu=cpu, address=address, thread=thread) as run:
             return run()
 
     @contextmanager
-    def resumed(self, *, step: bool = False, cpu: int | None = None,
-                address: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
+    def resumed(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
+                thread: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
         """The machine out of the debugger for the block, and a function that runs it.
 
         `run()` runs until the machine stops and returns the stop. With
         `pause`, `run(pause)` also returns None when pause() says so, between
         two CPU turns, so that a caller can run the machine in slices on its
         own thread; the next call goes on exactly where that one left off.
+
+        A step with `thread` steps that thread (`task_of`) and reports it,
+        wherever it runs: a thread on no CPU is first run to its next turn,
+        the other CPUs running meanwhile, as the task would need them to.
         """
+        task = self.task_of(thread) if step and thread is not None else None
         if cpu is None:
             cpu = self.stop.cpu if self.stop else 0
         if address is not None:
@@ -389,13 +415,23 @@ class Debugger:
 
         def run(pause: Callable[[], bool] | None = None) -> StopEvent | None:
             while True:
-                if step:
+                stepped = None
+                if task is not None and task.cpu is None:
+                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set,
+                                           lambda: task.cpu is not None or bool(pause and pause()))
+                    if stop is None:
+                        if task.cpu is None:
+                            return None
+                        continue  # its turn has come: step it
+                elif task is not None:
+                    stop, stepped = self.kernel.step(task.cpu), self._thread_id(task)
+                elif step:
                     stop = self.kernel.step(cpu)
                 else:
                     stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set, pause)
                     if stop is None:
                         return None
-                event = self._enter(stop)
+                event = self._enter(stop, stepped)
                 if event is not None:
                     return event
 
@@ -425,7 +461,7 @@ class Debugger:
             self.kernel.console_write(b"sysrq: DEBUG\n" + (b"" if self.attached else b"KGDB: Entering KGDB\n"))
         self.kernel.interrupt_into(0, "kgdb_breakpoint")
 
-    def _enter(self, stop: Stop) -> StopEvent | None:
+    def _enter(self, stop: Stop, thread: int | None = None) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
         signal, software, hardware = SIGTRAP, False, None
@@ -448,5 +484,7 @@ class Debugger:
                     if self.rewind_int3:
                         # Report the PC at the breakpoint, as if it had not run.
                         regs.reg_write(X.UC_X86_REG_RIP, address)
-        self.stop = StopEvent(signal, stop.cpu, self.thread_of(stop.cpu), software, hardware)
+        if thread is None:
+            thread = self.thread_of(stop.cpu)
+        self.stop = StopEvent(signal, stop.cpu, thread, software, hardware)
         return self.stop

@@ -54,6 +54,10 @@ class SlotPolicy:
             return
         self._release_all()
 
+    def reserved(self, cpu: int) -> int:
+        """Slots kgdb holds on a CPU, filled with a breakpoint or kept for one."""
+        return len(self.held[cpu])
+
     # -- gdb's breakpoints -------------------------------------------------------
 
     def acquire(self, entries: int) -> None:
@@ -73,6 +77,18 @@ class SlotPolicy:
         elif self.in_use + entries > min(len(held) for held in self.held):
             raise OSError(errno.ENOSPC, "no reserved debug register left")
         self.in_use += entries
+
+    def capacity(self, limit: int) -> int:
+        """How many breakinfo entries (of `limit`) gdb could hold now, those it holds included.
+
+        An entry needs a slot on every CPU: under `leftover` one more is a
+        reservation on each of them (dbg_reserve_bp_slot), so the CPU with
+        the fewest free slots decides; the other policies hold theirs already.
+        """
+        if self.name == "leftover":
+            free = min(self.accounting.slots - self.accounting.slots_needed(cpu) for cpu in range(self.cpus))
+            return min(limit, self.in_use + free)
+        return min(limit, min(len(held) for held in self.held))
 
     def release(self, entries: int) -> None:
         self.in_use -= entries

@@ -5,7 +5,8 @@ in memory while the machine runs) or REMOVED (gdb took it out; the entry
 keeps its address and is reused only for that address). As in Linux,
 REMOVED entries go back to UNDEFINED only when every breakpoint is removed
 at once (`?`, `D`, `k`): a debugger that sets and removes breakpoints at
-more than 1000 places in between runs out of entries.
+more than 1000 places in between runs out of entries. With `keep_removed`
+False (the `modern` dialect) a removed breakpoint frees its entry at once.
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class BreakpointError(Exception):
 
 
 class SoftwareBreakpoints:
-    def __init__(self, size: int = KGDB_MAX_BREAKPOINTS):
+    def __init__(self, size: int = KGDB_MAX_BREAKPOINTS, *, keep_removed: bool = True):
         self.entries = [Entry() for _ in range(size)]
+        self._keep_removed = keep_removed
         self._by_address: dict[int, Entry] = {}  # SET or ACTIVE entries
 
     def set(self, address: int) -> None:
@@ -58,7 +60,7 @@ class SoftwareBreakpoints:
         entry = self._by_address.get(address)
         if entry is None or entry.state is not State.SET:
             raise BreakpointError(errno.ENOENT)
-        entry.state = State.REMOVED
+        entry.state = State.REMOVED if self._keep_removed else State.UNDEFINED
         del self._by_address[address]
 
     def remove_all(self) -> list[Entry]:

@@ -22,6 +22,7 @@ class Resume:
     step: bool
     cpu: int | None
     address: int | None
+    thread: int | None = None  # the thread a step steps (None: the CPU that stopped)
     output: tuple[bytes, ...] = ()  # console output (O packets) sent before the machine runs
 
 

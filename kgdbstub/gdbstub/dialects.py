@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 from ..core import arch_x86
 from ..rsp import RemoteProtocol
+from ..x86 import registers
 from .actions import PACKET_SIZE
 from .conditions import BreakpointCommands, ConditionalBreakpoints
 from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
 from .hostio import ExecFile, HostIO
 from .kgdb import KgdbSession
+from .lldb import EXTENSIONS as LLDB_EXTENSIONS
 from .session import Session
 
 
@@ -23,6 +25,7 @@ class Dialect:
     name: str
     session: type  # what answers the packets: called (debugger, dialect, monitor=...)
     extensions: tuple[Extension, ...] = ()  # the optional features qSupported offers
+    layout: tuple = ()  # the registers of a `g` packet, in order
     core: dict = field(default_factory=dict)  # the Debugger's options under this dialect
     run_length_encoding: bool = True  # in replies
     max_packet_size: int = PACKET_SIZE  # the longest packet taken
@@ -48,13 +51,16 @@ MODERN = Dialect(
     "modern",
     Session,
     (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
-     ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO()),
+     ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO(), *LLDB_EXTENSIONS),
+    registers.MODERN,
     core=dict(split_regions=True, user_memory=True, rewind_int3=True),
 )
 KGDB = Dialect(
     "kgdb",
     KgdbSession,
-    core=dict(split_regions=False, user_memory=False, rewind_int3=False),
+    # dbg_reg_def up to NUMREGBYTES: fs and gs are there for `p` alone.
+    layout=tuple(registers.Register(d.name, d.size, d.uc_id) for d in arch_x86.DBG_REG_DEF[:22]),
+    core=dict(split_regions=False, user_memory=False, rewind_int3=False, keep_removed=True),
     run_length_encoding=False,
     max_packet_size=arch_x86.BUFMAX - 1,
     interrupt_byte_stops=False,

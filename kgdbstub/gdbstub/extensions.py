@@ -1,4 +1,5 @@
-"""Optional protocol features: what each adds to qSupported and the packets it serves.
+"""Optional protocol features: what each adds to qSupported, the packets it serves
+and what it adds to stop replies.
 
 A dialect is a list of these; its qSupported answer is derived from the list.
 """
@@ -23,6 +24,10 @@ class Extension:
 
     def handlers(self, session: "Session") -> dict[str, Callable[[bytes], Action]]:
         return {}
+
+    def stop_fields(self, session: "Session", stop) -> bytes:
+        """What it adds to a stop reply (`n:r;` pairs)."""
+        return b""
 
 
 class NoAckMode(Extension):

@@ -15,6 +15,7 @@ import errno
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..core.breakinfo import Kind
 from ..core.debugger import Debugger, DebuggerError, StopEvent
@@ -23,13 +24,10 @@ from ..x86 import registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
 from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
 from .kgdb import KGDB_MAX_THREAD_QUERY, error_packet, monitor_output
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .dialects import Dialect
 
-LAYOUT = registers.MODERN  # as the target description announces it
-SELECTORS = frozenset(("cs", "ss", "ds", "es", "fs", "gs"))
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
 
@@ -82,6 +80,7 @@ class Session:
     dialect: "Dialect"
     monitor: Callable[[str], str] | None = None
     offered: set[str] = field(default_factory=set)
+    requested: set[str] = field(default_factory=set)  # features the client turned on by a packet of their own
     register_thread: int | None = None  # Hg; None: the thread that stopped
     _thread_batches: list = field(default_factory=list)
     _handlers: dict = field(init=False)
@@ -113,7 +112,7 @@ class Session:
     def handle(self, payload: bytes) -> Action:
         try:
             return self._dispatch(payload)
-        except Malformed:
+        except (Malformed, registers.RegisterRefused):
             return error(errno.EINVAL)
         except DebuggerError as failure:
             return error(failure.errno)
@@ -134,16 +133,24 @@ class Session:
     def stop_reply(self, stop: StopEvent) -> bytes:
         self.register_thread = None
         reply = b"T%02xthread:%s;core:%x;" % (stop.signal, format_thread(stop.thread), stop.cpu)
-        regs = self.debugger.registers_of(stop.thread)
-        for name in registers.EXPEDITED:
-            number = registers.index_of(LAYOUT, name)
-            value = registers.read_value(regs, LAYOUT[number])
-            reply += b"%02x:%s;" % (number, encode_hex(value.to_bytes(LAYOUT[number].size, "little")))
+        reply += b"".join(b"%02x:%s;" % pair for pair in self.expedited_registers(stop.thread))
         if stop.software_breakpoint and self.negotiated("swbreak"):
             reply += b"swbreak:;"
         if stop.hardware:
             reply += self._hardware_reason(stop.hardware)
+        for extension in self.dialect.extensions:
+            reply += extension.stop_fields(self, stop)
         return reply
+
+    def expedited_registers(self, thread: int) -> list[tuple[int, bytes]]:
+        """(number, value in hex) of the registers a stop reply carries for a thread."""
+        regs, layout = self.registers_of(thread), self.dialect.layout
+        pairs = []
+        for name in registers.EXPEDITED:
+            number = registers.index_of(layout, name)
+            value = registers.read_value(regs, layout[number])
+            pairs.append((number, encode_hex(value.to_bytes(layout[number].size, "little"))))
+        return pairs
 
     def _hardware_reason(self, hit) -> bytes:
         if hit.request.kind is Kind.EXECUTE:
@@ -164,39 +171,40 @@ class Session:
 
     # -- registers -----------------------------------------------------------
 
+    def as_thread(self, thread: int | None, payload: bytes) -> Action:
+        """A register packet (g, G, p, P) for `thread`, as if `Hg` had selected it for this packet alone."""
+        if thread is not None and not self.debugger.thread_alive(thread):
+            return error(errno.EINVAL)
+        selected = self.register_thread
+        if thread is not None:
+            self.register_thread = thread
+        try:
+            return self._commands[payload[:1]](payload[1:])
+        finally:
+            self.register_thread = selected
+
+    def registers_of(self, thread: int):
+        """A shadow thread -(N + 2) is CPU N's idle task alone: a task shows under its own pid."""
+        return self.debugger.task_of(thread).regs
+
     def _regs(self):
-        return self.debugger.registers_of(self._current_thread())
+        return self.registers_of(self._current_thread())
 
     def _read_registers(self, _):
-        return Reply(encode_hex(registers.encode(self._regs(), LAYOUT)))
+        return Reply(encode_hex(registers.encode(self._regs(), self.dialect.layout)))
 
     def _write_registers(self, args):
         data = self._decode(args)
-        if len(data) != registers.layout_size(LAYOUT):
+        if len(data) != registers.layout_size(self.dialect.layout):
             raise Malformed(args)
-        regs, offset, values = self._regs(), 0, []
-        for register in LAYOUT:
-            values.append((register, int.from_bytes(data[offset : offset + register.size], "little")))
-            offset += register.size
-        for register, value in values:  # refused before anything changes
-            self._check_writable(regs, register, value)
-        for register, value in values:
-            if register.name not in SELECTORS:
-                registers.write_value(regs, register, value)
+        registers.decode_into(self._regs(), self.dialect.layout, data)
         return Reply(b"OK")
-
-    @staticmethod
-    def _check_writable(regs, register: registers.Register, value: int) -> None:
-        """A selector can only be written with the value it has: the emulated CPUs
-        have no descriptor tables, and loading one would fault the machine."""
-        if register.name in SELECTORS and value != registers.read_value(regs, register):
-            raise Malformed(register.name.encode())
 
     def _register(self, number_text: bytes) -> registers.Register:
         number = _hex(number_text)
-        if number >= len(LAYOUT):
+        if number >= len(self.dialect.layout):
             raise Malformed(number_text)
-        return LAYOUT[number]
+        return self.dialect.layout[number]
 
     def _read_register(self, args):
         register = self._register(args)
@@ -209,10 +217,7 @@ class Session:
         data = self._decode(value)
         if len(data) != register.size:
             raise Malformed(args)
-        value, regs = int.from_bytes(data, "little"), self._regs()
-        self._check_writable(regs, register, value)
-        if register.name not in SELECTORS:
-            registers.write_value(regs, register, value)
+        registers.write_value(self._regs(), register, int.from_bytes(data, "little"))
         return Reply(b"OK")
 
     @staticmethod
@@ -315,17 +320,27 @@ class Session:
         return Resume(step=False, cpu=None, address=_hex(args) if args else None)
 
     def _step(self, args):
-        return Resume(step=True, cpu=None, address=_hex(args) if args else None)
+        return self._step_thread(None, address=_hex(args) if args else None)
+
+    def _step_thread(self, thread: int | None, address: int | None = None) -> Resume:
+        """A step of `thread` (None: the one that stopped)."""
+        if thread is None:
+            thread = self.debugger.stop.thread if self.debugger.stop else None
+        elif not self.debugger.thread_alive(thread):
+            raise DebuggerError(errno.ESRCH, f"no thread {thread}")
+        return Resume(step=True, cpu=None, address=address, thread=thread)
 
     def _v_packet(self, args):
         if args == b"Cont?":
             return Reply(b"vCont;c;C;s;S")
         if args.startswith(b"Cont;"):
-            actions = [a.split(b":")[0] for a in args[5:].split(b";")]
-            if not actions or any(a[:1] not in b"cCsS" or not a for a in actions):
+            actions = [a.partition(b":") for a in args[5:].split(b";")]
+            if not actions or any(a[:1] not in b"cCsS" or not a for a, _, _ in actions):
                 raise Malformed(args)
-            step = any(a[:1] in b"sS" for a in actions)
-            return Resume(step=step, cpu=None, address=None)
+            steps = [thread for action, _, thread in actions if action[:1] in b"sS"]
+            if not steps:
+                return Resume(step=False, cpu=None, address=None)
+            return self._step_thread(parse_thread(steps[0]))
         return Reply(b"")
 
     def _detach(self, reply):

@@ -293,6 +293,9 @@ class Kernel:
                 continue
             if not exception.trap and task is self.current[cpu]:
                 task.resume_at = rip  # the breakpoint fault is not taken again on resume
+            if self.ptrace.lets_go(pid):
+                self.ptrace.detach(pid)  # its tracer is done with it: the tracee runs on
+                continue
             if now:
                 self.stop_task(pid)
             else:

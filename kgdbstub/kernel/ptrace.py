@@ -5,8 +5,10 @@ A tracer writes its tracee's virtual DR0-3 and DR7 as PTRACE_POKEUSER does
 all-CPU perf event; writing DR7 enables or changes them all, and undoes
 every change if one fails. A hit stops the tracee with SIGTRAP; the tracer
 reads the virtual DR6 (numbered by its own DR index), counts it and
-continues, as many times as it was told (gdb's `continue N`), then leaves
-the tracee stopped.
+continues, as many times as it was told (gdb's `continue N`). Then it
+either keeps the tracee stopped, as a tracer waiting on its user does, or
+detaches and lets it run on, as `gdb -batch -p PID -ex 'continue N'` does
+when its commands run out (PTRACE_DETACH; its breakpoints go with it).
 """
 from __future__ import annotations
 
@@ -52,7 +54,8 @@ class Tracee:
     dr6: int = 0
     hits: list[int] = field(default_factory=lambda: [0] * 4)
     continues_left: int = 0
-    stopped: bool = False
+    stopped: bool = False  # the tracer has stopped it, or is done with it
+    detach_when_done: bool = False  # after its last continue the tracer detaches
     last_exception: int | None = None  # the debug exception its latest stop came from
 
 
@@ -109,11 +112,21 @@ class Ptrace:
             raise
         tracee.dr7 = value
 
-    def cont(self, pid: int, count: int) -> None:
-        """The tracer continues the tracee, and again after each of the next count-1 stops."""
+    def cont(self, pid: int, count: int, *, then_detach: bool = False) -> None:
+        """The tracer continues the tracee, and again after each of the next count-1 stops.
+
+        At the count-th stop it keeps the tracee stopped, or with then_detach
+        lets go of it (see lets_go).
+        """
         tracee = self.tracees[pid]
         tracee.continues_left = count
         tracee.stopped = count == 0
+        tracee.detach_when_done = then_detach and count > 0
+
+    def lets_go(self, pid: int) -> bool:
+        """Whether the tracer of a tracee that just stopped is done and detaches instead of keeping it."""
+        tracee = self.tracees.get(pid)
+        return tracee is not None and tracee.stopped and tracee.detach_when_done
 
     def owner_of(self, event: Breakpoint) -> tuple[Tracee, int] | None:
         tracee = self.tracees.get(event.task)

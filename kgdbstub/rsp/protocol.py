@@ -47,7 +47,13 @@ class RemoteProtocol:
     In ack mode sending is stop-and-wait, as the protocol intends and as
     kgdb and gdbserver do: while a frame awaits its '+', later frames are
     held back, and each goes out when the '+' for the one before arrives.
-    A '-' therefore always names one frame, the one sent again.
+    A '-' therefore always names one frame, the one sent again. A copy
+    of it waiting in data_to_send answers every '-' that comes before the
+    copy is taken, so that a flood of them costs one copy, not one each.
+
+    What waits for a '+' is the frames of one answer at most, if the
+    caller calls assume_acknowledged when a new packet comes in place of
+    the '+' (a peer that moved on will never acknowledge the old answer).
     """
 
     def __init__(self, *, max_packet_size: int = 16384, run_length_encode: bool = True,
@@ -76,6 +82,9 @@ class RemoteProtocol:
         self._read = self._read_between_packets
         self._outgoing = bytearray()
         self._unacknowledged: bytes | None = None
+        # A copy of the unacknowledged frame is in _outgoing, not yet taken:
+        # a '-' now cannot be about it, and the copy answers the '-' before.
+        self._copy_queued = False
         self._held: deque[bytes] = deque()
 
     @property
@@ -86,6 +95,12 @@ class RemoteProtocol:
     def awaiting_ack(self) -> bool:
         """A frame went out in ack mode and its '+' has not come yet."""
         return self._unacknowledged is not None
+
+    @property
+    def unacknowledged_bytes(self) -> int:
+        """Bytes of frames kept for a '+': the one sent and those held back."""
+        sent = len(self._unacknowledged) if self._unacknowledged is not None else 0
+        return sent + sum(map(len, self._held))
 
     @property
     def buffered_bytes(self) -> int:
@@ -151,6 +166,7 @@ class RemoteProtocol:
         """Everything queued for the wire, which is then forgotten here."""
         data = bytes(self._outgoing)
         self._outgoing.clear()
+        self._copy_queued = False
         return data
 
     def start_no_ack_mode(self) -> None:
@@ -162,6 +178,16 @@ class RemoteProtocol:
         as delivered, and held frames are released.
         """
         self._ack_mode = False
+        self.assume_acknowledged()
+
+    def assume_acknowledged(self) -> None:
+        """Take what awaits a '+' as delivered, and release the held frames at once.
+
+        For a peer that sends its next packet instead of the '+': gdb sends
+        nothing before it has acknowledged the whole answer, so a peer that
+        does has either moved on or never acknowledges. Its later '-' no
+        longer brings the old frame back.
+        """
         self._unacknowledged = None
         while self._held:
             self._outgoing += self._held.popleft()
@@ -169,6 +195,7 @@ class RemoteProtocol:
     def _transmit(self, frame: bytes) -> None:
         self._outgoing += frame
         self._unacknowledged = frame
+        self._copy_queued = True
 
     # Readers: one per place the stream can be in. Each consumes what it
     # can and returns an event, None for "need more bytes", or _KEEP_READING.
@@ -316,6 +343,7 @@ class RemoteProtocol:
         return Ack()
 
     def _refused(self) -> Nak:
-        if self._unacknowledged is not None:
+        if self._unacknowledged is not None and not self._copy_queued:
             self._outgoing += self._unacknowledged
+            self._copy_queued = True
         return Nak()

@@ -4,7 +4,7 @@ The machine prints from its worker thread (Kernel.console_listeners are
 called there). `ConsoleBuffer` takes that output under a lock and wakes the
 trio side through the run's TrioToken, so no trio call is ever made from the
 worker thread; the trio side then decides where the text goes: raw onto the
-line, or to gdb as `O` packets.
+line, or to gdb as `O` packets, or to the terminal (`copy_to_file`).
 
 The buffer is bounded like a kernel's log buffer: when nobody drains it
 (the line is full because nothing reads the pty) the oldest text is dropped
@@ -12,6 +12,7 @@ first, and `dropped` counts it.
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import trio
@@ -94,3 +95,21 @@ class ConsoleBuffer:
         if self._kernel is not None:
             self._kernel.console_listeners.remove(self.write)
             self._kernel = None
+
+
+async def copy_to_file(console: ConsoleBuffer, fd: int) -> None:
+    """Console text to a file descriptor (the terminal `serve` runs in), as it comes, for ever.
+
+    The writes block, so they run on a worker thread: a reader that does
+    not keep up (a pipe nobody drains) holds back only this copy, which
+    the buffer bounds by dropping its oldest text. Ends quietly if the
+    descriptor is closed at the far end.
+    """
+    while True:
+        await console.wait()
+        try:
+            written = await trio.to_thread.run_sync(os.write, fd, console.peek(), abandon_on_cancel=True)
+        except OSError:
+            console.detach()
+            return
+        console.consume(written)

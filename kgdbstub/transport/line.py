@@ -19,7 +19,10 @@ so on a pty the two bytes themselves are the BREAK.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import struct
+import termios
 
 import trio
 
@@ -47,6 +50,7 @@ class FdLine:
         os.set_blocking(fd, False)
         # Writers take turns: a packet is never cut by console text.
         self._write_lock = trio.StrictFIFOLock()
+        self._reads = trio.lowlevel.ParkingLot()  # woken after each read
         self.closed = False
 
     @property
@@ -61,6 +65,13 @@ class FdLine:
         """Bytes as read from the descriptor, as the stub is to see them."""
         return data
 
+    def _check_mode(self) -> None:
+        """Before each write and after each read: keep the line in the mode the stub needs."""
+
+    def input_waiting(self) -> int:
+        """How many bytes from the far end wait to be read."""
+        return struct.unpack("i", fcntl.ioctl(self._fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
     async def receive_some(self, max_bytes: int = 65536) -> bytes:
         """The next bytes from the far end; b"" when it hung up (a pty nobody has open)."""
         await trio.lowlevel.checkpoint()
@@ -74,6 +85,8 @@ class FdLine:
                 if error.errno == errno.EIO and self.hangs_up:
                     return b""
                 raise LineLost(error.errno, f"{self.path}: {error.strerror}") from None
+            self._reads.unpark_all()
+            self._check_mode()
             if not data:
                 if self.hangs_up:
                     return b""
@@ -82,8 +95,14 @@ class FdLine:
             if data:
                 return data
 
-    async def _write_some(self, data) -> int:
+    async def _write_some(self, data, *, after_input: bool = False) -> int:
         while True:
+            if after_input:
+                while self.input_waiting():
+                    await self._reads.park()
+                # Reading it may have made the caller stop: a cancel comes before the write.
+                await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_mode()
             try:
                 return os.write(self._fd, data)
             except BlockingIOError:
@@ -107,8 +126,20 @@ class FdLine:
             await trio.lowlevel.checkpoint()
             return await self._write_some(data)
 
+    async def send_console(self, data: bytes) -> int:
+        """As send_some, but only once no input waits to be read (the reader is behind).
+
+        For raw console text while no debugger is attached: what waits may
+        be a debugger's first packet, and text written after it would reach
+        that debugger raw. A reader must be reading the line meanwhile.
+        """
+        async with self._write_lock:
+            await trio.lowlevel.checkpoint()
+            return await self._write_some(data, after_input=True)
+
     def send_nowait(self, data: bytes) -> int:
         """Write what fits now, without waiting; how much (0 when the line is full)."""
+        self._check_mode()
         try:
             return os.write(self._fd, data)
         except BlockingIOError:

@@ -3,7 +3,12 @@
     gdb -ex 'target remote /dev/pts/N'
 
 Both ends are in raw mode, so that no echo or line discipline touches a
-packet. On Linux a read of the master fails with EIO while nobody has the
+packet, and the stub keeps them so: any program may change the slave's
+settings (`stty -F /dev/pts/N echo`, or a client that only leaves canonical
+mode), and with echo on the stub would read its own replies back as
+packets, without end. Before each write and after each read it looks at
+the slave's settings (through the master, which on Linux shows and sets the
+slave's), sets them back to raw if they changed, and says so on stderr. On Linux a read of the master fails with EIO while nobody has the
 slave open. The stub therefore holds the slave open itself while no debugger
 is attached: reads then wait, and console text written meanwhile stays in
 the pty's buffer (about 16 KiB of it) for whoever opens the slave next. When
@@ -22,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import termios
 import tty
+from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -31,11 +38,31 @@ import trio
 from .line import FdLine
 
 
+# Terminal settings that make a pty touch the bytes that cross it: echo, a
+# line discipline, signals from control bytes, translations of CR and NL,
+# flow control, output processing. (termios flag word, flags, what they are)
+_NOT_RAW = (
+    (3, termios.ECHO | termios.ECHONL, "echo"),
+    (3, termios.ICANON, "canonical (line-by-line) input"),
+    (3, termios.ISIG | termios.IEXTEN, "control characters as signals"),
+    (0, termios.ICRNL | termios.INLCR | termios.IGNCR | termios.ISTRIP | termios.BRKINT,
+     "input translation"),
+    (0, termios.IXON | termios.IXOFF, "XON/XOFF flow control"),
+    (1, termios.OPOST, "output processing"),
+)
+
+
+def _report_on_stderr(message: str) -> None:
+    print(f"kgdbstub: {message}", file=sys.stderr, flush=True)
+
+
 class PtyLine(FdLine):
     kind = "pty"
     hangs_up = True
 
-    def __init__(self, *, link: str | os.PathLike | None = None):
+    def __init__(self, *, link: str | os.PathLike | None = None,
+                 report: Callable[[str], None] = _report_on_stderr):
+        self._report = report
         master, slave = os.openpty()
         try:
             tty.setraw(master, termios.TCSANOW)
@@ -74,6 +101,15 @@ class PtyLine(FdLine):
                 if os.readlink(self.link) == self.path:
                     self.link.unlink()
             self.link = None
+
+    def _check_mode(self) -> None:
+        """Set the slave back to raw if another program changed it, and say what was found."""
+        attributes = termios.tcgetattr(self._fd)  # the master: the slave's settings
+        found = [what for word, flags, what in _NOT_RAW if attributes[word] & flags]
+        if found:
+            tty.setraw(self._fd, termios.TCSANOW)
+            self._report(f"{self.path}: another program set {', '.join(found)} on the pty; "
+                         "set it back to raw, as the protocol needs every byte as it is")
 
     def debugger_arrived(self) -> None:
         """Let go of our slave descriptor: the debugger closing its own is then seen."""

@@ -8,12 +8,28 @@ which gdb reads without a target description, is kgdb's dbg_reg_def
 """
 from __future__ import annotations
 
+import ctypes
 import functools
-
 from dataclasses import dataclass
 
+from unicorn import UcError
 from unicorn import x86_const as X
+from unicorn.unicorn import UcContext
 from unicorn.unicorn_py3.arch.intel import UcIntel
+
+
+class RegisterRefused(ValueError):
+    """The machine cannot hold this value in this register; nothing was changed.
+
+    A segment register takes only a selector the CPU could load: with no
+    descriptor table in the machine that is a null selector (0 to 3) for fs
+    and gs, as a real CPU raises #GP for any other.
+    """
+
+    def __init__(self, register: "Register", value: int):
+        super().__init__(f"{register.name} cannot hold {value:#x}")
+        self.register = register
+        self.value = value
 
 
 @dataclass(frozen=True)
@@ -81,11 +97,14 @@ def read_value(regs, register: Register) -> int:
 
 
 def write_value(regs, register: Register, value: int) -> None:
+    """Write one register, or raise RegisterRefused with regs unchanged."""
     if register.uc_id is None:
         return
-    if register.x87:
-        value = (value & ((1 << 64) - 1), value >> 64)
-    regs._reg_write(register.uc_id, _value_type(register.uc_id), value)
+    stored = (value & ((1 << 64) - 1), value >> 64) if register.x87 else value
+    try:
+        regs._reg_write(register.uc_id, _value_type(register.uc_id), stored)
+    except UcError:
+        raise RegisterRefused(register, value) from None
 
 
 @functools.cache
@@ -102,12 +121,32 @@ def encode(regs, layout) -> bytes:
 
 
 def decode_into(regs, layout, data: bytes) -> None:
-    """Write a `G` payload (raw bytes) into regs; data must cover the whole layout."""
+    """Write a `G` payload (raw bytes) into regs; data must cover the whole layout.
+
+    All or nothing: if one register refuses its value, regs gets back the
+    state it had before (segment bases included, which a selector write
+    changes) and RegisterRefused is raised.
+    """
+    before = _snapshot(regs)
     offset = 0
-    for register in layout:
-        chunk = data[offset : offset + register.size]
-        write_value(regs, register, int.from_bytes(chunk, "little"))
-        offset += register.size
+    try:
+        for register in layout:
+            write_value(regs, register, int.from_bytes(data[offset : offset + register.size], "little"))
+            offset += register.size
+    except RegisterRefused:
+        _restore(regs, before)
+        raise
+
+
+def _snapshot(regs):
+    return bytes(regs) if isinstance(regs, UcContext) else regs.context_save()
+
+
+def _restore(regs, snapshot) -> None:
+    if isinstance(regs, UcContext):
+        ctypes.memmove(regs.context, snapshot, regs.size)
+    else:
+        regs.context_restore(snapshot)
 
 
 def layout_size(layout) -> int:

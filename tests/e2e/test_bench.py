@@ -15,6 +15,7 @@ MEASURES = (
     "machine, four watches armed: iterations/s",
     "ptrace-loop: 1,000,000 ptrace hits",
     "perf hits/s (watch written every iteration)",
+    "one step, 1000 software breakpoints set",
     "3 watch stops, ignore count: kgdbstub",
     "3 watch stops, gdb Python continue loop: kgdbstub",
     "m reads/s (raw client, loopback)",
@@ -49,3 +50,17 @@ def test_the_benchmark_reports_every_measure(tmp_path):
 
 def _row(table: str, name: str) -> str:
     return next(line for line in table.splitlines() if line.startswith(name))
+
+
+def test_the_hostile_bench_runs_at_a_tiny_size(tmp_path):
+    """tools/bench_hostile.py: every figure is there, and says what the stub promises."""
+    figures_file = tmp_path / "hostile.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "bench_hostile.py"), "--requests", "200",
+                           "--json", str(figures_file)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    figures = json.loads(figures_file.read_text())
+    assert figures["unacknowledged"]["all_answered"] and figures["unacknowledged"]["next_debugger_served"]
+    assert figures["naks"]["next_request_answered"]
+    assert figures["refusals"]["first_said"].startswith("+$E.kgdbstub: another debugger is attached")
+    assert figures["sigint_detached"]["exit_status"] == figures["sigint_continued"]["exit_status"] == 130
+    assert figures["echo"]["packets_answered_in_3_s"] == 1

@@ -30,13 +30,11 @@ machine before its `?`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import errno
 import re
 import termios
 from dataclasses import dataclass
-from typing import Self
 
 import pytest
 import trio
@@ -44,6 +42,7 @@ from gdbtools import (
     GDB,
     RESUMED_MARKER,
     LineServer,
+    OpenWatch,
     continue_command,
     parse_values,
     run_gdb,
@@ -108,33 +107,6 @@ async def attach(server, **options):
             os.close(held)
 
 
-class OpenWatch:
-    """Tells when a file is opened (inotify's IN_OPEN), for a `with` block."""
-
-    IN_OPEN = 0x20
-
-    def __init__(self, path: str):
-        self.fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if self.fd < 0 or _libc.inotify_add_watch(self.fd, path.encode(), self.IN_OPEN) < 0:
-            raise OSError(ctypes.get_errno(), f"inotify on {path}")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exception) -> None:
-        os.close(self.fd)
-
-    async def opened(self) -> None:
-        with trio.fail_after(TIMEOUT):
-            while True:
-                try:
-                    if os.read(self.fd, 4096):
-                        return
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(self.fd)
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 async def hang_up(server, target, *, at_once: bool = False) -> None:
@@ -151,7 +123,7 @@ async def hang_up(server, target, *, at_once: bool = False) -> None:
         return
     with OpenWatch(server.path) as watch:
         await target.close()
-        await watch.opened()
+        await watch.opened(TIMEOUT)
 
 
 def wire(target) -> trio.abc.Stream:

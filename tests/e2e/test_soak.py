@@ -27,6 +27,7 @@ def test_a_short_soak_keeps_every_invariant(tmp_path):
     assert figures["reconnects"] >= 3
     assert figures["stops"] >= 10 and figures["interrupts"] >= 1
     assert figures["gdb_sessions"] >= (1 if GDB else 0)
+    assert figures["hostile_clients"] >= 1
 
 
 # -- the checkers, fed doctored listings ----------------------------------------------------

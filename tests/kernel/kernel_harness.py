@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kgdbstub.core.breakinfo import Piece
 from kgdbstub.core.debugger import SIGINT, SIGTRAP, Debugger, StopEvent
+from kgdbstub.gdbstub.dialects import DIALECTS
 from kgdbstub.kernel.hw_breakpoint import Breakpoint, BreakpointType, register_length
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
@@ -41,15 +42,21 @@ class Machine:
     """A two-CPU minikernel booted to kgdbwait, past kgdb's late init."""
 
     def __init__(self, *, policy: str = "leftover", cpus: int = 2,
-                 early: Callable[[Kernel], object] | None = None, late_init: bool = True):
+                 early: Callable[[Kernel], object] | None = None, late_init: bool = True,
+                 dialect: str = "modern"):
         self.kernel = Kernel(image(), cpus=cpus)
-        self.debugger = Debugger(self.kernel, policy=policy)
+        self.dialect = DIALECTS[dialect]
+        self.debugger = Debugger(self.kernel, policy=policy, **self.dialect.core)
         if early is not None:
             early(self.kernel)
         boot = self.resume()
         assert (boot.signal, boot.thread) == (SIGTRAP, INIT), f"boot did not stop in kgdbwait: {boot}"
         if late_init:
             self.debugger.late_init()
+
+    def session(self, **options):
+        """A session of the machine's dialect (its own class: kgdb.py's for `kgdb`)."""
+        return self.dialect.session(self.debugger, self.dialect, **options)
 
     # -- the image ------------------------------------------------------------
 
@@ -115,8 +122,11 @@ class Machine:
         assert kernel.ticks <= deadline, f"still not there after {limit} rounds"
         return stops
 
-    def resume(self, *, limit: int = RUN_LIMIT) -> StopEvent:
-        """Debugger.resume, failing (not hanging) if nothing stops the machine within `limit` rounds."""
+    def resume(self, *, limit: int = RUN_LIMIT, expect_stop: bool = True) -> StopEvent:
+        """Debugger.resume, failing (not hanging) if nothing stops the machine within `limit` rounds.
+
+        With expect_stop=False the run just ends there, with the SIGINT stop of an interrupt.
+        """
         kernel, debugger = self.kernel, self.debugger
         deadline = kernel.ticks + limit
 
@@ -132,7 +142,7 @@ class Machine:
             event = debugger.resume()
         finally:
             del kernel.run
-        assert not (event.signal == SIGINT and kernel.ticks > deadline), f"no stop within {limit} rounds"
+        assert not (expect_stop and event.signal == SIGINT and kernel.ticks > deadline), f"no stop within {limit} rounds"
         return event
 
     def run_rounds(self, rounds: int, **options) -> list[StopEvent]:

@@ -386,3 +386,41 @@ def test_a_refused_switch_to_boot_leaves_a_session_holding_what_it_held():
     assert debugger.policy.name == "session"
     assert accounting.snapshot() == before
     perf.register(address=machine.address("jiffies"), length=8, type=W, cpu=1, task=None)
+
+
+# -- what a debugger could hold now (qWatchpointSupportInfo) ---------------------------------
+
+
+@pytest.mark.parametrize("policy, expected", [("leftover", [4, 3, 2, 1, 0]), ("session", [4, 3, 2, 1, 0]),
+                                              ("boot", [4, 4, 4, 4, 4])])
+def test_capacity_is_what_the_accounting_leaves_the_debugger_those_it_holds_included(policy, expected):
+    machine = Machine(policy=policy)
+    debugger, kernel = machine.debugger, machine.kernel
+    tick = machine.address("looper_tick")
+    takers = [
+        lambda: kernel.perf.register_wide(address=machine.address("jiffies"), length=8, type=W),
+        lambda: kernel.perf.register(address=tick, length=8, type=X, cpu=1, task=None),  # one CPU decides
+        lambda: kernel.perf.register(address=tick, length=8, type=X, cpu=None, task=LOOPER),
+        lambda: machine.trace(1),  # ptrace, on the looper on every CPU
+    ]
+    counts = []
+    for take in [lambda: None, *takers]:
+        try:
+            take()
+        except OSError as refused:
+            assert policy == "boot" and refused.errno == errno.ENOSPC
+        debugger.attach()  # as a debugger asks: attached
+        counts.append(debugger.hardware_capacity())
+        debugger.detach()
+    assert counts == expected
+    debugger.attach()
+    if expected[-1]:
+        debugger.insert_hardware(KIND_EXECUTE, machine.address("do_fork"), 1)
+        assert debugger.hardware_capacity() == expected[-1], "what it holds counts"
+    debugger.detach()
+
+
+def test_capacity_without_hardware_breakpoints_is_none():
+    machine = Machine(policy="leftover")
+    machine.debugger.hardware_enabled = False
+    assert machine.debugger.hardware_capacity() == 0

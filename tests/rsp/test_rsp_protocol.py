@@ -275,9 +275,40 @@ def test_nak_retransmits_the_frame():
     stub = sent_once(RemoteProtocol(), b"OK")
     assert feed(stub, b"-") == [Nak()]
     assert stub.data_to_send() == b"$OK#9a"
-    assert feed(stub, b"--") == [Nak(), Nak()]
-    assert stub.data_to_send() == b"$OK#9a$OK#9a"
+    assert feed(stub, b"-") == [Nak()]
+    assert stub.data_to_send() == b"$OK#9a"
     assert stub.awaiting_ack
+
+
+def test_a_flood_of_naks_costs_one_copy_until_that_copy_is_taken():
+    reply = b"ab" * 4000
+    stub = sent_once(RemoteProtocol(run_length_encode=False), reply)
+    assert feed(stub, b"-" * 16384) == [Nak()] * 16384
+    assert stub.data_to_send() == frame_of(reply)
+    assert feed(stub, b"--") == [Nak(), Nak()]
+    assert stub.data_to_send() == frame_of(reply)
+
+
+def test_a_nak_before_the_frame_went_out_brings_no_second_copy():
+    stub = RemoteProtocol()
+    assert feed(stub, b"$g#67") == [Packet(b"g")]
+    stub.send_packet(b"00")
+    assert feed(stub, b"-") == [Nak()]  # it cannot be about a frame still to go out
+    assert stub.data_to_send() == b"+$00#60"
+
+
+def test_a_packet_in_place_of_the_ack_can_stand_for_it():
+    stub = RemoteProtocol()
+    stub.send_packet(b"O6869")
+    stub.send_packet(b"OK")
+    assert stub.data_to_send() == frame_of(b"O6869")
+    assert stub.unacknowledged_bytes == len(frame_of(b"O6869")) + len(b"$OK#9a")
+    assert feed(stub, b"$g#67") == [Packet(b"g")]
+    stub.assume_acknowledged()  # the peer moved on: the rest goes at once
+    assert stub.data_to_send() == b"+$OK#9a"
+    assert not stub.awaiting_ack and stub.unacknowledged_bytes == 0
+    assert feed(stub, b"-") == [Nak()]
+    assert stub.data_to_send() == b""
 
 
 def test_ack_forgets_the_frame():

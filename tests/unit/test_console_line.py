@@ -424,3 +424,28 @@ def test_telnet_console_input(splitter):
     telnet = splitter.TelnetInput()
     assert telnet.feed(b"ls\r\n\xff\xfb\x01x\xff\xff\xff\xf3g") == [b"ls\r\nx\xff", splitter.BREAK_SIGNAL, b"g"]
     assert telnet.feed(b"\xff\xfa\x18\x01\xff\xf0ok") == [b"ok"]
+
+
+async def test_in_modern_no_raw_console_byte_follows_gdbs_first_packet(machine):
+    """The console waits for room on a full pty; gdb opens it (discarding what
+    waits unread), which makes room, and sends its first packet at once. The
+    text that waited must not go out raw after that packet: held, it goes to
+    gdb as O packets. (Which of the stub's tasks runs first is left to trio,
+    so the arrival is tried several times.)"""
+    line, kernel, debugger, options = machine
+    options["start"]("modern")
+    noise = b"console text with a $ and a - in it\n" * 2048  # more than the pty holds
+    with trio.fail_after(DEADLINE):
+        for _ in range(8):
+            kernel.console_write(noise)
+            await trio.testing.wait_all_tasks_blocked()  # the pty is full and the console waits
+            client = LineClient(line.path)
+            termios.tcflush(client.fd, termios.TCIFLUSH)  # as gdb does when it opens a port
+            client.send(QSUPPORTED)
+            try:
+                assert (await client.receive()).startswith(b"PacketSize=")
+                assert (await client.request(b"qC")).startswith(b"QC")
+                assert client.console_text() == b"", client.console_text()[:80]
+            finally:
+                client.close()
+            await trio.testing.wait_all_tasks_blocked()  # the stub saw it go and holds the pty again
