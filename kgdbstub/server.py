@@ -94,8 +94,10 @@ class _Wire:
             event = self._parse()
             if event is not None or self.closed:
                 return event
+            paused = self.codec.paused  # what it has read waits for what it sends
             await self.flush()
-            await self._receive()
+            if not paused:
+                await self._receive()
 
     async def watch_while_running(self) -> None:
         """Read while the machine runs, for interrupts and for the debugger going away.
@@ -115,12 +117,14 @@ class _Wire:
                 continue
             if self.closed:
                 return
+            paused = self.codec.paused
             try:
                 await self._write_whole(self.codec.data_to_send())
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._gone()  # reset under our acks: as a hang-up
                 return
-            await self._receive()
+            if not paused:
+                await self._receive()
 
     async def until_acknowledged(self) -> None:
         """Until nothing sent waits for a '+' (at once in no-ack mode), or the debugger is gone."""

@@ -431,6 +431,9 @@ class Model:
         self.held = [SLOTS if policy == "boot" else 0] * cpus  # kgdb's reservations on each CPU
         self.requests: list[tuple[int, int, int]] = []  # Z1-Z4: (kind, address, length)
         self.software: set[int] = set()
+        # kgdb: removed software breakpoints, whose kgdb_break[] entries stay
+        # theirs (reused for their own address alone) until every one goes.
+        self.removed: set[int] = set()
         self.settled = True  # the machine ran since the requests last changed
         self.tracers_leave: dict[int, bool] = {}  # pid -> its tracer detaches when its continues are used up
 
@@ -464,8 +467,25 @@ class Model:
 
     def clear_breakpoints(self) -> None:
         """`?`, detach or a vanished debugger: kgdb removes every breakpoint."""
-        self.requests, self.software, self.settled = [], set(), True
+        self.requests, self.software, self.removed, self.settled = [], set(), set(), True
         self._leftover_holds_what_it_uses()
+
+    # -- software breakpoints (kgdb_break[], 1000 entries) --
+
+    def software_insert_reply(self, address: int) -> bytes:
+        if address in self.software:  # modern, as gdbserver, replaces the breakpoint's lists
+            return b"OK" if self.modern else b"E17"
+        held = len(self.software) + len(self.removed - {address})
+        return b"OK" if address in self.removed or held < 1000 else b"E07"
+
+    def software_inserted(self, address: int) -> None:
+        self.software.add(address)
+        self.removed.discard(address)
+
+    def software_removed(self, address: int) -> None:
+        self.software.discard(address)
+        if not self.modern:
+            self.removed.add(address)
 
     def detach(self) -> None:
         self.clear_breakpoints()
@@ -939,10 +959,8 @@ class Soak:
     async def insert_software(self, address: int | None = None) -> None:
         if address is None:
             address = self.machine.address(self.rng.choice(KERNEL_FUNCTIONS))
-        # kgdb answers EEXIST; modern, as gdbserver, replaces the breakpoint's lists.
-        wanted = b"E17" if address in self.model.software and not self.modern else b"OK"
-        if await self.expect(b"Z0,%x,1" % address, wanted) == b"OK":
-            self.model.software.add(address)
+        if await self.expect(b"Z0,%x,1" % address, self.model.software_insert_reply(address)) == b"OK":
+            self.model.software_inserted(address)
 
     async def remove_software(self) -> None:
         address = self.machine.address(self.rng.choice(KERNEL_FUNCTIONS))
@@ -950,7 +968,7 @@ class Soak:
             address = self.rng.choice(sorted(self.model.software))
         wanted = b"OK" if address in self.model.software else b"E02"  # ENOENT
         if await self.expect(b"z0,%x,1" % address, wanted) == b"OK":
-            self.model.software.discard(address)
+            self.model.software_removed(address)
 
     # -- running --
 
@@ -960,11 +978,11 @@ class Soak:
         if address not in self.model.software:
             return False
         await self.expect(b"z0,%x,1" % address, b"OK")
-        self.model.software.discard(address)
+        self.model.software_removed(address)
         self.doing = "s (over a software breakpoint)"
         await self._stopped(await self.target.step(), stepped=True)
         await self.expect(b"Z0,%x,1" % address, b"OK")
-        self.model.software.add(address)
+        self.model.software_inserted(address)
         return True
 
     async def _stopped(self, stop: Stop, *, stepped: bool = False, interrupted: bool = False) -> None:
@@ -1074,6 +1092,8 @@ class Soak:
     async def hostile_register(self) -> None:
         """A register written with 0, all ones or an odd value: taken, or refused with nothing changed.
         The registers are put back after, so that the machine runs on as the model has it."""
+        if not self.modern:
+            await self.expect(b"Hg0", b"OK")  # kgdb writes the registers of the task it stopped in alone
         self.doing = "g"
         layout = await self.target.registers_layout()
         before = await self.request(b"g")
@@ -1095,11 +1115,16 @@ class Soak:
         for address in range(text, text + 1000 + self.rng.randrange(1, 50)):
             if address in self.model.software:
                 continue
-            room = len(self.model.software) + len(added) < 1000
-            if await self.expect(b"Z0,%x,1" % address, b"OK" if room else b"E07") == b"OK":
+            if await self.expect(b"Z0,%x,1" % address, self.model.software_insert_reply(address)) == b"OK":
+                self.model.software_inserted(address)
                 added.append(address)
         for address in added:
             await self.expect(b"z0,%x,1" % address, b"OK")
+            self.model.software_removed(address)
+        if not self.modern:
+            # Their entries stay theirs (dbg_remove_sw_break) until `?` frees every one.
+            await self.expect(b"?", b"S05")
+            self.model.clear_breakpoints()
         if not self.modern:
             return  # kgdb gives each request an entry of its own: four at most, as insert_hardware tries
         kind, (address, length) = self.rng.choice((2, 4)), self._watch_region()

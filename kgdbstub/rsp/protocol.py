@@ -85,11 +85,23 @@ class RemoteProtocol:
         # A copy of the unacknowledged frame is in _outgoing, not yet taken:
         # a '-' now cannot be about it, and the copy answers the '-' before.
         self._copy_queued = False
+        self._paused = False  # strict acks: input waits until the copy queued has been taken
         self._held: deque[bytes] = deque()
 
     @property
     def ack_mode(self) -> bool:
         return self._ack_mode
+
+    @property
+    def paused(self) -> bool:
+        """Received bytes wait until what is queued has been taken with data_to_send.
+
+        With strict acks every byte but '+', '$' and 0x03 sends the frame
+        again, as Linux's put_packet does, one copy after another: the next
+        byte is read only once the copy before it has gone, so that a flood
+        of them never makes the copies pile up here.
+        """
+        return self._paused
 
     @property
     def awaiting_ack(self) -> bool:
@@ -167,6 +179,8 @@ class RemoteProtocol:
         data = bytes(self._outgoing)
         self._outgoing.clear()
         self._copy_queued = False
+        self._paused = False  # strict acks: input waits until the copy queued has been taken
+        self._paused = False
         return data
 
     def start_no_ack_mode(self) -> None:
@@ -221,6 +235,9 @@ class RemoteProtocol:
     def _read_ack_strictly(self):
         while self._received and self._unacknowledged is not None:
             byte = self._received[0]
+            if byte not in (ACK, PACKET_START, INTERRUPT) and self._copy_queued:
+                self._paused = True  # read once the copy queued has been taken
+                return None
             del self._received[:1]
             if byte == ACK:
                 return self._acknowledged()
@@ -233,6 +250,7 @@ class RemoteProtocol:
                 return Nak()
             if byte != INTERRUPT:
                 self._outgoing += self._unacknowledged
+                self._copy_queued = True
         return _KEEP_READING if self._received else None
 
     def _read_to_next_frame(self):
