@@ -1,10 +1,11 @@
 """Serving one debugger at a time over a byte stream, with trio.
 
 The machine runs freely while no debugger is attached and stops when one
-arrives; a connection's session then decides when it runs, in slices on
-the event loop while a debugger is attached (on a worker thread while
-none is); Ctrl-C from gdb reaches it as a flag the machine checks between
-two CPU turns.
+arrives; a connection's session then decides when it runs. A resume runs
+on the event loop for its first FIRST_SLICE, then on a worker thread, so
+that the loop reads the wire while the machine runs: a Ctrl-C sets the
+flag the machine checks at every translation block (a break-in), and the
+machine stops within one block wherever it is.
 
 Over TCP (`serve_listener`) a connection is a debugger from its first
 packet, and one debugger holds the seat at a time. On a line -- a pty
@@ -30,7 +31,6 @@ from __future__ import annotations
 import errno
 import time
 from collections import deque
-from collections.abc import Callable
 
 import trio
 
@@ -66,10 +66,10 @@ class _Wire:
         self.stream = stream
         self.codec = dialect.codec()
         self._interrupt_byte_stops = dialect.interrupt_byte_stops
-        self.sysrq_pending = False  # SysRq-G read ahead of a resume the session has yet to run
         self._dialect = dialect
         self.closed = False
         self.running = False  # interrupts stop the machine only while it runs
+        self.break_pending = False  # a SysRq-G that came in one read with the resume before it
         self._debugger = debugger
         self._trace = trace
         self._line = stream if isinstance(stream, LineConnection) else None
@@ -194,7 +194,8 @@ class _Wire:
             if self.running:
                 self._debugger.request_sysrq_g()
             else:
-                self.sysrq_pending = True
+                # Read along with the resume it follows: it is for the run that resume starts.
+                self.break_pending = True
             # The serial driver takes the key (uart_handle_sysrq_char): kgdb never reads it.
             data = data.replace(BREAK + b"g", b"")
         self.codec.receive_data(data)
@@ -270,11 +271,15 @@ RECEIVE_SIZE = 65536
 # long for a debugger that reads nothing before the debugger is taken as gone.
 WRITE_PATIENCE = 10.0
 
-# How long the machine runs on the event loop before it lets the other tasks
-# (the wire's watcher, the console) have their turn. A resume runs here
-# rather than on a worker thread: the hand-over to a thread and back costs
-# more than most runs between two stops take.
-RUN_SLICE = 0.005
+# How long a resume runs on the event loop before the rest of the run moves
+# to a worker thread, leaving the loop to read the wire and forward the
+# console. Most runs between two stops are shorter than this: for them the
+# hand-over to a thread and back (about 120 us) would cost more than the run.
+FIRST_SLICE = 0.002
+# How long the worker thread runs the machine before breakpoint output
+# (dprintf) that waits is sent; the run comes back sooner when that
+# output reaches OUTPUT_LIMIT.
+THREAD_SLICE = 0.05
 
 
 async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: str = "modern",
@@ -340,34 +345,45 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the debugger is gone, and the machine is being stopped
 
-    def slice_over() -> Callable[[], bool]:
-        # A slice ends early when breakpoint output waits: it goes out before the machine runs on.
-        over, output = _slice_over(), debugger.conditions.output
-        return lambda: over() or len(output) >= OUTPUT_LIMIT
+    def output_waits() -> bool:
+        # A run pauses when breakpoint output waits: it goes out before the machine runs on.
+        return len(debugger.conditions.output) >= OUTPUT_LIMIT
 
     async def run_machine(resume: Resume):
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
-        if wire.sysrq_pending:  # it came after the resume packet, read with it
-            wire.sysrq_pending = False
+        if wire.break_pending and not resume.step:
             debugger.request_sysrq_g()
+        wire.break_pending = False
         with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address,
                               thread=resume.thread) as run:
-            # Most runs, and steps but for a thread on no CPU, end within a
-            # slice: watchers are started only for a longer one.
-            if (stop := run(slice_over())) is not None:
+            # Most runs, and steps but for a thread on no CPU, end within the
+            # first slice: the thread and the watchers are only for a longer one.
+            if (stop := run(time.monotonic() + FIRST_SLICE, output_waits)) is not None:
                 return stop
             wire.running = True
+            stopped = False
+
+            async def break_in_when_cancelled():
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    if not stopped:
+                        debugger.request_interrupt()  # the thread ends only when the machine stops
+
             try:
                 async with trio.open_nursery() as watchers:
                     watchers.start_soon(wire.watch_while_running)
+                    watchers.start_soon(break_in_when_cancelled)
                     if console is not None:
                         watchers.start_soon(forward_console_while_running)
+                    # The event loop stays free to read the wire: a Ctrl-C stops the machine at once.
                     while True:
                         await forward_breakpoint_output(paced=True)
-                        if (stop := run(slice_over())) is not None:
+                        stop = await trio.to_thread.run_sync(run, time.monotonic() + THREAD_SLICE, output_waits)
+                        if stop is not None:
                             break
-                        await trio.lowlevel.checkpoint()
+                    stopped = True
                     watchers.cancel_scope.cancel()
             finally:
                 wire.running = False
@@ -382,7 +398,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
             if isinstance(packet, Packet):
                 action = session.handle(packet.payload)
                 if not isinstance(action, Resume):
-                    wire.sysrq_pending = False  # the machine was stopped: the key did nothing
+                    wire.break_pending = False  # the machine was stopped: the key did nothing
             else:
                 action = session.too_large()
             if isinstance(action, Reply):
@@ -417,11 +433,6 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         debugger.conditions.output.clear()  # for a debugger that is gone
     await stream.aclose()
     return detached
-
-
-def _slice_over() -> Callable[[], bool]:
-    end = time.monotonic() + RUN_SLICE
-    return lambda: time.monotonic() >= end
 
 
 async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, once: bool = False,

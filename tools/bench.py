@@ -1,6 +1,6 @@
 """kgdbstub's benchmarks, with its peers measured in the same run.
 
-    python tools/bench.py [--json FILE] [--stops N] [--rounds N]
+    python tools/bench.py [--json FILE] [--stops N] [--rounds N] [--break-ins N]
 
 Prints a table and writes JSON. Ratios compare numbers taken in this run:
 the machine against plain unicorn running the same code; stops that gdb
@@ -8,6 +8,27 @@ sees, and breakpoint conditions and dprintf evaluated in the stub
 (tools/bench_conditions.py), against gdbserver (a native process, real
 debug registers) and udbserver (gdbstub over unicorn). A missing peer is skipped with a note:
 `apt-get install gdbserver`, `pip install udbserver`.
+
+Break-in: N times, a raw socket sends `c`, waits 5 to 30 ms (a random
+point of the run, looper busy in its loop) and sends a 0x03; the latency
+is from the 0x03 to the whole stop reply, p50 and p99. Where the stops
+land is checked against where the machine spends its instructions, both
+counted the same way:
+
+- stops inside looper's loop: the share of the break-ins whose stop names
+  looper's thread with its pc in looper's own code (looper_main and
+  looper_tick), that is, whose break-in found looper executing there;
+- its share of instructions: of every instruction the machine executes
+  in the same kind of run (both CPUs, the kernel's system calls, forks,
+  ticks and scheduling included), the share that are looper's own, counted
+  one by one by a code hook on every address (the translation cache is
+  flushed when the hook is added, so no block escapes it).
+
+Break-ins come at random wall-clock times, so the two agree when the
+host's own work (Python between two engine runs) draws no stops: the goal
+is the shares within 10 points. The latency depends on the machine's load:
+on a shared machine the tail is time the server's threads and the client
+wait for a CPU.
 """
 from __future__ import annotations
 
@@ -150,63 +171,19 @@ def udbserver_stops(stops: int, mode: str) -> float | None:
 # -- protocol ------------------------------------------------------------------------
 
 
-class Wire:
-    """A raw client: frames built once, replies found by their '#' and checksum.
-
-    It does no more per request than a client must, so that the rate it
-    measures is the stub's.
-    """
-
-    def __init__(self, host: str, port: int):
-        self.sock = socket.create_connection((host, port), timeout=30)
-        self.sock.settimeout(None)  # a timeout would poll before every receive
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._received = b""
-        self.sock.sendall(self.frame(b"QStartNoAckMode"))
-        assert self._reply() == b"OK"
-        self.sock.sendall(b"+")
-
-    @staticmethod
-    def frame(payload: bytes) -> bytes:
-        return b"$%s#%02x" % (payload, sum(payload) & 0xFF)
-
-    def request(self, payload: bytes) -> bytes:
-        self.sock.sendall(self.frame(payload))
-        return self._reply()
-
-    def request_frame(self, frame: bytes) -> bytes:
-        self.sock.sendall(frame)
-        return self._reply()
-
-    def _reply(self) -> bytes:
-        while True:
-            start = self._received.find(b"$")
-            end = self._received.find(b"#", start + 1) if start >= 0 else -1
-            if end >= 0 and len(self._received) >= end + 3:
-                body, digits = self._received[start + 1 : end], self._received[end + 1 : end + 3]
-                self._received = self._received[end + 3 :]
-                if int(digits, 16) != sum(body) & 0xFF:
-                    raise ConnectionError(f"bad checksum on {body[:40]!r}")
-                return body
-            data = self.sock.recv(1 << 16)
-            if not data:
-                raise ConnectionError("the stub went away")
-            self._received += data
-
-
 def protocol_rates(count: int) -> tuple[float, float, float]:
     process, host, port = bench_machine.serve()
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
     try:
-        wire = Wire(host, port)
+        wire = bench_machine.Wire(host, port)
         address = image.address_of("jiffies")
-        read = Wire.frame(b"m%x,8" % address)
+        read = bench_machine.Wire.frame(b"m%x,8" % address)
         started = time.perf_counter()
         for _ in range(count):
             wire.request_frame(read)
         reads = count / (time.perf_counter() - started)
         do_fork = image.address_of("do_fork")
-        insert, remove = Wire.frame(b"Z1,%x,1" % do_fork), Wire.frame(b"z1,%x,1" % do_fork)
+        insert, remove = bench_machine.Wire.frame(b"Z1,%x,1" % do_fork), bench_machine.Wire.frame(b"z1,%x,1" % do_fork)
         started = time.perf_counter()
         for _ in range(count):
             assert wire.request_frame(insert) == b"OK"
@@ -259,6 +236,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--iterations", type=int, default=3_000_000)
     parser.add_argument("--rounds", type=int, default=5, help="timed runs interleaved; the best counts")
+    parser.add_argument("--break-ins", type=int, default=100, help="Ctrl-Cs timed for the break-in latency")
     parser.add_argument("--condition-hits", type=int, default=20_000)
     parser.add_argument("--condition-host-hits", type=int, default=1_000, help="with gdb evaluating: a stop each")
     parser.add_argument("--dprintf-lines", type=int, default=20_000)
@@ -274,14 +252,15 @@ def main() -> None:
 
     # Best of interleaved rounds: a busy machine slows a run, never speeds it up.
     plain = bare = armed = 0.0
+    million = float("inf")
     for _ in range(args.rounds):
         plain = max(plain, bench_machine.plain_unicorn(image, args.iterations))
         bare = max(bare, bench_machine.machine(image, args.iterations))
         armed = max(armed, bench_machine.machine(image, args.iterations, watches=4))
+        million = min(million, bench_machine.ptrace_million(image))
     row("plain unicorn: looper iterations/s", plain, "")
     row("machine, nothing armed: iterations/s", bare, "", f"{bare / plain:.2f} of plain unicorn")
     row("machine, four watches armed: iterations/s", armed, "", f"{armed / plain:.2f} of plain unicorn")
-    million = bench_machine.ptrace_million(image)
     row("ptrace-loop: 1,000,000 ptrace hits", million, "s", f"{million / 1e6 * 1e6:.2f} us/hit")
     perf = bench_machine.perf_rate(image, None, "looper_iterations", 20000)
     row("perf hits/s (watch written every iteration)", perf, "")
@@ -304,6 +283,12 @@ def main() -> None:
             best[name] = rate if best.get(name) is None else max(best[name], rate)
     for name, rate, note in bench_conditions.table(best, *sizes):
         row(name, rate, "", note)
+    latencies, landed = bench_machine.break_ins(image, args.break_ins)
+    share = bench_machine.instruction_share(image)
+    row(f"break-in latency p50 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.5) * 1e3, "ms")
+    row(f"break-in latency p99 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.99) * 1e3, "ms")
+    row("stops inside looper's loop", landed * 100, "%", f"its share of instructions {share:.1%}: {abs(landed - share) * 100:.1f} points apart")
+    row("looper's loop: share of instructions", share * 100, "%")
     reads, pairs, dump = protocol_rates(args.requests)
     row("m reads/s (raw client, loopback)", reads, "")
     row("Z1/z1 pairs/s (raw client, loopback)", pairs, "", f"{2 * pairs:,.0f} round trips/s")

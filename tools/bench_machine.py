@@ -14,11 +14,16 @@
    a write watchpoint hit (c for each stop).
 4. One single step with 1000 software breakpoints set (kgdb's most), which
    it puts in and takes out again as kgdb does, against one with none.
+5. Break-in: the latency of Ctrl-C (0x03 to the stop reply) at random
+   points of a run with looper busy, p50 and p99, and the share of those
+   stops with looper's pc in its loop, against the share of the machine's
+   instructions looper runs there (counted one by one with a code hook).
 """
 from __future__ import annotations
 
 import argparse
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -78,6 +83,9 @@ def machine(image: Image, iterations: int, watches: int = 0) -> float:
     started = time.perf_counter()
     kernel.run(lambda: kernel.read_u64(counter) >= iterations)
     return (kernel.read_u64(counter) - start) / (time.perf_counter() - started)
+
+
+LOOPER = 2  # looper's pid
 
 
 def booted(image: Image, scenario_name: str | None = None) -> tuple[Kernel, Debugger]:
@@ -158,10 +166,145 @@ def stops_per_second(image: Image, seconds: float) -> tuple[float, float]:
         process.wait(10)
 
 
+def loop_range(image: Image) -> tuple[int, int]:
+    """looper's own code: looper_tick and looper_main, where it spends its time when it runs."""
+    tick, main = image.symbols["looper_tick"], image.symbols["looper_main"]
+    return tick.address, main.address + main.size
+
+
+def instruction_share(image: Image, blocks: int = 3_000_000) -> float:
+    """The share of all the machine's instructions that are looper's own, counted one by one.
+
+    The run is the one break_ins interrupts: booted to kgdbwait, then on
+    with nothing armed, both CPUs, the kernel's work (system calls, forks,
+    the tick, the scheduler) included. A code hook on every address counts
+    each instruction as it executes; the translation cache is flushed first,
+    so that no block translated before the hook escapes it.
+    """
+    from unicorn import UC_HOOK_CODE
+    kernel = Kernel(image, cpus=2)
+    debugger = Debugger(kernel)
+    debugger.resume()
+    kernel.processor.arm_debug_registers(True)
+    low, high = loop_range(image)
+    counts = [0, 0]
+
+    def count(_uc, address, _size, _data):
+        counts[low <= address < high] += 1
+
+    uc = kernel.processor.uc
+    uc.hook_add(UC_HOOK_CODE, count)
+    uc.ctl_flush_tb()
+    end = kernel.processor.clock.blocks + blocks
+    kernel.run(lambda: kernel.processor.clock.blocks >= end)
+    return counts[1] / sum(counts)
+
+
+class Wire:
+    """A raw client: frames built once, replies found by their '#' and checksum (still run-length encoded).
+
+    It does no more per request than a client must, so that what it times
+    is the stub.
+    """
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.settimeout(None)  # a timeout would poll before every receive
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._received = b""
+        self.sock.sendall(self.frame(b"QStartNoAckMode"))
+        assert self.reply() == b"OK"
+        self.sock.sendall(b"+")
+
+    @staticmethod
+    def frame(payload: bytes) -> bytes:
+        return b"$%s#%02x" % (payload, sum(payload) & 0xFF)
+
+    def request(self, payload: bytes) -> bytes:
+        self.sock.sendall(self.frame(payload))
+        return self.reply()
+
+    def request_frame(self, frame: bytes) -> bytes:
+        self.sock.sendall(frame)
+        return self.reply()
+
+    def reply(self) -> bytes:
+        while True:
+            start = self._received.find(b"$")
+            end = self._received.find(b"#", start + 1) if start >= 0 else -1
+            if end >= 0 and len(self._received) >= end + 3:
+                body, digits = self._received[start + 1 : end], self._received[end + 1 : end + 3]
+                self._received = self._received[end + 3 :]
+                if int(digits, 16) != sum(body) & 0xFF:
+                    raise ConnectionError(f"bad checksum on {body[:40]!r}")
+                return body
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise ConnectionError("the stub went away")
+            self._received += data
+
+
+def _expand(body: bytes) -> bytes:
+    """A reply with its run-length encoding (X*n: n - 29 more of X) undone."""
+    if b"*" not in body:
+        return body
+    out = bytearray()
+    index = 0
+    while index < len(body):
+        if body[index] == ord("*"):
+            out += out[-1:] * (body[index + 1] - 29)
+            index += 2
+        else:
+            out.append(body[index])
+            index += 1
+    return bytes(out)
+
+
+def break_ins(image: Image, count: int, seed: int = 1) -> tuple[list[float], float]:
+    """Ctrl-C latencies (s) with looper busy, and the share of stops inside looper's own code.
+
+    Each time: `c`, a pause of 5 to 30 ms (a random point of the run), a
+    0x03, and the time until the whole stop reply is in, read with a raw
+    socket. A stop is inside when it names looper's thread with its pc in
+    looper's code: the instruction the break-in found was one of looper's.
+    """
+    import random
+    chance = random.Random(seed)
+    low, high = loop_range(image)
+    process, host, port = serve()
+    latencies, inside = [], 0
+    try:
+        wire = Wire(host, port)
+        for _ in range(count):
+            wire.sock.sendall(wire.frame(b"c"))
+            time.sleep(chance.uniform(0.005, 0.03))
+            started = time.perf_counter()
+            wire.sock.sendall(b"\x03")
+            while (stop := _expand(wire.reply())).startswith(b"O") and stop != b"OK":
+                pass  # console output the run printed comes first
+            latencies.append(time.perf_counter() - started)
+            thread = int(re.search(rb"thread:([0-9a-f]+);", stop)[1], 16)
+            if thread == LOOPER:
+                assert wire.request(b"Hg%x" % LOOPER) == b"OK"
+                pc = int.from_bytes(bytes.fromhex(_expand(wire.request(b"p10")).decode()), "little")
+                inside += low <= pc < high
+        wire.sock.close()
+    finally:
+        process.terminate()
+        process.wait(10)
+    latencies.sort()
+    return latencies, inside / count
+
+
+def percentile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(share * len(values)))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=3_000_000)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--break-ins", type=int, default=100)
     args = parser.parse_args()
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
 
@@ -173,6 +316,8 @@ def main() -> None:
     iteration_rate = perf_rate(image, None, "looper_iterations", 20000)
     breakpoint_rate, watch_rate = stops_per_second(image, args.seconds)
     bare_step, full_step = step_seconds(image, 0), step_seconds(image, 1000)
+    latencies, landed = break_ins(image, args.break_ins)
+    share = instruction_share(image)
     rows = [
         ("plain unicorn, looper iterations/s", f"{plain:,.0f}", "1.00"),
         ("machine, nothing armed", f"{bare:,.0f}", f"{bare / plain:.2f}"),
@@ -184,6 +329,10 @@ def main() -> None:
         ("write watchpoint stops/s (c each)", f"{watch_rate:,.0f}", f"{1e6 / watch_rate:,.0f} us/stop"),
         ("one step, no software breakpoints (ms)", f"{bare_step * 1e3:.3f}", ""),
         ("one step, 1000 software breakpoints set (ms)", f"{full_step * 1e3:.3f}", f"{full_step / bare_step:.0f} x none"),
+        (f"break-in latency, {len(latencies)} Ctrl-Cs: p50 / p99 ms",
+         f"{percentile(latencies, 0.5) * 1e3:.2f} / {percentile(latencies, 0.99) * 1e3:.2f}", ""),
+        ("stops inside looper's loop / its share of instructions",
+         f"{landed:.0%} / {share:.0%}", f"{abs(landed - share) * 100:.0f} points apart"),
     ]
     width = max(len(r[0]) for r in rows)
     for name, value, ratio in rows:

@@ -7,7 +7,6 @@ It knows nothing of packets: the session turns its answers into replies.
 from __future__ import annotations
 
 import errno
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from unicorn import x86_const as X
 
 from .breakinfo import BreakpointRefused, BreakTable, Hit, Kind, Request
 from .conditions import HARDWARE, SOFTWARE, Actions, BreakpointConditions
-from ..kernel.kernel import Kernel, Stop
+from ..kernel.kernel import GuestError, Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
 from .swbreak import BreakpointError, SoftwareBreakpoints, State
@@ -83,7 +82,6 @@ class Debugger:
         self.user_memory = user_memory
         self.rewind_int3 = rewind_int3
         self._inserted = False
-        self._sysrq = False
         self._blocklist = [(s.address, s.address + s.size) for name in BLOCKLISTED
                            if (s := kernel.image.symbols.get(name))]
         self.conditions = BreakpointConditions(kernel.processor)
@@ -94,7 +92,6 @@ class Debugger:
         self.policy = SlotPolicy(policy, kernel.accounting, kernel.ncpus)
         self.hardware_enabled = True
         self.attached = False
-        self._interrupt = threading.Event()
         self.stop: StopEvent | None = None
 
     def late_init(self) -> None:
@@ -365,18 +362,28 @@ class Debugger:
     # -- running -------------------------------------------------------------
 
     def request_interrupt(self) -> None:
-        """Thread-safe: stop the running machine at the next safe point."""
-        self._interrupt.set()
+        """Thread-safe: stop the running machine wherever it is, as kgdb_roundup_cpus does."""
+        self.kernel.request_break_in()
 
     def request_sysrq_g(self, *, announce: bool = True) -> None:
-        """Thread-safe: SysRq-G. At the next safe point CPU 0 takes it as an
-        interrupt whose handler (sysrq_handle_dbg) calls kgdb_breakpoint(), so
-        the machine stops with SIGTRAP inside kgdb_breakpoint. `announce`:
-        print what sysrq prints (not for a stop made for an arriving debugger,
-        where no key was pressed).
+        """Thread-safe: SysRq-G. CPU 0 takes it as the serial port's interrupt,
+        whose handler (sysrq_handle_dbg) calls kgdb_breakpoint(), so the
+        machine stops with SIGTRAP inside kgdb_breakpoint; a CPU that keeps
+        interrupts disabled (a panic spinning) never takes it, as in Linux.
+
+        `announce` False is a stop made for a debugger that arrives or goes,
+        where no key was pressed: nothing is printed, and it comes as an NMI,
+        so that no state of the guest can keep the next debugger out.
         """
-        self._sysrq = "announce" if announce else "quiet"
-        self._interrupt.set()
+        if not announce:
+            if not self.kernel.raise_nmi("kgdb_breakpoint"):
+                self.request_interrupt()  # no CPU can take one: stop it as it is
+            return
+        # __handle_sysrq, then sysrq_handle_dbg as a kernel without kdb
+        # prints it (with kdb: "KGDB or $3#33 for KDB", which on a line
+        # shared with gdb reads as a packet).
+        self.kernel.console_write(b"sysrq: DEBUG\n" + (b"" if self.attached else b"KGDB: Entering KGDB\n"))
+        self.kernel.raise_interrupt(0, "kgdb_breakpoint")
 
     def forget_interrupt(self) -> None:
         """Drop an interrupt that arrived while the machine was stopped.
@@ -384,8 +391,8 @@ class Debugger:
         Called before a resume starts, so that an interrupt arriving
         after that point is never lost.
         """
-        self._interrupt.clear()
-        self._sysrq = False
+        self.kernel.withdraw_break_in()
+        self.kernel.withdraw_interrupts()
 
     def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
                thread: int | None = None) -> StopEvent:
@@ -398,10 +405,11 @@ class Debugger:
                 thread: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
         """The machine out of the debugger for the block, and a function that runs it.
 
-        `run()` runs until the machine stops and returns the stop. With
-        `pause`, `run(pause)` also returns None when pause() says so, between
-        two CPU turns, so that a caller can run the machine in slices on its
-        own thread; the next call goes on exactly where that one left off.
+        `run()` runs until the machine stops and returns the stop. With a
+        deadline (time.monotonic()), `run(deadline)` also returns None once it
+        has passed, and `run(deadline, pause)` when pause() says so before a
+        CPU runs, so that a caller can run the machine in slices; the next
+        call goes on exactly where that one left off.
 
         A step with `thread` steps that thread (`task_of`) and reports it,
         wherever it runs: a thread on no CPU is first run to its next turn,
@@ -413,12 +421,12 @@ class Debugger:
         if address is not None:
             self.kernel.current[cpu].regs.reg_write(X.UC_X86_REG_RIP, address)
 
-        def run(pause: Callable[[], bool] | None = None) -> StopEvent | None:
+        def run(deadline: float | None = None, pause: Callable[[], bool] | None = None) -> StopEvent | None:
             while True:
                 stepped = None
                 if task is not None and task.cpu is None:
-                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set,
-                                           lambda: task.cpu is not None or bool(pause and pause()))
+                    stop = self.kernel.run(deadline=deadline,
+                                           pause=lambda: task.cpu is not None or bool(pause and pause()))
                     if stop is None:
                         if task.cpu is None:
                             return None
@@ -428,7 +436,7 @@ class Debugger:
                 elif step:
                     stop = self.kernel.step(cpu)
                 else:
-                    stop = self.kernel.run(self._take_interrupt, self._interrupt.is_set, pause)
+                    stop = self.kernel.run(deadline=deadline, pause=pause)
                     if stop is None:
                         return None
                 event = self._enter(stop, stepped)
@@ -443,24 +451,6 @@ class Debugger:
             self._enter_debugger_hardware()
             self._deactivate_breakpoints()
 
-    def _take_interrupt(self) -> bool:
-        if self._interrupt.is_set():
-            self._interrupt.clear()
-            if self._sysrq:
-                self._enter_through_sysrq_g(announce=self._sysrq == "announce")
-                self._sysrq = False
-                return False
-            return True
-        return False
-
-    def _enter_through_sysrq_g(self, *, announce: bool) -> None:
-        if announce:
-            # __handle_sysrq, then sysrq_handle_dbg as a kernel without kdb
-            # prints it (with kdb: "KGDB or $3#33 for KDB", which on a line
-            # shared with gdb reads as a packet).
-            self.kernel.console_write(b"sysrq: DEBUG\n" + (b"" if self.attached else b"KGDB: Entering KGDB\n"))
-        self.kernel.interrupt_into(0, "kgdb_breakpoint")
-
     def _enter(self, stop: Stop, thread: int | None = None) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
@@ -474,6 +464,8 @@ class Debugger:
             software = True  # a software breakpoint whose conditions held (or failed)
         elif exit is None:
             signal = SIGINT
+        elif isinstance(exit, GuestError):
+            signal = exit.signal  # kgdb_handle_exception's signo
         elif isinstance(exit, x86.CpuException):
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)
             if exit.vector == x86.BREAKPOINT:

@@ -15,6 +15,10 @@ class Hypercall(IntEnum):
     SYSRET = 7
     IRET = 8
     NR_CPUS = 9
+    CURRENT = 10
+    KGDB_TRAP = 11
+    NMI_ALLBUTSELF = 12
+    HALT = 13
 
 
 CLONE_USER = 1
@@ -31,3 +35,5 @@ EINVAL = 22
 ENOSYS = 38
 EAGAIN = 11
 EFAULT = 14
+
+CURRENT_COMM_LEN = 16

@@ -1,13 +1,22 @@
 """The simulated kernel: what the image asks of the host, and the CPUs' turns.
 
-The kernel runs the CPUs one at a time in a fixed order; one pass over all
-CPUs is a round and every round starts with a timer tick on CPU 0. A CPU's
-turn lasts until its task makes a hypercall or a system call, so the whole
-machine is deterministic. Whatever the kernel cannot handle itself -- an
-exception, a hook's stop -- ends `run` with a `Stop` for the debugger.
+The CPUs take turns on one engine in a fixed order; one pass over all of
+them is a round. A turn lasts at most QUANTUM blocks of guest time (see
+docs/host-interface.md, "Time") whatever the CPU does -- interrupts
+disabled or not -- and ends early when the task gives the CPU up, so that
+every CPU advances as if they ran side by side. Every TICK_ROUNDS rounds the timer
+interrupts each busy CPU (and CPU 0, which keeps jiffies) at its next turn
+with interrupts enabled; the image's timer_interrupt may then preempt the
+task. Everything is counted in guest time, so the machine is deterministic.
+
+Faults the image can handle are delivered to its handlers; whatever needs
+the debugger -- a breakpoint, a hook's stop, the image's die notifier, a
+triple fault -- ends `run` with a `Stop`. Nothing the guest does raises
+out of here.
 """
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +24,8 @@ from dataclasses import dataclass
 from unicorn import x86_const as X
 
 from ..x86 import cpu as x86
-from ..x86.memory import MemoryFault
+from ..x86.cpu import read_register, read_registers, write_register
+from ..x86.memory import PAGE_SIZE, MemoryFault
 from . import layout
 from .debugslots import DebugSlots
 from .hostif import CLONE_USER, EAGAIN, EFAULT, EINVAL, Hypercall
@@ -25,7 +35,7 @@ from .perf import PerfEvents
 from .ptrace import Ptrace
 from .tasks import State, Task
 
-RAX, RDI, RSI, RDX, RCX, RSP, RIP = (
+RAX, RDI, RSI, RDX, RCX, RSP, RIP, EFLAGS = (
     X.UC_X86_REG_RAX,
     X.UC_X86_REG_RDI,
     X.UC_X86_REG_RSI,
@@ -33,12 +43,36 @@ RAX, RDI, RSI, RDX, RCX, RSP, RIP = (
     X.UC_X86_REG_RCX,
     X.UC_X86_REG_RSP,
     X.UC_X86_REG_RIP,
+    X.UC_X86_REG_EFLAGS,
 )
 RED_ZONE = 128
+SYSCALL_SIZE = 2  # 0f 05
+SIGSEGV = 11
+IF = 1 << 9  # RFLAGS.IF: the CPU takes interrupts
 # A CPU's turn goes on through hypercalls that keep the CPU and ends with one
 # that gives it up (schedule, sleep, exit).
 _KEEP_CPU, _TURN_OVER = "keep", "over"
 COMM_LEN = 16
+
+# Guest time, in translation blocks (docs/host-interface.md, "Time").
+QUANTUM = 25_000  # a CPU's turn
+TICK_ROUNDS = 4  # rounds from one timer tick to the next: a tick every 100,000 blocks
+
+# struct pt_regs of the image (arch/x86/include/asm/ptrace.h), in order.
+PT_REGS = tuple(getattr(X, f"UC_X86_REG_{name}") for name in (
+    "R15", "R14", "R13", "R12", "RBP", "RBX", "R11", "R10", "R9", "R8",
+    "RAX", "RCX", "RDX", "RSI", "RDI")) + (None,) + (RIP, None, EFLAGS, RSP, None)
+KERNEL_CS, KERNEL_SS, USER_CS, USER_SS = 0x10, 0x18, 0x33, 0x2B  # Linux's selectors
+DOUBLE_FAULT = 8
+DOUBLE_FAULT_STACK = 4096  # per CPU, in the image's double_fault_stack
+# The image's handler for each exception the host delivers.
+EXCEPTION_HANDLERS = {
+    x86.DIVIDE_ERROR: "exc_divide_error",
+    x86.INVALID_OPCODE: "exc_invalid_op",
+    x86.GENERAL_PROTECTION: "exc_general_protection",
+    x86.PAGE_FAULT: "exc_page_fault",
+    DOUBLE_FAULT: "exc_double_fault",
+}
 
 
 @dataclass(frozen=True)
@@ -46,11 +80,37 @@ class Stop:
     """The machine stopped for the debugger: which CPU, and why."""
 
     cpu: int
-    exit: x86.Exit | None  # None: stopped from outside (an interrupt request)
+    exit: x86.Exit | GuestError | None  # None: stopped from outside (a break-in)
 
 
-class KernelPanic(Exception):
-    pass
+@dataclass(frozen=True)
+class GuestError:
+    """A stop the guest's own error made; signal is what the debugger reports."""
+
+    signal: int
+
+
+@dataclass(frozen=True)
+class KgdbTrap(GuestError):
+    """The image's die notifier called kgdb (HC_KGDB_TRAP) for an exception in the kernel.
+
+    While the debugger has the machine, the CPU shows the registers of the
+    context that faulted, as kgdb shows an exception's pt_regs.
+    """
+
+    vector: int
+
+
+@dataclass(frozen=True)
+class TripleFault(GuestError):
+    """A fault while the double fault was delivered: the CPU shuts down for good."""
+
+
+class _HypercallFault(Exception):
+    """A hypercall's pointer argument has no memory: a page fault at the hlt."""
+
+    def __init__(self, address: int, write: bool):
+        self.address, self.write = address, write
 
 
 class Kernel:
@@ -61,11 +121,17 @@ class Kernel:
         self.processor = x86.Processor(layout.address_space(), cpus)
         self.ncpus = cpus
         self.ticks = 0
+        self.rounds = 0
         self.console_listeners: list[Callable[[bytes], None]] = []
         self.console_log = bytearray()
         self._entry = {name: image.address_of(name) for name in (
             "start_kernel", "kthread_trampoline", "do_syscall", "syscall_return",
             "timer_interrupt", "irq_return")}
+        # Images without exception handlers leave every fault to the debugger.
+        self._handlers = {vector: image.symbols[name].address for vector, name in EXCEPTION_HANDLERS.items()
+                          if name in image.symbols}
+        self._exception_return = image.symbols["exception_return"].address if "exception_return" in image.symbols else None
+        self._double_fault_stack = image.symbols.get("double_fault_stack")
         self._load(image)
         if "kgdbwait" in image.symbols:
             self.write_u64(image.address_of("kgdbwait"), int(kgdbwait))
@@ -76,10 +142,22 @@ class Kernel:
         self.idle = [self._new_idle(cpu) for cpu in range(cpus)]
         self.current = list(self.idle)
         self.online = [cpu == 0 for cpu in range(cpus)]
-        self._start(self.idle[0], self._entry["start_kernel"], layout.kernel_stack_top(0))
+        self.halted = [False] * cpus  # idle with nothing to run: the turn is skipped
+        self._halted_at: list[int | None] = [None] * cpus  # where; a debugger that moves it wakes it
+        self.shut_down = [False] * cpus  # by a triple fault: the CPU never runs again
+        self.in_hlt = [False] * cpus  # halted by the image (HC_HALT) until an interrupt
+        self._start(self.idle[0], self._entry["start_kernel"], layout.kernel_stack_top(0), interrupts=False)
         self.runqueue: deque[Task] = deque()
         self._turn = 0  # the CPU whose turn it is
-        self._ticked = False  # whether this round's tick was delivered
+        self._turn_begun = False
+        self._turn_left = QUANTUM  # blocks left in this turn
+        self._timer_pending = [0] * cpus  # timer periods not yet delivered
+        self._nmi_pending: list[int | None] = [None] * cpus  # the function an NMI is to call
+        self._irq_pending: list[int | None] = [None] * cpus  # the function a device interrupt is to call
+        self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
+        # A delivery (an interrupt, a system call's entry, an exception) whose
+        # handler has not yet run a block, and what else undoing it takes.
+        self._undo_delivery: list[Callable[[], None] | None] = [None] * cpus
 
         self.accounting = SlotAccounting(cpus=cpus, slots=4)
         self.debug_slots = DebugSlots(self.processor)
@@ -120,12 +198,15 @@ class Kernel:
         self.write(address, value.to_bytes(8, "little"))
 
     def read_string(self, address: int, limit: int) -> str:
+        """A NUL-terminated string of at most `limit` bytes; a fault only if a byte before the NUL has no memory."""
         data = bytearray()
         while len(data) < limit:
-            byte = self.read(address + len(data), 1)
-            if byte == b"\0":
-                break
-            data += byte
+            here = address + len(data)
+            chunk = self.read(here, min(limit - len(data), PAGE_SIZE - here % PAGE_SIZE))  # within one page
+            end = chunk.find(b"\0")
+            if end >= 0:
+                return (data + chunk[:end]).decode("latin-1")
+            data += chunk
         return data.decode("latin-1")
 
     # -- tasks -------------------------------------------------------------------
@@ -135,10 +216,11 @@ class Kernel:
         task.cpu = cpu
         return task
 
-    def _start(self, task: Task, rip: int, stack_top: int, **registers: int) -> None:
+    def _start(self, task: Task, rip: int, stack_top: int, *, interrupts: bool = True, **registers: int) -> None:
         rsp = stack_top - 8  # as if called: a zero return address ends backtraces
         self.write_u64(rsp, 0)
-        task.regs = self.processor.new_context(rip=rip, rsp=rsp, **registers)
+        task.regs = self.processor.new_context(rip=rip, rsp=rsp, eflags=0x2 | (IF if interrupts else 0),
+                                               **registers)
 
     def task_list(self) -> list[Task]:
         return sorted(self.tasks.values(), key=lambda t: t.pid)
@@ -159,7 +241,12 @@ class Kernel:
         return task.pid
 
     def _switch(self, cpu: int) -> None:
-        """Give the CPU to the next runnable task, or to its idle task."""
+        """Give the CPU to the next runnable task, or to its idle task.
+
+        The idle task leaves its CPU only from schedule(), so one switched in
+        from outside an interrupt would call schedule() again: its CPU halts
+        instead, until a task is runnable.
+        """
         previous = self.current[cpu]
         previous.cpu = None
         if not previous.idle:
@@ -169,6 +256,8 @@ class Kernel:
         following = self.runqueue.popleft() if self.runqueue else self.idle[cpu]
         following.cpu = cpu
         self.current[cpu] = following
+        self.halted[cpu] = following.idle and not following.frames
+        self._halted_at[cpu] = read_register(following.regs, RIP) if self.halted[cpu] else None
         if not following.idle:
             self.perf.task_switched_in(cpu, following.pid)
         self.processor.set_resume_flag(cpu, following.resume_at)
@@ -193,61 +282,145 @@ class Kernel:
             if task.cpu is None:
                 self.runqueue.append(task)
 
-    def _exit_current(self, cpu: int) -> None:
+    def _exit_current(self, cpu: int) -> bool:
+        """HC_EXIT: False for an idle task, which may not end."""
         task = self.current[cpu]
         if task.idle:
-            raise KernelPanic(f"the idle task of CPU {cpu} tried to exit")
+            return False
         del self.tasks[task.pid]
         self.ptrace.detach(task.pid)
         self.perf.task_exited(task.pid)
         self._free_slots.append(task.slot)
         self._free_slots.sort()
         self._switch(cpu)
+        return True
 
     # -- running -------------------------------------------------------------
 
-    def run(self, interrupted: Callable[[], bool] = lambda: False,
-            pending: Callable[[], bool] = lambda: False,
-            pause: Callable[[], bool] | None = None) -> Stop | None:
-        """Run the machine until something needs the debugger or interrupted() says so.
+    def request_break_in(self) -> None:
+        """Thread-safe: stop the machine within a block of guest time, wherever it is."""
+        self.processor.clock.request_stop()
 
-        pending() tells, without consuming it, whether an interrupt waits: a
-        CPU slowed down by watched pages checks it between instructions.
-        pause(), asked at the same points, returns None instead of a Stop,
-        with nothing lost: calling run again goes on where this run left off.
+    def withdraw_break_in(self) -> None:
+        self.processor.clock.withdraw_stop()
+
+    def raise_interrupt(self, cpu: int, function: str) -> None:
+        """Thread-safe: a device interrupt on a CPU whose handler calls an image
+        function (SysRq-G: the serial port's, calling kgdb_breakpoint). The CPU
+        takes it at its next instruction boundary with interrupts enabled."""
+        self._irq_pending[cpu] = self.image.address_of(function)
+
+    def withdraw_interrupts(self) -> None:
+        self._irq_pending = [None] * self.ncpus
+
+    def raise_nmi(self, function: str) -> bool:
+        """Thread-safe: an NMI whose handler calls an image function, on the first
+        CPU that can take one, whatever IF says; False when none can."""
+        for cpu in range(self.ncpus):
+            if self.online[cpu] and not self.shut_down[cpu]:
+                self._nmi_pending[cpu] = self.image.address_of(function)
+                return True
+        return False
+
+    def _take_break_in(self) -> bool:
+        clock = self.processor.clock
+        if clock.stop_requested:
+            clock.withdraw_stop()
+            return True
+        return False
+
+    def run(self, interrupted: Callable[[], bool] = lambda: False, deadline: float | None = None,
+            pause: Callable[[], bool] | None = None) -> Stop | None:
+        """Run the machine until something needs the debugger or a break-in is requested.
+
+        A break-in (request_break_in, which the block hook sees at once, or
+        interrupted(), asked whenever the host has the CPUs) ends the run
+        with a Stop whose exit is None, at instruction boundaries on every
+        CPU. With a deadline (time.monotonic()), the run returns None once
+        it has passed, and so it does when pause(), asked before a CPU runs,
+        says so; nothing is lost: calling run again goes on exactly where
+        this one left off.
         """
-        if pause is None:
-            self.processor.preempt_requested = pending
-        else:
-            self.processor.preempt_requested = lambda: pending() or pause()
+        self._leave_kgdb_traps()
+        self._wake_moved_idle_tasks()
+        clock = self.processor.clock
         while True:
-            if interrupted():
-                return Stop(self._turn, None)
-            if pause is not None and pause():
+            if interrupted() or self._take_break_in():
+                for cpu in range(self.ncpus):
+                    if self._undo_delivery[cpu] is not None:
+                        self._withdraw_delivery(cpu)
+                return Stop(self._break_in_cpu(), None)
+            if deadline is not None and time.monotonic() >= deadline:
                 return None
             cpu = self._turn
-            if self.current[cpu].state is State.STOPPED:
-                self._switch(cpu)
-            if cpu == 0 and not self._ticked:
-                self._ticked = True
-                self._tick()
-            if self.online[cpu]:
-                exit = self.processor.run(cpu, self.current[cpu].regs)
+            if not self._turn_begun:
+                self._turn_begun = True
+                self._begin_turn(cpu)
+            if pause is not None and pause():
+                return None
+            if self._undo_delivery[cpu] is None and not self.shut_down[cpu]:
+                # Taken at the first instruction boundary where the CPU can: an NMI
+                # at once, the timer once IF is set.
+                if self._nmi_pending[cpu] is not None and (error := self._deliver_nmi(cpu)) is not None:
+                    return Stop(cpu, error)
+                if self._timer_pending[cpu] and (error := self._deliver_timer(cpu)) is not None:
+                    return Stop(cpu, error)
+                if self._irq_pending[cpu] is not None and (error := self._deliver_irq(cpu)) is not None:
+                    return Stop(cpu, error)
+            if self._runs(cpu):
+                before = clock.blocks
+                exit = self.processor.run(cpu, self.current[cpu].regs, budget=self._turn_left, deadline=deadline)
+                ran = clock.blocks - before
+                self._turn_left -= ran
+                if ran or not isinstance(exit, x86.Preempted):
+                    self._undo_delivery[cpu] = None  # its handler has begun: the delivery stands
+                if isinstance(exit, x86.Preempted):
+                    continue
                 outcome = self._handle(cpu, exit)
-                if outcome is None:
-                    return Stop(cpu, exit)
-                if outcome is _KEEP_CPU:
+                if outcome is None or isinstance(outcome, GuestError):
+                    return Stop(cpu, outcome or exit)
+                if outcome is _KEEP_CPU and self._turn_left > 0:
                     continue
             self._turn = (cpu + 1) % self.ncpus
+            self._turn_begun, self._turn_left = False, QUANTUM
             if self._turn == 0:
-                self._ticked = False
+                self.rounds += 1
+
+    def _runs(self, cpu: int) -> bool:
+        """Whether the CPU executes: online, and neither halted nor shut down."""
+        return self.online[cpu] and not self.halted[cpu] and not self.in_hlt[cpu] and not self.shut_down[cpu]
+
+    def _break_in_cpu(self) -> int:
+        """The CPU a break-in reports: the one whose turn it is, unless it idles and another works."""
+        busy = [cpu for cpu in range(self.ncpus) if self._runs(cpu)]
+        return self._turn if self._turn in busy or not busy else busy[0]
+
+    def _wake_moved_idle_tasks(self) -> None:
+        """A halted CPU whose registers a debugger changed runs from where it was put."""
+        for cpu in range(self.ncpus):
+            if (self.halted[cpu] or self.in_hlt[cpu]) \
+                    and read_register(self.current[cpu].regs, RIP) != self._halted_at[cpu]:
+                self.halted[cpu] = self.in_hlt[cpu] = False
 
     def step(self, cpu: int) -> Stop:
         """Run exactly one instruction on a CPU."""
+        self._leave_kgdb_traps()
         exit = self.processor.run(cpu, self.current[cpu].regs, step=True)
-        if isinstance(exit, x86.Stepped) or self._handle(cpu, exit) is not None:
-            return Stop(cpu, x86.Stepped())
-        return Stop(cpu, exit)
+        self._undo_delivery[cpu] = None  # a delivery's handler has begun
+        if isinstance(exit, x86.Stepped):
+            return Stop(cpu, exit)
+        outcome = self._handle(cpu, exit)
+        if isinstance(outcome, GuestError):
+            return Stop(cpu, outcome)
+        return Stop(cpu, exit if outcome is None else x86.Stepped())
+
+    def _begin_turn(self, cpu: int) -> None:
+        if cpu == 0 and self.rounds % TICK_ROUNDS == 0:
+            self._tick()
+        if self.current[cpu].state is State.STOPPED:
+            self._switch(cpu)
+        if self.halted[cpu] and self.runqueue:
+            self._switch(cpu)
 
     def _handle(self, cpu: int, exit: x86.Exit):
         """Handle what the kernel can: _KEEP_CPU or _TURN_OVER; None if the debugger must see it."""
@@ -256,13 +429,15 @@ class Kernel:
         if isinstance(exit, x86.SystemCall):
             self._enter_syscall(self.current[cpu])
             return _KEEP_CPU
-        if isinstance(exit, x86.Preempted):
-            return _KEEP_CPU
+        if isinstance(exit, x86.TimeUp | x86.Preempted):
+            return _TURN_OVER if isinstance(exit, x86.TimeUp) else _KEEP_CPU
         if isinstance(exit, x86.DebugException):
             debugger = self.debugger_slot_fired
             self.debugger_slot_fired = False
             self._stop_tracees(cpu, exit, now=not debugger)
             return None if debugger else _TURN_OVER
+        if isinstance(exit, x86.CpuException) and exit.vector in self._handlers:
+            return self._exception(cpu, exit.vector, exit.error_code, exit.address)
         return None
 
     # -- hardware breakpoints (hw_breakpoint_handler) --------------------------
@@ -286,7 +461,7 @@ class Kernel:
         return stop
 
     def _stop_tracees(self, cpu: int, exception: x86.DebugException, *, now: bool) -> None:
-        rip = self.current[cpu].regs.reg_read(RIP)
+        rip = read_register(self.current[cpu].regs, RIP)
         for pid in self._tracees_to_stop:
             task = self.tasks.get(pid)
             if task is None:
@@ -302,66 +477,250 @@ class Kernel:
                 task.state = State.STOPPED  # taken off its CPU when the machine runs again
         self._tracees_to_stop.clear()
 
+    # -- time --------------------------------------------------------------------
+
     def _tick(self) -> None:
-        """A timer interrupt on CPU 0, between two of its instructions."""
+        """A timer period has passed: sleepers wake, and the busy CPUs' timers fire.
+
+        CPU 0's timer keeps jiffies, so it fires even when the CPU is idle;
+        an idle CPU's other timers do not (Linux's NO_HZ_IDLE).
+        """
         self.ticks += 1
         for task in self.tasks.values():
             if task.state is State.SLEEPING and task.wake_at <= self.ticks:
                 task.state = State.RUNNING
                 self.runqueue.append(task)
-        if self.online[0]:
-            self._call_from_host(self.current[0], self._entry["timer_interrupt"], self._entry["irq_return"])
+        for cpu in range(self.ncpus):
+            if self.online[cpu] and not self.shut_down[cpu] and (cpu == 0 or not self.halted[cpu]):
+                self._timer_pending[cpu] += 1
 
-    def interrupt_into(self, cpu: int, function: str) -> None:
-        """An interrupt on a CPU whose handler calls an image function (SysRq-G: kgdb_breakpoint)."""
-        self._call_from_host(self.current[cpu], self.image.address_of(function), self._entry["irq_return"])
+    def _deliver_timer(self, cpu: int) -> GuestError | None:
+        """The timer interrupt, if the CPU takes interrupts: timer_interrupt(cpu, ticks, need_resched)."""
+        task = self.current[cpu]
+        if not read_register(task.regs, EFLAGS) & IF:
+            return None  # it stays pending until the CPU enables interrupts
+        ticks, self._timer_pending[cpu] = self._timer_pending[cpu], 0
+        asleep = self._wake(cpu)
+        self._woken_for_timer[cpu] = self._woken_for_timer[cpu] or asleep == "idle"
 
-    def _call_from_host(self, task: Task, function: int, return_to: int, **arguments: int) -> None:
-        """Make the task call an image function, its current state saved as a frame.
+        def pending_again():
+            self._timer_pending[cpu] += ticks
+            self._put_back_to_sleep(cpu, asleep)
+            if asleep == "idle":
+                self._woken_for_timer[cpu] = False
+
+        if not self._deliver(cpu, self._entry["timer_interrupt"], self._entry["irq_return"],
+                             (cpu, ticks, int(self._need_resched(cpu))), undo=pending_again):
+            return TripleFault(signal=SIGSEGV)
+        return None
+
+    def _deliver_nmi(self, cpu: int) -> GuestError | None:
+        """An NMI another CPU sent (HC_NMI_ALLBUTSELF): its function(cpu), whatever IF says."""
+        function, self._nmi_pending[cpu] = self._nmi_pending[cpu], None
+        asleep = self._wake(cpu)
+
+        def pending_again():
+            self._nmi_pending[cpu] = function
+            self._put_back_to_sleep(cpu, asleep)
+
+        if not self._deliver(cpu, function, self._entry["irq_return"], (cpu,), undo=pending_again):
+            return TripleFault(signal=SIGSEGV)
+        return None
+
+    def _deliver_irq(self, cpu: int) -> GuestError | None:
+        """A device interrupt (raise_interrupt), if the CPU takes interrupts: its function(cpu)."""
+        if not read_register(self.current[cpu].regs, EFLAGS) & IF:
+            return None  # it stays pending until the CPU enables interrupts
+        function, self._irq_pending[cpu] = self._irq_pending[cpu], None
+        asleep = self._wake(cpu)
+
+        def pending_again():
+            self._irq_pending[cpu] = function
+            self._put_back_to_sleep(cpu, asleep)
+
+        if not self._deliver(cpu, function, self._entry["irq_return"], (cpu,), undo=pending_again):
+            return TripleFault(signal=SIGSEGV)
+        return None
+
+    def _wake(self, cpu: int) -> str | None:
+        """An interrupt wakes a halted CPU: which sleep it was ("idle", "hlt"), if any."""
+        if self.halted[cpu]:
+            self.halted[cpu] = False
+            return "idle"
+        if self.in_hlt[cpu]:
+            self.in_hlt[cpu] = False
+            return "hlt"
+        return None
+
+    def _put_back_to_sleep(self, cpu: int, asleep: str | None) -> None:
+        if asleep == "idle":
+            self.halted[cpu] = True
+        elif asleep == "hlt":
+            self.in_hlt[cpu] = True
+
+    def _need_resched(self, cpu: int) -> bool:
+        """Whether a runnable task waits that no idle CPU will take: the task on cpu must then make room.
+
+        Linux wakes a task on an idle CPU when there is one (select_idle_sibling)
+        rather than preempting a busy one.
+        """
+        idle = sum(1 for other in range(self.ncpus)
+                   if other != cpu and self.halted[other] and self.online[other] and not self.shut_down[other])
+        return len(self.runqueue) > idle
+
+    def _withdraw_delivery(self, cpu: int) -> None:
+        """A break-in came before a delivery's handler ran a block: the delivery is undone.
+
+        The CPU stops at the instruction boundary the delivery found, as an
+        NMI is taken before a pending interrupt: the timer stays pending, a
+        system call is made again when the CPU goes on, a fault faults again.
+        So the host's time spent delivering, which no guest instruction
+        accounts for, does not draw the stops of break-ins to handlers' entries.
+        """
+        undo, self._undo_delivery[cpu] = self._undo_delivery[cpu], None
+        task = self.current[cpu]
+        task.regs, resume_at = task.frames.pop()
+        self.processor.set_resume_flag(cpu, resume_at)
+        undo()
+
+    # -- entering the image from the host ----------------------------------------
+
+    def _deliver(self, cpu: int, function: int, return_to: int, arguments: tuple[int, ...] = (), *,
+                 pt_regs: bool = False, interrupts: bool = False, undo: Callable[[], None] = lambda: None) -> bool:
+        """Make the CPU's task call an image function, its current state saved as a frame.
+
+        As the CPU delivers an interrupt or exception: on the task's kernel
+        stack if it was in user space (otherwise below the red zone of its
+        stack), interrupts disabled unless `interrupts`, and with a struct
+        pt_regs of the interrupted state below the return address if
+        `pt_regs` (the first argument then points to it). A stack that cannot
+        be written is a double fault; one during the double fault, a triple
+        fault (False: the CPU shut down).
 
         The frame keeps the RF the task was to resume with (pending after an
         execute breakpoint's stop), as RFLAGS in an interrupt frame does, so
         that the interrupted instruction does not report its breakpoint again.
+        Until the function runs a block, a break-in withdraws the delivery:
+        the frame is popped and then `undo` runs.
         """
+        task = self.current[cpu]
         regs = task.regs
-        resume_at = self.processor.take_resume_flag(task.cpu) if task.cpu is not None else None
-        task.frames.append((self.processor.copy_context(regs), resume_at))
-        rip, rsp = _read(regs, RIP, RSP)
-        if layout.is_user(rip):
-            rsp = layout.kernel_stack_top(task.slot)
-        else:
-            rsp = (rsp - RED_ZONE) & ~0xF
-        rsp -= 8
-        self.write_u64(rsp, return_to)
-        regs.reg_write(RSP, rsp)
-        regs.reg_write(RIP, function)
-        for name, value in arguments.items():
-            regs.reg_write(getattr(X, f"UC_X86_REG_{name.upper()}"), value)
+        saved = self.processor.copy_context(regs)
+        rip, rsp = read_registers(regs, RIP, RSP)
+        stack = layout.kernel_stack_top(task.slot) if layout.is_user(rip) else (rsp - RED_ZONE) & ~0xF
+        try:
+            rsp, arguments = self._push_frame(saved, stack, return_to, arguments, pt_regs)
+        except MemoryFault:
+            if function == self._handlers.get(DOUBLE_FAULT) or self._double_fault_stack is None \
+                    or DOUBLE_FAULT not in self._handlers or self._exception_return is None:
+                return self._triple_fault(cpu)
+            function, return_to = self._handlers[DOUBLE_FAULT], self._exception_return
+            stack = self._double_fault_stack.address + DOUBLE_FAULT_STACK * (cpu + 1)
+            rsp, arguments = self._push_frame(saved, stack, return_to, (0,), True)
+        resume_at = self.processor.take_resume_flag(cpu)
+        task.frames.append((saved, resume_at))
+        write_register(regs, RSP, rsp)
+        write_register(regs, RIP, function)
+        if not interrupts:
+            write_register(regs, EFLAGS, read_register(regs, EFLAGS) & ~IF)
+        for register, value in zip((RDI, RSI, RDX, RCX), arguments):
+            write_register(regs, register, value & (2**64 - 1))
+        self._undo_delivery[cpu] = undo
+        return True
+
+    def _push_frame(self, saved, stack: int, return_to: int, arguments: tuple[int, ...], pt_regs: bool):
+        if pt_regs:
+            user = layout.is_user(read_register(saved, RIP))
+            values = [0 if r is None else read_register(saved, r) for r in PT_REGS]
+            values[15] = 2**64 - 1  # orig_ax: not a system call
+            values[17], values[20] = (USER_CS, USER_SS) if user else (KERNEL_CS, KERNEL_SS)
+            stack = (stack - 8 * len(values)) & ~0xF
+            self.write(stack, b"".join(v.to_bytes(8, "little") for v in values))
+            arguments = (stack, *arguments)
+        stack -= 8
+        self.write_u64(stack, return_to)
+        return stack, arguments
+
+    def _triple_fault(self, cpu: int) -> bool:
+        self.shut_down[cpu] = True
+        self.console_write(b"kgdbstub: triple fault on CPU %d: the CPU shuts down\n" % cpu)
+        return False
+
+    def _exception(self, cpu: int, vector: int, error_code: int, address: int | None):
+        """A fault the image handles (arch/x86/traps.c): exc_*(regs, error_code[, address])."""
+        rip = read_register(self.current[cpu].regs, RIP)
+        if vector == x86.PAGE_FAULT and layout.is_user(rip):
+            error_code |= x86.PF_USER
+        arguments = (error_code, address or 0) if vector == x86.PAGE_FAULT else (error_code,)
+        if not self._deliver(cpu, self._handlers[vector], self._exception_return, arguments, pt_regs=True):
+            return TripleFault(signal=SIGSEGV)
+        return _KEEP_CPU
 
     def _enter_syscall(self, task: Task) -> None:
         regs = task.regs
-        nr, a1, a2, a3 = _read(regs, RAX, RDI, RSI, RDX)
-        self._call_from_host(task, self._entry["do_syscall"], self._entry["syscall_return"],
-                             rdi=nr, rsi=a1, rdx=a2, rcx=a3)
+        nr, a1, a2, a3, rip = read_registers(regs, RAX, RDI, RSI, RDX, RIP)
+        cpu, instruction = task.cpu, rip - SYSCALL_SIZE
 
-    def _return_from_host_call(self, task: Task, rax: int | None = None) -> None:
+        def made_again():
+            # Back at the `syscall`, with the RF it had (an execute slot there had let it through).
+            write_register(task.regs, RIP, instruction)
+            if self.processor.execute_slot_at(cpu, instruction):
+                self.processor.set_resume_flag(cpu, instruction)
+
+        # Linux's entry code enables interrupts before the system call runs.
+        self._deliver(cpu, self._entry["do_syscall"], self._entry["syscall_return"], (nr, a1, a2, a3),
+                      interrupts=True, undo=made_again)
+
+    def _return_from_host_call(self, task: Task, rax: int | None = None) -> bool:
         if not task.frames:
-            raise KernelPanic(f"task {task.pid} returned to the host with nothing to return to")
+            return False
         task.regs, resume_at = task.frames.pop()
         if task.cpu is not None:
             self.processor.set_resume_flag(task.cpu, resume_at)
         if rax is not None:
-            task.regs.reg_write(RAX, rax)
+            write_register(task.regs, RAX, rax)
+        return True
+
+    # -- kgdb's view of an exception ---------------------------------------------
+
+    def _enter_kgdb_trap(self, task: Task) -> None:
+        """Show the faulting context as the task's registers while the debugger has the machine."""
+        if task.frames:
+            task.kgdb_handler_regs = task.regs
+            task.regs = task.frames[-1][0]
+
+    def _leave_kgdb_traps(self) -> None:
+        """The handlers go on; what the debugger changed is what they return to."""
+        for task in self.current:
+            if task.kgdb_handler_regs is not None:
+                task.regs, task.kgdb_handler_regs = task.kgdb_handler_regs, None
+
+    # -- hypercalls ----------------------------------------------------------------
 
     def _hypercall(self, cpu: int):
         task = self.current[cpu]
         regs = task.regs
-        nr, a0, a1, a2, a3 = _read(regs, RAX, RDI, RSI, RDX, RCX)
+        nr, a0, a1, a2, a3, rip = read_registers(regs, RAX, RDI, RSI, RDX, RCX, RIP)
+        hlt = rip - 1
+        if layout.is_user(hlt):
+            # hlt is privileged: a general protection fault in user mode.
+            write_register(regs, RIP, hlt)
+            return self._exception(cpu, x86.GENERAL_PROTECTION, 0, None)
         try:
             call = Hypercall(nr)
         except ValueError:
-            regs.reg_write(RAX, -EINVAL & (2**64 - 1))
-            return _KEEP_CPU
+            # The host knows no such operation: an invalid instruction.
+            write_register(regs, RIP, hlt)
+            return self._exception(cpu, x86.INVALID_OPCODE, 0, None)
+        try:
+            return self._do_hypercall(cpu, task, call, a0, a1, a2, a3)
+        except _HypercallFault as fault:
+            # As if the hlt had made the access itself: a kernel page fault.
+            write_register(regs, RIP, hlt)
+            return self._exception(cpu, x86.PAGE_FAULT, x86.PF_WRITE if fault.write else 0, fault.address)
+
+    def _do_hypercall(self, cpu: int, task: Task, call: Hypercall, a0: int, a1: int, a2: int, a3: int):
+        regs = task.regs
         result, outcome = 0, _KEEP_CPU
         if call is Hypercall.CONSOLE_WRITE:
             result = self._console_write(a0, a1)
@@ -374,31 +733,60 @@ class Kernel:
             self._switch(cpu)
             outcome = _TURN_OVER
         elif call is Hypercall.CLONE:
-            try:
-                comm = self.read_string(a2, COMM_LEN)
-            except MemoryFault:
-                comm = None  # a debugger's jump or write can hand the host any pointer
-            result = -EFAULT if comm is None else self.clone(a0, a1, comm, a3)
+            result = self.clone(a0, a1, self._guest_string(a2, COMM_LEN), a3)
         elif call is Hypercall.EXIT:
-            self._exit_current(cpu)
-            return _TURN_OVER
+            if self._exit_current(cpu):
+                return _TURN_OVER
+            result = -EINVAL
         elif call is Hypercall.CPU_UP:
+            # cpu_up() waits until the new CPU runs: it has the next turn.
             result = self._cpu_up(a0, a1)
-        elif call is Hypercall.SYSRET:
-            self._return_from_host_call(task, a0)
-            return _KEEP_CPU
-        elif call is Hypercall.IRET:
-            self._return_from_host_call(task)
-            return _KEEP_CPU
+            outcome = _TURN_OVER
+        elif call in (Hypercall.SYSRET, Hypercall.IRET):
+            if not self._return_from_host_call(task, a0 if call is Hypercall.SYSRET else None):
+                result = -EINVAL  # nothing to return to: the stub's BUG() follows
+            elif task.idle and not task.frames and self._woken_for_timer[cpu]:
+                self._woken_for_timer[cpu] = False  # back where it halted
+                self._switch(cpu)
+                return _TURN_OVER if self.halted[cpu] else _KEEP_CPU
+            else:
+                return _KEEP_CPU
         elif call is Hypercall.NR_CPUS:
             result = self.ncpus
-        regs.reg_write(RAX, result & (2**64 - 1))
+        elif call is Hypercall.CURRENT:
+            self._guest_write(a0, task.pid.to_bytes(8, "little") + cpu.to_bytes(8, "little")
+                              + task.comm.encode("latin-1")[: COMM_LEN - 1].ljust(COMM_LEN, b"\0"))
+        elif call is Hypercall.KGDB_TRAP:
+            write_register(regs, RAX, 0)
+            self._enter_kgdb_trap(task)
+            return KgdbTrap(signal=a2, vector=a1)
+        elif call is Hypercall.NMI_ALLBUTSELF:
+            for other in range(self.ncpus):
+                if other != cpu and self.online[other] and not self.shut_down[other]:
+                    self._nmi_pending[other] = a0
+        elif call is Hypercall.HALT:
+            # Until an interrupt: the timer if IF is set, an NMI in any case.
+            self.in_hlt[cpu], self._halted_at[cpu] = True, read_register(regs, RIP)
+            outcome = _TURN_OVER
+        write_register(regs, RAX, result & (2**64 - 1))
         return outcome
+
+    def _guest_string(self, address: int, limit: int) -> str:
+        try:
+            return self.read_string(address, limit)
+        except MemoryFault as fault:
+            raise _HypercallFault(fault.address, write=False) from None
+
+    def _guest_write(self, address: int, data: bytes) -> None:
+        try:
+            self.write(address, data)
+        except MemoryFault as fault:
+            raise _HypercallFault(fault.address, write=True) from None
 
     def _cpu_up(self, cpu: int, entry: int) -> int:
         if not 0 <= cpu < self.ncpus or self.online[cpu]:
             return -EINVAL
-        self._start(self.idle[cpu], entry, layout.kernel_stack_top(cpu), rdi=cpu)
+        self._start(self.idle[cpu], entry, layout.kernel_stack_top(cpu), interrupts=False, rdi=cpu)
         self.online[cpu] = True
         return 0
 
@@ -406,8 +794,10 @@ class Kernel:
         length = min(length, 4096)
         try:
             data = self.read(buffer, length)
-        except MemoryFault:
-            return -EFAULT
+        except MemoryFault as fault:
+            if layout.is_user(buffer):
+                return -EFAULT  # copy_from_user's fixup: sys_write answers EFAULT
+            raise _HypercallFault(fault.address, write=False) from None
         self.console_write(data)
         return length
 
@@ -419,6 +809,3 @@ class Kernel:
             listener(data)
 
 
-def _read(regs, *names: int) -> list[int]:
-    """Registers of a saved state; one at a time is twice as fast as the binding's batch read."""
-    return [regs.reg_read(name) for name in names]

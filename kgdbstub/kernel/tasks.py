@@ -26,6 +26,8 @@ class Task:
     frames: list = field(default_factory=list)
     # RF for when the task runs again: it stopped at an execute breakpoint here.
     resume_at: int | None = None
+    # Inside HC_KGDB_TRAP: the handler's registers, while regs shows the faulting context.
+    kgdb_handler_regs: object = None
 
     @property
     def idle(self) -> bool:

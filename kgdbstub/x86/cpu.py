@@ -30,6 +30,7 @@ from unicorn import (
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
+    UC_MEM_FETCH,
     UC_MEM_READ,
     UC_MEM_WRITE,
     UC_MODE_64,
@@ -44,8 +45,10 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC as _HOOK_CODE_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
+from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from .debugregs import DR6_RESERVED_ONES, Access, DebugRegisters
+from .hothooks import STOPPED_BY_LIMIT, GuestClock
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
 from .stepper import Stepper
 
@@ -59,6 +62,12 @@ BREAKPOINT = 3
 INVALID_OPCODE = 6
 GENERAL_PROTECTION = 13
 PAGE_FAULT = 14
+
+# Page-fault error code bits.
+PF_WRITE = 1 << 1
+PF_USER = 1 << 2
+PF_INSTR = 1 << 4
+_PF_ERROR_OF_ACCESS = {UC_MEM_WRITE: PF_WRITE, UC_MEM_FETCH: PF_INSTR}
 
 
 @dataclass(frozen=True)
@@ -82,10 +91,13 @@ class CpuException:
 
     For a breakpoint (int3) rip is past the int3; for a fault it is at the
     faulting instruction, and address is the page-fault address if any.
+    error_code is the page fault's: PF_WRITE for a write, PF_INSTR for a
+    fetch (the host adds PF_USER).
     """
 
     vector: int
     address: int | None = None
+    error_code: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,7 +134,17 @@ class DebugException:
 
 @dataclass(frozen=True)
 class Preempted:
-    """The host asked the CPU to stop between two instructions; nothing happened."""
+    """The host asked the CPU to stop between two instructions; nothing happened.
+
+    A stop request (GuestClock.request_stop) or the run's wall-clock
+    deadline: the CPU is at an instruction boundary and goes on exactly
+    there when it runs again.
+    """
+
+
+@dataclass(frozen=True)
+class TimeUp:
+    """The CPU ran the guest time its run was given; it is at an instruction boundary."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +167,36 @@ class _WatchedPageTouched:
     """Internal: an access hit a page some data slot watches."""
 
 
-Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | Probed
+Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | TimeUp | Probed
+
+
+# The host reads and writes the 64-bit registers of saved states at every
+# exit to it: straight to unicorn, a third of what the binding's generic
+# reg_read costs (which works out each register's type at every call).
+_context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
+_engine_reg_read = _uclib.uc_reg_read
+
+
+def read_registers(context, *registers: int) -> list[int]:
+    """64-bit registers (general, rip, rflags) of a saved register state."""
+    handle, value = context._context, ctypes.c_uint64()
+    reference = ctypes.byref(value)
+    values = []
+    for register in registers:
+        _context_reg_read(handle, register, reference)
+        values.append(value.value)
+    return values
+
+
+def read_register(context, register: int) -> int:
+    value = ctypes.c_uint64()
+    _context_reg_read(context._context, register, ctypes.byref(value))
+    return value.value
+
+
+def write_register(context, register: int, value: int) -> None:
+    """Set a 64-bit register (general, rip, rflags) of a saved register state."""
+    _context_reg_write(context._context, register, ctypes.byref(ctypes.c_uint64(value & 0xFFFF_FFFF_FFFF_FFFF)))
 
 
 class Processor:
@@ -169,9 +220,6 @@ class Processor:
         self.debug_handler = None
         self._armed = True
         self._tlb_armed = True  # whether the TLB holds watched pages as armed
-        # Polled where a CPU could otherwise run long in Python: the steps
-        # over watched pages. True asks the CPU to stop (Preempted).
-        self.preempt_requested = lambda: False
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         # Memory of our own, so that the stepper's engine can share it.
         self._memory = {m.physical: mmap.mmap(-1, m.size) for m in address_space.mappings}
@@ -182,7 +230,8 @@ class Processor:
         # The guest's memory as the host holds it, by virtual address, for read_int.
         self._host_views = [(m.virtual, m.virtual + m.size, memoryview(self._memory[m.physical]))
                             for m in address_space.mappings]
-        self._stepper = Stepper(address_space, host_memory)
+        self._code_pages: set[int] = set()
+        self._stepper = Stepper(address_space, host_memory, self._code_pages)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         # Hooks the hot paths call go in raw, without the binding's wrappers:
         # the TLB is refilled after every flush, and the watched-page step
@@ -195,9 +244,11 @@ class Processor:
         self._execute_hook = _HOOK_CODE_CFUNC(self._on_execute)  # one callback for every execute slot
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self.clock = GuestClock(uc)
         self._blank = uc.context_save()
         self._stop: Exit | None = None
         self._unmapped: int | None = None
+        self._unmapped_access = UC_MEM_READ
         self._hlt_at: dict[int, bool] = {}  # whether an address holds hlt; forgotten on writes
         self.running_cpu: int | None = None
 
@@ -208,7 +259,7 @@ class Processor:
         self.uc.context_restore(self._blank)
         context = self.uc.context_save()
         for name, value in registers.items():
-            context.reg_write(getattr(X, f"UC_X86_REG_{name.upper()}"), value)
+            write_register(context, getattr(X, f"UC_X86_REG_{name.upper()}"), value)
         return context
 
     def copy_context(self, context):
@@ -240,7 +291,7 @@ class Processor:
 
     def write(self, address: int, data: bytes) -> None:
         if not data:
-            return  # unicorn refuses an empty range to drop translations from
+            return
         end = address + len(data)
         physical = self.address_space.contiguous(address, len(data))
         if physical is not None:
@@ -251,18 +302,28 @@ class Processor:
             for _, physical, length in pieces:
                 self.uc.mem_write(physical, bytes(data[offset : offset + length]))
                 offset += length
-        # Code may live there: drop translations made from the old bytes.
-        self.uc.ctl_remove_cache(address, end)
-        self._stepper.forget_code(address, end)
-        for known in [a for a in self._hlt_at if address <= a < end]:
-            del self._hlt_at[known]
+        # Code may live there: drop translations made from the old bytes. Most
+        # writes are the host's frames on stacks, where no code ever ran.
+        if any(page in self._code_pages for page in range(address & PAGE_MASK, end, PAGE_SIZE)):
+            self.uc.ctl_remove_cache(address, end)
+            self._stepper.forget_code(address, end)
+            for known in [a for a in self._hlt_at if address <= a < end]:
+                del self._hlt_at[known]
 
     # -- execution -----------------------------------------------------------
 
-    def run(self, cpu: int, context, *, step: bool = False) -> Exit:
-        """Run one CPU from the state in context until it leaves to the host."""
+    def run(self, cpu: int, context, *, step: bool = False, budget: int | None = None,
+            deadline: float | None = None) -> Exit:
+        """Run one CPU from the state in context until it leaves to the host.
+
+        It also stops, at an instruction boundary, when it has run `budget`
+        blocks of guest time (TimeUp), and when a stop is requested or the
+        monotonic clock passes `deadline` (Preempted). A single step runs
+        its instruction whatever is requested.
+        """
         uc = self.uc
         uc.context_restore(context)
+        self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
         self._resume_flag, self._resume_at[cpu] = self._resume_at[cpu], None
@@ -283,16 +344,18 @@ class Processor:
                 exit = self._step_on_watched_page(cpu)
                 if exit is not None or step:
                     return exit or Stepped()
-                if self.preempt_requested():
+                if self.clock.stop_requested or self.clock.past_deadline():
                     return Preempted()
         finally:
+            if self._resume_flag is not None and self._rip() == self._resume_flag:
+                self._resume_at[cpu] = self._resume_flag  # stopped before the instruction ran: RF stays
             self.running_cpu = None
             uc.context_update(context)
 
     def _run_once(self, step: bool) -> Exit:
         uc = self.uc
-        start = uc.reg_read(X.UC_X86_REG_RIP)
-        self._unmapped = None
+        start = self._rip()
+        self._unmapped, self._unmapped_access = None, UC_MEM_READ
         self._watch_fault = None
         try:
             if step:
@@ -302,7 +365,7 @@ class Processor:
                 uc.emu_start(start, 0, count=1)
             else:
                 uc.emu_start(start, 0)
-            return self._stop or self._finished(start, step)
+            return self._stop or self._clock_stop() or self._finished(start, step)
         except UcError as error:
             if self._stop:
                 return self._stop
@@ -396,18 +459,32 @@ class Processor:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         self._tlb_armed = self._armed
 
+    def _rip(self) -> int:
+        value = ctypes.c_uint64()
+        _engine_reg_read(self.uc._uch, X.UC_X86_REG_RIP, ctypes.byref(value))
+        return value.value
+
+    def _clock_stop(self) -> Exit | None:
+        stopped_by = self.clock.stopped_by
+        if stopped_by == STOPPED_BY_LIMIT:
+            return TimeUp()
+        if stopped_by:
+            return Preempted()
+        return None
+
     def _finished(self, start: int, step: bool) -> Exit:
-        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+        rip = self._rip()
         if step:
             return Hypercall() if rip == start + 1 and self._is_hlt(start) else Stepped()
         if self._is_hlt(rip - 1):
             return Hypercall()
         # emu_start's `until` address 0: the code jumped to address 0.
-        return CpuException(PAGE_FAULT, rip)
+        return CpuException(PAGE_FAULT, rip, PF_INSTR)
 
     def _fault(self, error: UcError) -> Exit:
         if error.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_EXCEPTION):
-            return CpuException(PAGE_FAULT, self._unmapped)
+            # The TLB fill that found no page says what the access was.
+            return CpuException(PAGE_FAULT, self._unmapped, _PF_ERROR_OF_ACCESS.get(self._unmapped_access, 0))
         if error.errno == UC_ERR_INSN_INVALID:
             return CpuException(INVALID_OPCODE)
         return CpuException(GENERAL_PROTECTION)
@@ -415,6 +492,7 @@ class Processor:
     def _is_hlt(self, address: int) -> bool:
         known = self._hlt_at.get(address)
         if known is None:
+            self._code_pages.add(address & PAGE_MASK)  # a write there must forget the answer
             try:
                 known = self.read(address, 1)[0] == HLT
             except MemoryFault:
@@ -439,8 +517,10 @@ class Processor:
             self._tlb_armed = False
         physical = self.address_space.translate(address)
         if physical is None:
-            self._unmapped = address
+            self._unmapped, self._unmapped_access = address, access
             return False
+        if access == UC_MEM_FETCH:
+            self._code_pages.add(address & PAGE_MASK)
         entry.paddr = physical & PAGE_MASK
         entry.perms = UC_PROT_ALL
         if self._tlb_holds is not None and self._armed:
@@ -496,6 +576,10 @@ class Processor:
     def set_resume_flag(self, cpu: int, address: int | None) -> None:
         """RF for the next instruction a CPU runs, if it is at address."""
         self._resume_at[cpu] = address
+
+    def execute_slot_at(self, cpu: int, address: int) -> bool:
+        """Whether an armed execute slot of the CPU matches the instruction at address."""
+        return self._armed and address in self._execute_slots[cpu]
 
     def take_resume_flag(self, cpu: int) -> int | None:
         """The RF a CPU would resume with, cleared: an interrupt saves it in its frame."""

@@ -20,6 +20,7 @@ from unicorn import (
     UC_HOOK_MEM_READ,
     UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
+    UC_MEM_FETCH,
     UC_MEM_WRITE,
     UC_MODE_64,
     UC_PROT_ALL,
@@ -38,9 +39,14 @@ Access = tuple[int, int, bool]
 
 
 class Stepper:
-    def __init__(self, address_space: AddressSpace, host_memory: dict[int, int]):
-        """`host_memory` maps each mapping's physical address to the host memory backing it."""
+    def __init__(self, address_space: AddressSpace, host_memory: dict[int, int], code_pages: set[int]):
+        """`host_memory` maps each mapping's physical address to the host memory backing it.
+
+        The pages it fetches code from go into `code_pages`, which the
+        processor's writes consult before dropping translations.
+        """
         self._address_space = address_space
+        self._code_pages = code_pages
         self._accesses: list[Access] = []
         self._context = None
         uc = self._uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -88,10 +94,12 @@ class Stepper:
         """Drop translations of [begin, end): the code there was written to."""
         self._uc.ctl_remove_cache(begin, end)
 
-    def _fill_tlb(self, _engine, address, _access, entry_pointer, _) -> bool:
+    def _fill_tlb(self, _engine, address, access, entry_pointer, _) -> bool:
         physical = self._address_space.translate(address)
         if physical is None:
             return False
+        if access == UC_MEM_FETCH:
+            self._code_pages.add(address & PAGE_MASK)
         entry = entry_pointer.contents
         entry.paddr = physical & PAGE_MASK
         entry.perms = UC_PROT_ALL

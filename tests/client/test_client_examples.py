@@ -65,7 +65,10 @@ def test_seed_case_1_example_counts_every_jiffies_write_at_each_do_fork_stop(lin
     for number, (stop, _thread, _cpu, jiffies, hits, expected, ok) in enumerate(rows, 1):
         assert (int(stop), ok) == (number, "yes")
         assert int(hits) == int(expected) > 0
-    assert [int(r[3]) for r in rows] == sorted({int(r[3]) for r in rows}), "jiffies goes on between stops"
+    # Forks come faster than ticks (a tick is 100,000 blocks of guest time, looper forks every
+    # 20,000 iterations of 3 blocks), so two stops may share a jiffy; over the eight it advances.
+    seen = [int(r[3]) for r in rows]
+    assert seen == sorted(seen) and seen[-1] > seen[0], "jiffies goes on between stops"
     assert "every write to jiffies was counted" in done.stdout
     assert re.search(r"slots in use at the first stop: kgdb, perf:\d+, perf:\d+", done.stdout)
     assert ("added perf events" in done.stdout) == ("--scenario" not in server_args)

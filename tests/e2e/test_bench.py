@@ -22,6 +22,9 @@ MEASURES = (
     "Z1/z1 pairs/s (raw client, loopback)",
     "gdb dump memory, 1 MiB",
     "attach: serve start to gdb showing the stop",
+    "break-in latency p50 (5 Ctrl-Cs, looper busy)",
+    "break-in latency p99 (5 Ctrl-Cs, looper busy)",
+    "looper's loop: share of instructions",
     "conditional breakpoint, 300 hits, target evaluates: kgdbstub hits/s",
     "conditional breakpoint, 20 hits, gdb evaluates: kgdbstub hits/s",
     "dprintf, agent style, 200 lines: kgdbstub lines/s",
@@ -32,8 +35,8 @@ def test_the_benchmark_reports_every_measure(tmp_path):
     report = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "tools/bench.py", "--json", str(report), "--stops", "3", "--requests", "50",
-         "--iterations", "20000", "--rounds", "1", "--condition-hits", "300", "--condition-host-hits", "20",
-         "--dprintf-lines", "200"],
+         "--iterations", "20000", "--rounds", "1", "--break-ins", "5", "--condition-hits", "300",
+         "--condition-host-hits", "20", "--dprintf-lines", "200"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(report.read_text())["results"]

@@ -517,8 +517,10 @@ def test_a_gdb_killed_with_hbreak_and_watch_set_leaves_nothing_held(transport, s
         sym = symbols(server)
         baseline = trio.run(take_baseline, server, sym, scenario)
         if when == "stopped":
-            # Its breakpoints stay inserted at the stop, where gdb waits to be killed.
-            commands = ["set breakpoint always-inserted on", "hbreak do_fork", "watch total_forks", "continue",
+            # Its breakpoints stay inserted at the stop, where gdb waits to be killed. (The
+            # watch is set at do_fork's entry: gdb's arrival may find the machine anywhere,
+            # between a do_fork's entry and its write to total_forks too.)
+            commands = ["set breakpoint always-inserted on", "hbreak do_fork", "continue", "watch total_forks",
                         "monitor slots", "print jiffies", "print/x $pc", WAIT_TO_BE_KILLED]
             ready = WAITING
         else:

@@ -11,12 +11,14 @@ import re
 
 import pytest
 
-from gdbtools import start_line_server, start_server
+from gdbtools import REPO_ROOT, start_line_server, start_server
+from kgdbstub.kernel.image import Image
 from lldbtools import FRAME, LLDB, STOP, VARIABLE, LldbConsole, connect_command, read_boot_console, run_lldb
 
 pytestmark = pytest.mark.skipif(LLDB is None, reason="lldb is not installed")
 
 TRANSPORTS = ("tcp", "pty")
+IMAGE = Image(REPO_ROOT / "targets" / "minikernel" / "minikernel.elf")  # what `serve` loads
 
 
 @contextlib.contextmanager
@@ -77,7 +79,8 @@ def test_hardware_breakpoint_and_write_read_access_watchpoints_with_their_values
     reasons = [(reason, function) for _, reason, function in stops(output)]
     assert reasons[1:] == [("breakpoint 1.1", "do_fork"), ("watchpoint 1", "do_fork"),
                            ("watchpoint 2", "looper_main"), ("watchpoint 3", "looper_main")], output
-    assert re.search(r"cpu=\d+ dr=\d owner=kgdb addr=0xffffffff81000062 type=x len=1", output), output
+    do_fork = IMAGE.address_of("do_fork")
+    assert re.search(rf"cpu=\d+ dr=\d owner=kgdb addr={do_fork:#x} type=x len=1", output), output
     # looper_iterations++ reads and writes: each watchpoint shows the value before and after.
     hits = [(int(old), int(new)) for old, new in re.findall(r"old value: (\d+)\s+new value: (\d+)", output)]
     values = variables(output, "total_forks") + variables(output, "looper_iterations")
@@ -112,15 +115,16 @@ def test_every_threads_backtrace(transport):
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_register_and_memory_read_and_write(transport):
+    total_forks = IMAGE.address_of("total_forks")
     with serving(transport) as server:
         output = run_lldb(server, [
             "breakpoint set -n do_fork", "continue",
             "register write rax 0x1234", "register read rax",
-            "memory write -s 8 -f x 0xffffffff81003000 0x55", "memory read -s 8 -f x -c 1 0xffffffff81003000",
+            f"memory write -s 8 -f x {total_forks:#x} 0x55", f"memory read -s 8 -f x -c 1 {total_forks:#x}",
             "target variable total_forks",
             "thread select 1", "register read rip", "process detach"])
     assert re.search(r"rax = 0x0000000000001234", output), output
-    assert re.search(r"0xffffffff81003000: 0x0000000000000055", output), output
+    assert f"{total_forks:#x}: 0x0000000000000055" in output, output
     assert variables(output, "total_forks") == [0x55], output
     assert re.search(r"rip = 0x[0-9a-f]+", output.split("(lldb) thread select 1")[1]), output
 
@@ -167,7 +171,8 @@ def test_a_fifth_hardware_slot_is_refused_with_a_message(transport):
             "watchpoint set expression -s 8 -- &last_fork", "breakpoint set -H -n do_fork",
             "process detach"])
     assert "Number of supported hardware watchpoints: 4" in output, output
-    assert "error: Watchpoint creation failed (addr=0xffffffff81004010, size=8)" in output, output
+    last_fork = IMAGE.address_of("last_fork")
+    assert f"error: Watchpoint creation failed (addr={last_fork:#x}, size=8)" in output, output
     assert "hardware breakpoint resources might be exhausted or unavailable" in output, output
 
 

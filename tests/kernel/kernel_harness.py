@@ -22,6 +22,7 @@ from kgdbstub.kernel.kernel import Kernel
 from kgdbstub.kernel.ptrace import dr7_for
 from kgdbstub.kernel.tasks import State
 from kgdbstub.x86.debugregs import Access
+from unicorn.x86_const import UC_X86_REG_RIP as RIP
 
 ELF = Path(__file__).resolve().parents[2] / "targets" / "minikernel" / "minikernel.elf"
 INIT, LOOPER = 1, 2
@@ -81,6 +82,40 @@ class Machine:
     def looper_cpu(self) -> int | None:
         return self.looper.cpu
 
+    def looper_mid_iteration(self) -> bool:
+        """Whether the looper's latest call of looper_tick hit but its iteration is not yet counted.
+
+        Its user state (the oldest frame when an interrupt or system call
+        runs in its context) is then at the return from looper_tick, or at
+        looper_tick with the breakpoint's RF pending: a turn can end, and
+        the tracer can stop it, between any two blocks.
+        """
+        looper = self.looper
+        if looper.frames:
+            user, resume_flag = looper.frames[0]
+        elif looper.cpu is None:
+            user, resume_flag = looper.regs, looper.resume_at
+        else:
+            user, resume_flag = looper.regs, self.kernel.processor._resume_at[looper.cpu]
+        rip, tick = user.reg_read(RIP), self.address("looper_tick")
+        # At looper_tick the call has hit only if its breakpoint stopped it there (RF is pending).
+        return rip == self.looper_tick_return() or (rip == tick and resume_flag == tick)
+
+    def looper_calls(self) -> int:
+        """looper_tick calls that have hit so far."""
+        return self.iterations + self.looper_mid_iteration()
+
+    @functools.cache
+    def looper_tick_return(self) -> int:
+        """Where looper_main's call of looper_tick returns to."""
+        main, tick = self.address("looper_main"), self.address("looper_tick")
+        code = self.kernel.read(main, 0x100)
+        for offset in range(len(code) - 5):
+            if code[offset] == 0xE8 and main + offset + 5 + int.from_bytes(code[offset + 1:offset + 5], "little",
+                                                                            signed=True) == tick:
+                return main + offset + 5
+        raise AssertionError("looper_main does not call looper_tick")
+
     # -- running ----------------------------------------------------------------
 
     def run(self, until: Callable[[], bool], *, observe: Callable[[], None] | None = None,
@@ -103,11 +138,11 @@ class Machine:
                 reached = True
                 debugger.request_interrupt()
 
-        def run(interrupted=lambda: False, *rest):
+        def run(interrupted=lambda: False, *rest, **options):
             def checked() -> bool:
                 between_turns()
                 return interrupted()
-            return type(kernel).run(kernel, checked, *rest)
+            return type(kernel).run(kernel, checked, *rest, **options)
 
         kernel.run = run  # this instance only; removed below
         try:
@@ -130,12 +165,12 @@ class Machine:
         kernel, debugger = self.kernel, self.debugger
         deadline = kernel.ticks + limit
 
-        def run(interrupted=lambda: False, *rest):
+        def run(interrupted=lambda: False, *rest, **options):
             def checked() -> bool:
                 if kernel.ticks > deadline:
                     debugger.request_interrupt()
                 return interrupted()
-            return type(kernel).run(kernel, checked, *rest)
+            return type(kernel).run(kernel, checked, *rest, **options)
 
         kernel.run = run
         try:
@@ -144,6 +179,21 @@ class Machine:
             del kernel.run
         assert not (expect_stop and event.signal == SIGINT and kernel.ticks > deadline), f"no stop within {limit} rounds"
         return event
+
+    def on_debug_exception(self, callback: Callable[[int], None]) -> None:
+        """Call callback(cpu) at every debug exception, as the CPU raises it (before its owners see it).
+
+        A run can go many hits without reaching a turn boundary; this sees
+        each one on the CPU it happens on.
+        """
+        processor = self.kernel.processor
+        handler = processor.debug_handler
+
+        def observed(cpu, exception):
+            callback(cpu)
+            return handler(cpu, exception)
+
+        processor.debug_handler = observed
 
     def run_rounds(self, rounds: int, **options) -> list[StopEvent]:
         end = self.kernel.ticks + rounds

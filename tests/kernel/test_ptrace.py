@@ -116,7 +116,7 @@ def test_a_dr7_write_with_one_bad_dr_changes_nothing(machine, bad):
     assert tracee.dr7 == dr7
 
     # And the machine runs with the old settings: DR0 still counts looper_tick, DR1 nothing.
-    start = machine.iterations
+    start = machine.looper_calls()
     hits = [e.hits for e in tracee.events[:3]]
 
     def observe():
@@ -129,7 +129,7 @@ def test_a_dr7_write_with_one_bad_dr_changes_nothing(machine, bad):
                     machine.check_register_matches(cpu, dr, event)
 
     machine.run_rounds(10, observe=observe)
-    assert tracee.events[0].hits - hits[0] == machine.iterations - start > 0
+    assert tracee.events[0].hits - hits[0] == machine.looper_calls() - start > 0
     assert tracee.events[1].hits == hits[1] == 0
 
 
@@ -174,7 +174,8 @@ def test_continue_n_stops_the_tracee_at_the_nth_hit_and_the_machine_runs_on(mach
 
     def observe():
         if not machine.stopped():
-            assert tracee.hits[3] == event.hits == machine.iterations, "every hit counted, none lost"
+            assert tracee.hits[3] == event.hits == machine.iterations + machine.looper_mid_iteration(), \
+                "every hit counted, none lost"
             if machine.looper.cpu is not None:
                 cpus.add(machine.looper.cpu)
                 assert machine.drs_of(machine.looper.cpu, event) == [0]
@@ -208,9 +209,9 @@ def test_continue_n_stops_the_tracee_at_the_nth_hit_and_the_machine_runs_on(mach
 def test_continuing_a_stopped_tracee_again_counts_each_hit_once(machine):
     """Each stop is at looper_tick; continuing runs that call once (RF) and stops M hits later.
 
-    The looper is picked up by either CPU after each stop; on CPU 0 a timer
-    tick is delivered before it runs again, and the pending RF must survive
-    the interrupt as it does in RFLAGS on x86.
+    The looper is picked up by the first CPU whose turn comes after each
+    stop; a timer tick may be delivered before it runs again, and the
+    pending RF must survive the interrupt as it does in RFLAGS on x86.
     """
     kernel = machine.kernel
     tracee = machine.trace(0, "looper_tick")
@@ -220,12 +221,13 @@ def test_continuing_a_stopped_tracee_again_counts_each_hit_once(machine):
     machine.run(lambda: machine.stopped())
     total = 100
     resumed_on = set()
+    first_cpu = []
+    machine.on_debug_exception(lambda cpu: first_cpu or first_cpu.append(cpu))
     for burst in (1, 7, 100, 250, 100, 100):
         kernel.ptrace.cont(LOOPER, burst)
         kernel.resume_task(LOOPER)
-        first_cpu = []
-        machine.run(lambda: machine.stopped(),
-                    observe=lambda: first_cpu or machine.looper.cpu is None or first_cpu.append(machine.looper.cpu))
+        first_cpu.clear()
+        machine.run(lambda: machine.stopped())
         resumed_on.update(first_cpu)
         total += burst
         assert tracee.hits[0] == total, f"burst of {burst} resumed on CPU {first_cpu}"
@@ -244,7 +246,7 @@ def test_hits_equal_iterations_at_every_kgdb_stop_at_do_fork(machine):
 
     def observe():
         if not machine.stopped():
-            assert tracee.hits[0] == machine.iterations
+            assert tracee.hits[0] == machine.iterations + machine.looper_mid_iteration()
             checked.append(machine.iterations)
 
     stops = machine.run(lambda: machine.stopped(), observe=observe)

@@ -124,17 +124,13 @@ class SharingMachine(RuleBasedStateMachine):
     # -- ground truth ------------------------------------------------------------------
 
     def ticks_called(self) -> int:
-        """looper_tick calls that hit: the increments, plus one if the looper waits at looper_tick.
+        """looper_tick calls that hit: the increments, plus one if the looper is between a call and its increment.
 
-        It waits there when its tracer stopped it on the call, and then also
-        while an interrupt (the tick, on CPU 0) runs in its context: the
-        user state it returns to is the oldest frame.
+        It is there when its tracer stopped it on the call, or when its turn
+        ended after the call, and then also while an interrupt runs in its
+        context: the user state it returns to is the oldest frame.
         """
-        looper = self.m.looper
-        user = looper.frames[0] if looper.frames else looper.regs
-        if isinstance(user, tuple):  # (registers, pending RF)
-            user = user[0]
-        return self.m.iterations + int(user.reg_read(RIP) == self.tick_address)
+        return self.m.iterations + self.m.looper_mid_iteration()
 
     def truth_of(self, event: Breakpoint, wide: bool):
         name = self.symbols.get(event.address)

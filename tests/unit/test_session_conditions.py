@@ -198,7 +198,7 @@ def test_printf_output_waits_for_the_debugger_beyond_the_limit_and_none_is_lost(
     conditions.output_limit = 10_000
     received, most = bytearray(), 0
     with debugger.resumed() as run:
-        while (stop := run(lambda: len(conditions.output) >= conditions.output_limit)) is None:
+        while (stop := run(pause=lambda: len(conditions.output) >= conditions.output_limit)) is None:
             most = max(most, len(conditions.output))
             received += conditions.take_output()
     received += conditions.take_output()

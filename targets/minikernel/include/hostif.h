@@ -23,6 +23,13 @@
 #define HC_SYSRET        7 /* (long value): return to user mode from a syscall  */
 #define HC_IRET          8 /* (): resume the context an interrupt interrupted   */
 #define HC_NR_CPUS       9 /* () -> number of CPUs                              */
+#define HC_CURRENT      10 /* (struct current_info *) -> 0: who runs on this CPU */
+#define HC_KGDB_TRAP    11 /* (struct pt_regs *, vector, signo) -> 0: enter kgdb */
+#define HC_NMI_ALLBUTSELF 12 /* (void (*fn)(unsigned long cpu)) -> 0: an NMI on every other CPU calls fn(cpu) */
+#define HC_HALT         13 /* () -> 0: the CPU halts until an interrupt; with IF clear, for good */
+
+/* What HC_CURRENT writes. */
+#define CURRENT_COMM_LEN 16
 
 /* HC_CLONE flags */
 #define CLONE_USER 1 /* the task runs in user space: entry(arg) on a user stack */

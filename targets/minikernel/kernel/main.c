@@ -3,10 +3,12 @@
  *
  * CPU 0 starts at start_kernel in 64-bit mode on its idle task's stack;
  * there is nothing to set up (no descriptor tables, no page tables: the
- * host maps memory and delivers the timer itself).  start_kernel brings up
+ * host maps memory and delivers the timer itself).  It starts with
+ * interrupts disabled and enables them once the other CPUs are up.  start_kernel brings up
  * the other CPUs, creates init (pid 1) and becomes CPU 0's idle task.
  */
 #include <linux/kernel.h>
+#include <linux/irqflags.h>
 #include <linux/kgdb.h>
 #include <linux/sched.h>
 #include <linux/smp.h>
@@ -52,5 +54,6 @@ void start_kernel(void)
 	printk("%s", linux_banner);
 	printk("Command line:%s\n", kgdbwait ? " kgdbwait" : "");
 	smp_init();
+	local_irq_enable();
 	rest_init();
 }

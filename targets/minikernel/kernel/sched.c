@@ -1,7 +1,7 @@
 /*
  * The scheduler.  The host owns the run queues and switches tasks; a task
- * gives up its CPU with a hypercall.  Scheduling is cooperative: code that
- * never makes a hypercall or system call keeps its CPU.
+ * gives up its CPU with a hypercall, and the timer interrupt takes the CPU
+ * from a task that runs on (preempt_schedule_irq).
  */
 #include <linux/kernel.h>
 #include <linux/sched.h>
@@ -14,6 +14,12 @@ noinline void schedule(void)
 	hypercall0(HC_SCHEDULE);
 }
 
+/* Preemption from the timer interrupt, on the interrupted task's stack. */
+noinline void preempt_schedule_irq(void)
+{
+	schedule();
+}
+
 /* Sleep for ticks jiffies. */
 noinline long schedule_timeout(unsigned long ticks)
 {
@@ -21,7 +27,10 @@ noinline long schedule_timeout(unsigned long ticks)
 	return 0;
 }
 
-/* The idle task of every CPU ends here. */
+/*
+ * The idle task of every CPU ends here.  With nothing to run, the host
+ * keeps the CPU halted in schedule() until a task is runnable.
+ */
 void cpu_idle(void)
 {
 	for (;;)

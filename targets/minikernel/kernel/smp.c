@@ -1,10 +1,11 @@
-/* Bringing up the secondary CPUs. */
+/* Bringing up the secondary CPUs, and stopping them when the kernel panics. */
 #include <linux/kernel.h>
+#include <linux/irqflags.h>
 #include <linux/sched.h>
 #include <linux/smp.h>
 #include <asm/hypercall.h>
 
-/* CPUs brought up so far, the boot CPU included. */
+/* CPUs online: brought up (the boot CPU included) and not stopped since. */
 unsigned long nr_cpus_online = 1;
 
 void smp_init(void)
@@ -30,5 +31,38 @@ void smp_init(void)
 void start_secondary(unsigned long cpu)
 {
 	printk("CPU%lu: online\n", cpu);
+	local_irq_enable();
 	cpu_idle();
+}
+
+/*
+ * Where another CPU's smp_send_stop() sends this one (stop_this_cpu() in
+ * arch/x86/kernel/process.c): it leaves the online CPUs and halts with
+ * interrupts disabled, for good.  The task it interrupted stays its current
+ * task, stopped where the NMI found it.
+ */
+void stop_this_cpu(unsigned long cpu)
+{
+	local_irq_disable();
+	nr_cpus_online--;
+	for (;;)
+		hypercall0(HC_HALT);
+}
+
+/*
+ * Stop every other CPU (native_stop_other_cpus): panic() does it once kgdb
+ * has had its chance.  Linux sends REBOOT_VECTOR first and falls back to an
+ * NMI for CPUs that have not stopped within a second; here the NMI goes at
+ * once, which every CPU takes whatever it runs.  As Linux, wait a while for
+ * the others to go offline.
+ */
+void smp_send_stop(void)
+{
+	unsigned long spins = 100000000;
+
+	if (READ_ONCE(nr_cpus_online) <= 1)
+		return;
+	hypercall1(HC_NMI_ALLBUTSELF, (unsigned long)stop_this_cpu);
+	while (READ_ONCE(nr_cpus_online) > 1 && --spins)
+		barrier();
 }

@@ -1,10 +1,14 @@
 /* The timer tick. */
 #include <linux/kernel.h>
 #include <linux/jiffies.h>
+#include <linux/sched.h>
+
+/* The CPU whose tick keeps jiffies (Linux's tick_do_timer_cpu). */
+#define TICK_DO_TIMER_CPU	0
 
 /*
- * Ticks since boot: one per host round.  Alone on its page: it is written
- * at every tick and the host watches data with page protection.
+ * Ticks since boot.  Alone on its page: it is written at every tick and
+ * the host watches data with page protection.
  */
 unsigned long jiffies __own_page(jiffies);
 
@@ -18,11 +22,21 @@ noinline void do_timer(unsigned long ticks)
 }
 
 /*
- * The timer interrupt, on CPU 0 at the start of every round.  The host
- * calls it with irq_return as the return address, having saved the whole
- * interrupted state, so it may use any register.
+ * The local timer interrupt of a CPU (tick_periodic).  The host calls it
+ * between two instructions of whatever the CPU runs, when the CPU has
+ * interrupts enabled, with irq_return as the return address and the
+ * interrupted state saved; interrupts are disabled while it runs.
+ *
+ * ticks: timer periods since this CPU's previous tick (more than one when
+ * the CPU had interrupts disabled).  need_resched: the host's scheduler
+ * wants the CPU for another task; the interrupted task is preempted here
+ * and goes on from this point when it runs again.
  */
-noinline void timer_interrupt(void)
+noinline void timer_interrupt(unsigned long cpu, unsigned long ticks,
+			      unsigned long need_resched)
 {
-	do_timer(1);
+	if (cpu == TICK_DO_TIMER_CPU)
+		do_timer(ticks);
+	if (need_resched)
+		preempt_schedule_irq();
 }

@@ -3,8 +3,8 @@
  *
  * It counts iterations, calling looper_tick() once in each, forks a child
  * every LOOPER_FORK_EVERY iterations and yields the CPU every
- * LOOPER_YIELD_EVERY: the host schedules cooperatively, so a task that
- * never made a system call would keep its CPU forever.
+ * LOOPER_YIELD_EVERY, as a program that makes system calls does; the
+ * timer tick preempts it all the same when another task needs the CPU.
  *
  * The loop is kept tiny (the call, the increment, a count-down and a branch)
  * because debugger benchmarks stop on looper_tick a million times.

@@ -10,6 +10,21 @@
  */
 #include <hostif.h>
 
+/*
+ * BUG_ENTRY: a ud2 with its place in __bug_table, as <linux/bug.h>'s BUG()
+ * makes, for the stubs below.
+ */
+	.macro	BUG_ENTRY line
+1:	ud2
+	.pushsection __bug_table, "aw"
+	.quad	1b, bug_file, \line
+	.popsection
+	.endm
+
+	.section .rodata
+bug_file:
+	.asciz	"arch/x86/entry.S"
+
 	.cfi_sections .debug_frame
 	.text
 
@@ -71,17 +86,18 @@ entry_SYSCALL_64:
 syscall_return:
 	movq	%rax, %rdi
 	movl	$HC_SYSRET, %eax
-	hlt				/* does not return */
-	ud2
+	hlt				/* returns only when there is nothing to return to */
+	BUG_ENTRY __LINE__
 	.cfi_endproc
 	.size	syscall_return, . - syscall_return
 	.size	entry_SYSCALL_64, . - entry_SYSCALL_64
 
 /*
- * Interrupts.  At every tick the host saves the whole state of CPU 0,
- * moves to a kernel stack if it was in user space (otherwise it stays
- * below the red zone) and calls timer_interrupt() as if from here, with
- * irq_return as the return address.  HC_IRET resumes what was interrupted.
+ * Interrupts.  At a tick the host saves the whole state of the CPU, moves
+ * to a kernel stack if it was in user space (otherwise it stays below the
+ * red zone), disables interrupts and calls timer_interrupt() as if from
+ * here, with irq_return as the return address.  HC_IRET resumes what was
+ * interrupted, interrupt flag included.
  */
 	.globl	common_interrupt
 	.type	common_interrupt, @function
@@ -93,10 +109,33 @@ common_interrupt:
 	.type	irq_return, @function
 irq_return:
 	movl	$HC_IRET, %eax
-	hlt				/* does not return */
-	ud2
+	hlt				/* returns only when there is nothing to return to */
+	BUG_ENTRY __LINE__
 	.cfi_endproc
 	.size	irq_return, . - irq_return
 	.size	common_interrupt, . - common_interrupt
+
+/*
+ * Exceptions.  The host delivers a fault as an interrupt (saving the
+ * state, choosing the stack, disabling interrupts) and also writes a
+ * struct pt_regs of the faulting context there; it calls the handler,
+ * exc_*(regs, error_code[, address]) in arch/x86/traps.c, as if from here,
+ * with exception_return as the return address.
+ */
+	.globl	asm_exc_common
+	.type	asm_exc_common, @function
+asm_exc_common:
+	.cfi_startproc
+	.cfi_undefined rip
+	nop
+	.globl	exception_return
+	.type	exception_return, @function
+exception_return:
+	movl	$HC_IRET, %eax
+	hlt				/* returns only when there is nothing to return to */
+	BUG_ENTRY __LINE__
+	.cfi_endproc
+	.size	exception_return, . - exception_return
+	.size	asm_exc_common, . - asm_exc_common
 
 	.section .note.GNU-stack, "", @progbits

@@ -8,6 +8,6 @@ extern unsigned long jiffies;
 
 /* kernel/time.c */
 void do_timer(unsigned long ticks);
-void timer_interrupt(void);
+void timer_interrupt(unsigned long cpu, unsigned long ticks, unsigned long need_resched);
 
 #endif /* _LINUX_JIFFIES_H */

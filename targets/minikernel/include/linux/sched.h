@@ -4,7 +4,16 @@
 
 #include <linux/compiler.h>
 
+#include <hostif.h>
+
 typedef int (*kthread_fn_t)(void *arg);
+
+/* Who runs on this CPU, as HC_CURRENT tells it (pid 0: the idle task). */
+struct current_info {
+	long pid;
+	long cpu;
+	char comm[CURRENT_COMM_LEN];
+};
 
 /* kernel/fork.c */
 extern unsigned long total_forks;
@@ -16,6 +25,7 @@ void do_exit(long code) __noreturn;
 
 /* kernel/sched.c */
 void schedule(void);
+void preempt_schedule_irq(void);
 long schedule_timeout(unsigned long ticks);
 void cpu_idle(void) __noreturn;
 

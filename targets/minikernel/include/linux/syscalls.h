@@ -15,5 +15,6 @@ long sys_exit(long code) __noreturn;
 /* arch/x86/entry.S: the return addresses the host gives its calls. */
 void syscall_return(void);
 void irq_return(void);
+void exception_return(void);
 
 #endif /* _LINUX_SYSCALLS_H */

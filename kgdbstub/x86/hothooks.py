@@ -1,0 +1,108 @@
+"""The C callbacks of hothooks.c, loaded with ctypes, and the clock they keep.
+
+`pip install` builds hothooks.c into a shared library next to this file.
+A `GuestClock` hangs one C block hook on an engine: it counts guest time in
+translation blocks and stops the engine at the start of a block when the
+time a run was given is up, when any thread asks (`request_stop`), or when a
+wall-clock deadline passes.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import time
+
+from unicorn import UC_HOOK_BLOCK, Uc, UcError
+from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+
+STOPPED_BY_NOTHING, STOPPED_BY_LIMIT, STOPPED_BY_REQUEST, STOPPED_BY_DEADLINE = range(4)
+NO_LIMIT = 2**64 - 1
+
+
+def _load() -> ctypes.CDLL:
+    spec = importlib.util.find_spec(f"{__package__}._hothooks")
+    if spec is None or spec.origin is None:
+        raise ImportError("kgdbstub's C part (kgdbstub/x86/hothooks.c) is not built: "
+                          "run `pip install -e .` in the checkout")
+    library = ctypes.CDLL(spec.origin)
+    library.hot_state_size.restype = ctypes.c_uint64
+    return library
+
+
+_library = _load()
+
+
+class _HotState(ctypes.Structure):
+    """struct hot_state of hothooks.c, field for field."""
+
+    _fields_ = [
+        ("blocks", ctypes.c_uint64),
+        ("limit", ctypes.c_uint64),
+        ("deadline_ns", ctypes.c_uint64),
+        ("stop_request", ctypes.c_uint32),
+        ("interruptible", ctypes.c_uint32),
+        ("until_clock", ctypes.c_uint32),
+        ("stopped_by", ctypes.c_uint32),
+        ("emu_stop", ctypes.c_void_p),
+    ]
+
+
+if ctypes.sizeof(_HotState) != _library.hot_state_size():
+    raise ImportError("kgdbstub/x86/hothooks.py and hothooks.c disagree on struct hot_state: rebuild")
+
+_ON_BLOCK = ctypes.cast(_library.on_block, ctypes.c_void_p)
+_EMU_STOP = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p)
+
+
+class GuestClock:
+    """Guest time of one engine, counted in translation blocks, and the stops it makes.
+
+    A translation block is a run of instructions that unicorn translates and
+    enters as one: it ends at a jump, call, return, system call, hlt or int3,
+    at a page boundary, or after unicorn's maximum of 512 instructions. The
+    engine counts a block when it enters it, so the count after a run is a
+    function of the instructions executed and of where each run began --
+    which is the same whenever the same inputs are given.
+    """
+
+    def __init__(self, uc: Uc):
+        self._state = state = _HotState(limit=NO_LIMIT, until_clock=1, emu_stop=_EMU_STOP)
+        handle = uc_hook_h()
+        status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, _ON_BLOCK,
+                                   ctypes.cast(ctypes.pointer(state), ctypes.c_void_p),
+                                   ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if status:
+            raise UcError(status)
+
+    @property
+    def blocks(self) -> int:
+        """Blocks run so far: the engine's guest time."""
+        return self._state.blocks
+
+    def arm(self, budget: int | None, *, interruptible: bool = True, deadline: float | None = None) -> None:
+        """Before a run: stop after `budget` more blocks, at a request, at deadline (time.monotonic())."""
+        state = self._state
+        state.stopped_by = STOPPED_BY_NOTHING
+        state.limit = NO_LIMIT if budget is None else state.blocks + budget
+        state.interruptible = interruptible
+        state.deadline_ns = 0 if deadline is None else max(1, int(deadline * 1e9))
+        state.until_clock = 1  # look at the clock at the first block
+
+    @property
+    def stopped_by(self) -> int:
+        return self._state.stopped_by
+
+    def request_stop(self) -> None:
+        """Thread-safe: the running engine stops at the start of its next block."""
+        self._state.stop_request = 1
+
+    def withdraw_stop(self) -> None:
+        self._state.stop_request = 0
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._state.stop_request)
+
+    def past_deadline(self) -> bool:
+        deadline = self._state.deadline_ns
+        return bool(deadline) and time.monotonic_ns() >= deadline

@@ -1,0 +1,89 @@
+"""A break-in that comes while the host delivers something takes precedence, as an NMI does.
+
+The host's time spent entering a system call or delivering the tick is not
+guest time: a break-in that finds a delivery whose handler has not run yet
+withdraws it (the CPU stops at the instruction boundary the delivery found)
+and the delivery happens again, once, when the machine goes on.
+"""
+import pytest
+from kernel_harness import LOOPER, Machine
+from unicorn import x86_const as X
+
+from kgdbstub.core.debugger import SIGINT
+from kgdbstub.kernel.hw_breakpoint import BreakpointType
+from kgdbstub.kernel.layout import is_user
+
+pytestmark = pytest.mark.timeout(120)
+SYS_CLONE = 56
+X_BREAKPOINT = BreakpointType.EXECUTE
+
+
+def registers(machine: Machine, *names: str) -> list[int]:
+    return [machine.looper.regs.reg_read(getattr(X, f"UC_X86_REG_{n.upper()}")) for n in names]
+
+
+def test_a_break_in_before_a_system_call_runs_sends_the_caller_back_to_its_syscall_instruction():
+    machine = Machine()
+    do_syscall = machine.address("do_syscall")
+
+    def clone_entered():  # delivered, not yet begun: do_syscall(SYS_CLONE, ...) is the next instruction
+        return machine.looper.cpu is not None and registers(machine, "rip", "rdi") == [do_syscall, SYS_CLONE]
+
+    forks, clones = machine.u64("total_forks"), machine.u64("looper_forks")
+    stops = machine.run(clone_entered)
+    assert not stops
+    rip, rax = registers(machine, "rip", "rax")
+    assert is_user(rip) and machine.kernel.read(rip, 2) == b"\x0f\x05" and rax == SYS_CLONE
+    assert not machine.looper.frames
+    assert (machine.u64("total_forks"), machine.u64("looper_forks")) == (forks, clones)
+
+    # Going on, the system call is made, once.
+    machine.run(lambda: machine.u64("looper_forks") == clones + 1)
+    assert machine.u64("total_forks") == forks + 1
+
+
+def test_a_break_in_before_the_tick_handler_runs_leaves_the_tick_pending():
+    machine = Machine()
+    kernel, timer = machine.kernel, machine.address("timer_interrupt")
+
+    deliver = kernel._deliver_timer
+
+    def deliver_then_break_in(cpu):  # the break-in comes while the host delivers to the looper
+        error = deliver(cpu)
+        if kernel.current[cpu] is machine.looper and registers(machine, "rip")[0] == timer:
+            machine.debugger.request_interrupt()
+            kernel._deliver_timer = deliver
+        return error
+
+    kernel._deliver_timer = deliver_then_break_in
+    assert machine.resume().signal == SIGINT
+    cpu, rounds = machine.looper.cpu, kernel.rounds
+    interrupted = registers(machine, "rip")[0]
+    assert is_user(interrupted) and not machine.looper.frames
+    assert kernel._timer_pending[cpu] == 1
+
+    # Going on, the looper takes that tick first thing, once, in the same timer period.
+    handler = kernel.perf.register(address=timer, length=8, type=X_BREAKPOINT, cpu=None, task=LOOPER)
+    machine.run(lambda: handler.hits > 0)
+    assert handler.hits == 1 and kernel.rounds == rounds and kernel._timer_pending[cpu] == 0
+
+
+def test_a_tick_withdrawn_from_an_idle_cpu_leaves_it_halted():
+    machine = Machine()
+    kernel = machine.kernel
+    deliver, woken = kernel._deliver_timer, []
+
+    def deliver_then_break_in(cpu):
+        was_idle = kernel.halted[cpu]
+        error = deliver(cpu)
+        if was_idle and not kernel.halted[cpu]:
+            woken.append(cpu)
+            machine.debugger.request_interrupt()
+            kernel._deliver_timer = deliver
+        return error
+
+    kernel._deliver_timer = deliver_then_break_in
+    assert machine.resume().signal == SIGINT
+    cpu, = woken
+    assert kernel.halted[cpu] and kernel.current[cpu].idle and not kernel.current[cpu].frames
+    assert kernel._timer_pending[cpu] == 1
