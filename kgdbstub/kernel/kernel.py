@@ -154,6 +154,7 @@ class Kernel:
         self._timer_pending = [0] * cpus  # timer periods not yet delivered
         self._nmi_pending: list[int | None] = [None] * cpus  # the function an NMI is to call
         self._irq_pending: list[int | None] = [None] * cpus  # the function a device interrupt is to call
+        self._host_nmi: list[int | None] = [None] * cpus  # an NMI the host raised (raise_nmi), not the guest
         self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
         # A delivery (an interrupt, a system call's entry, an exception) whose
         # handler has not yet run a block, and what else undoing it takes.
@@ -311,14 +312,19 @@ class Kernel:
         self._irq_pending[cpu] = self.image.address_of(function)
 
     def withdraw_interrupts(self) -> None:
+        """Drop what raise_interrupt and raise_nmi asked for and no CPU took yet."""
         self._irq_pending = [None] * self.ncpus
+        for cpu, function in enumerate(self._host_nmi):
+            if function is not None and self._nmi_pending[cpu] == function:
+                self._nmi_pending[cpu] = None
+        self._host_nmi = [None] * self.ncpus
 
     def raise_nmi(self, function: str) -> bool:
         """Thread-safe: an NMI whose handler calls an image function, on the first
         CPU that can take one, whatever IF says; False when none can."""
         for cpu in range(self.ncpus):
             if self.online[cpu] and not self.shut_down[cpu]:
-                self._nmi_pending[cpu] = self.image.address_of(function)
+                self._nmi_pending[cpu] = self._host_nmi[cpu] = self.image.address_of(function)
                 return True
         return False
 
