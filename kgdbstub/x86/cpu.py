@@ -390,7 +390,7 @@ class Processor:
         """
         if not self._code.written(begin, end):
             return
-        self.uc.ctl_remove_cache(begin, end)
+        self.uc.ctl_remove_cache(begin, min(end, (1 << 64) - 1))
         self._stepper.forget_code(begin, end)
         for known in [a for a in self._hlt_at if begin - MAX_LENGTH < a < end]:
             del self._hlt_at[known]
@@ -947,8 +947,11 @@ class Processor:
             self.uc.hook_del(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):
             self._execute_hooks[address] = self._add_execute_hook(address)
-            # Code translated before the hook existed would not call it.
-            self.uc.ctl_remove_cache(address, address + 1)
+            # Code translated before the hook existed would not call it. (The
+            # address space's last byte has no end unicorn can name; no
+            # instruction there can have been translated and run on.)
+            if address + 1 < 1 << 64:
+                self.uc.ctl_remove_cache(address, address + 1)
         self._special = self._code.candidates | {a for a in self._execute_hooks
                                                  if self._code.rep_string(a) is not None}
 
