@@ -858,7 +858,9 @@ class Processor:
                 exception = self._execute_slots[cpu].get(address)
                 if exception:
                     registers = self.debug_registers[cpu]
-                    registers.dr6 = registers.dr6 & ~0xF | exception.b_bits
+                    dr6 = registers.dr6
+                    if dr6 & 0xF != exception.b_bits:
+                        registers.dr6 = dr6 & ~0xF | exception.b_bits
                     if not self.debug_handler or self.debug_handler(cpu, exception):
                         self._stop_before(exception, resume_flag=True)
                         return
