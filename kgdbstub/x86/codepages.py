@@ -4,8 +4,8 @@ A page becomes a code page when it is first fetched from, and is scanned
 then for every address where a MOV DRn or a MOV SS may start
 (instructions.candidate_starts): the emulator hooks those, so that it sees
 each such instruction before it runs. Bytes written to a code page, by the
-host or by the guest, are scanned again, so code the guest writes is
-intercepted as well. Decodings asked of an address (is it a repeated string
+host or by the guest, are scanned again before the CPUs run on, so code the
+guest writes is intercepted as well. Decodings asked of an address (is it a repeated string
 instruction?) are kept until its bytes change.
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ class CodePages:
         self.pages: set[int] = set()
         self.candidates: set[int] = set()  # where an intercepted instruction may start
         self._rep_strings: dict[int, RepString | None] = {}
+        self._pending: set[tuple[int, int]] = set()  # ranges written since the last settle
 
     def __contains__(self, page: int) -> bool:
         return page in self.pages
@@ -37,17 +38,40 @@ class CodePages:
         return found
 
     def written(self, begin: int, end: int) -> bool:
-        """Bytes [begin, end) changed: scan what they may be part of again. Whether any code page holds them."""
+        """Bytes [begin, end) changed; whether a code page holds them. They are scanned again at settle()."""
         if not any(page in self.pages for page in range(begin & PAGE_MASK, end, PAGE_SIZE)):
             return False
-        first, last = begin - MAX_LENGTH + 1, end
-        for address in [a for a in self._rep_strings if first <= a < last]:
-            del self._rep_strings[address]
-        self.candidates -= {a for a in self.candidates if first <= a < last}
-        for page in range(first & PAGE_MASK, last, PAGE_SIZE):
-            if page in self.pages:
-                self.candidates |= self._scan(max(first, page), min(last, page + PAGE_SIZE))
+        self._pending.add((begin, end))
         return True
+
+    def settle(self) -> bool:
+        """Scan again what the writes since the last settle may have changed; whether the candidates changed.
+
+        A page written in many places (a debugger planting breakpoints) is
+        scanned whole, once.
+        """
+        if not self._pending:
+            return False
+        ranges: dict[int, list[tuple[int, int]]] = {}
+        for begin, end in self._pending:
+            first = begin - MAX_LENGTH + 1
+            for page in range(first & PAGE_MASK, end, PAGE_SIZE):
+                if page in self.pages:
+                    ranges.setdefault(page, []).append((max(first, page), min(end, page + PAGE_SIZE)))
+        self._pending.clear()
+        changed = False
+        for page, pieces in ranges.items():
+            if len(pieces) > 16:
+                pieces = [(page, page + PAGE_SIZE)]
+            for first, last in pieces:
+                for address in [a for a in self._rep_strings if first <= a < last]:
+                    del self._rep_strings[address]
+                old = {a for a in self.candidates if first <= a < last}
+                new = self._scan(first, last)
+                if old != new:
+                    self.candidates = (self.candidates - old) | new
+                    changed = True
+        return changed
 
     def _scan(self, first: int, last: int) -> set[int]:
         code = self._read(first, last - first + MAX_LENGTH)
@@ -55,6 +79,8 @@ class CodePages:
 
     def rep_string(self, address: int) -> RepString | None:
         """The repeated string instruction at address, if that is one (kept while a code page's bytes stay)."""
+        if self._pending:
+            self.settle()
         known = self._rep_strings.get(address, _UNKNOWN)
         if known is _UNKNOWN:
             known = rep_string(self._read(address, MAX_LENGTH))

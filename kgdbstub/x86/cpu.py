@@ -210,6 +210,8 @@ class _Traced:
     """Internal: the guest's TF made a single-step trap after an instruction."""
 
 
+WATCHED_PAGE_TOUCHED, TRACED = _WatchedPageTouched(), _Traced()
+
 Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | TimeUp | Probed
 
 
@@ -217,7 +219,7 @@ Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preemp
 # exit to it: straight to unicorn, a third of what the binding's generic
 # reg_read costs (which works out each register's type at every call).
 _context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
-_engine_reg_read = _uclib.uc_reg_read
+_engine_reg_read, _engine_reg_write = _uclib.uc_reg_read, _uclib.uc_reg_write
 
 
 def read_registers(context, *registers: int) -> list[int]:
@@ -270,6 +272,7 @@ class Processor:
         self._mid_rep = False
         self._shadow = False
         self._rf_decided = False  # a hook stopped the engine and set _rf
+        self._started_at = 0  # where the last run of the engine began
         # Passes a hook must not take for an instruction's beginning: the pass
         # at _exempt_at entered as the next block after _exempt_blocks skips
         # the instruction-breakpoint check (RF, a MOV SS shadow), the one at
@@ -311,11 +314,17 @@ class Processor:
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.clock = GuestClock(uc)
+        self._handle = uc._uch
+        self._rip_value = ctypes.c_uint64()
+        self._rip_reference = ctypes.byref(self._rip_value)
+        self._eflags_value = ctypes.c_uint64()
+        self._eflags_reference = ctypes.byref(self._eflags_value)
         self._blank = uc.context_save()
         self._stop: Exit | None = None
         self._unmapped: int | None = None
         self._unmapped_access = UC_MEM_READ
         self._hlt_at: dict[int, bool] = {}  # whether an address holds hlt; forgotten on writes
+        self._code_unsettled = False  # code was written since the hooks were last made from it
         self.running_cpu: int | None = None
 
     # -- register states -------------------------------------------------
@@ -394,7 +403,14 @@ class Processor:
         self._stepper.forget_code(begin, end)
         for known in [a for a in self._hlt_at if begin - MAX_LENGTH < a < end]:
             del self._hlt_at[known]
-        self._sync_execute_hooks()
+        self._code_unsettled = True
+
+    def _settle_code(self) -> None:
+        """Before the CPUs run on: hooks for what the writes to code made or unmade."""
+        if self._code_unsettled:
+            self._code_unsettled = False
+            self._code.settle()
+            self._sync_execute_hooks()
 
     # -- execution -----------------------------------------------------------
 
@@ -418,24 +434,26 @@ class Processor:
             self.flush_tlb()
         self._tlb_holds = cpu
         self._hook_error = None
+        self._settle_code()
         # RF lives in RFLAGS between runs; while the CPU runs, here (unicorn
         # would clear it at the end of a translation block, not an instruction).
-        eflags = self._read(X.UC_X86_REG_EFLAGS)
+        eflags = self._eflags()
         self._rf, self._mid_rep, self._shadow = bool(eflags & RFLAGS_RF), False, False
         if self._rf:
-            self._write(X.UC_X86_REG_EFLAGS, eflags & ~RFLAGS_RF)
+            self._set_eflags(eflags & ~RFLAGS_RF)
         try:
             return self._single_step(cpu) if step else self._run(cpu)
         finally:
-            eflags = self._read(X.UC_X86_REG_EFLAGS)
-            self._write(X.UC_X86_REG_EFLAGS, eflags | RFLAGS_RF if self._rf else eflags & ~RFLAGS_RF)
+            eflags = self._eflags()
+            if bool(eflags & RFLAGS_RF) != self._rf:
+                self._set_eflags(eflags ^ RFLAGS_RF)
             self.running_cpu = None
             uc.context_update(context)
 
     def _run(self, cpu: int) -> Exit:
         while True:
             exit = self._engine_run(cpu)
-            if isinstance(exit, _WatchedPageTouched):
+            if exit is WATCHED_PAGE_TOUCHED:
                 # The instruction began here and touched a protected page: it
                 # runs again on its own, seen access by access.
                 exit = self._instruction_and_shadow(cpu, touched=True)
@@ -463,16 +481,20 @@ class Processor:
         """
         clock = self.clock
         start, blocks = self._rip(), clock.blocks
-        self._exempt_at = start if self._rf or self._shadow else None
-        self._exempt_shadow = self._shadow
-        self._continuing_at = start if self._mid_rep else None
-        self._exempt_blocks = self._continuing_blocks = blocks
         was = self._rf, self._mid_rep, self._shadow
-        self._mid_rep = self._shadow = False
+        if self._rf or self._shadow or self._mid_rep:
+            self._exempt_at = start if self._rf or self._shadow else None
+            self._exempt_shadow = self._shadow
+            self._continuing_at = start if self._mid_rep else None
+            self._exempt_blocks = self._continuing_blocks = blocks
+            self._mid_rep = self._shadow = False
+        else:
+            self._exempt_at = self._continuing_at = None
         self._rf_decided = False
+        self._started_at = start
         exit = self._run_once(start, count)
-        if self._rf_decided:
-            return exit
+        if self._rf_decided or exit is WATCHED_PAGE_TOUCHED:
+            return exit  # a hook decided RF; or the instruction is to run again on its own
         if clock.blocks == blocks and isinstance(exit, Preempted | TimeUp):
             self._rf, self._mid_rep, self._shadow = was  # nothing began
         elif isinstance(exit, Preempted | TimeUp):
@@ -505,7 +527,7 @@ class Processor:
             if self._stop:
                 return self._stop
             if self._watch_fault is not None:
-                return _WatchedPageTouched()
+                return WATCHED_PAGE_TOUCHED
             return self._fault(error)
 
     def _between_blocks(self) -> bool:
@@ -546,10 +568,12 @@ class Processor:
         while True:
             exit, accesses = self._one_instruction(cpu, touched=touched)
             touched = False
-            hits += self._data_hits(cpu, accesses)
-            if not isinstance(exit, _Traced | Stepped | None):
-                return exit  # it did not complete: a fault, the host's call, a hook's stop
-            traced |= isinstance(exit, _Traced)
+            if accesses:
+                hits += self._data_hits(cpu, accesses)
+            if exit is not None:
+                if type(exit) is not _Traced:
+                    return exit  # it did not complete: a fault, the host's call, a hook's stop
+                traced = True
             if not self._shadow:
                 break
         return self._trap(cpu, hits, single_step=stepping or traced, host_step=stepping)
@@ -561,14 +585,18 @@ class Processor:
         it did not. The stepper runs it, unless a hook must see it first or
         it leaves to the host; then this engine does.
         """
-        start, shadowed = self._rip(), self._shadow
+        start = self._started_at if touched else self._rip()
+        shadowed = self._shadow
         if touched or not self._hooked(cpu, start):
             step = self._stepper.step(self.uc)
             if step is not None:
-                self._after_instruction(start, step.accesses, shadowed)
-                return (_Traced() if step.traced else None), step.accesses
+                physical, traced = step
+                accesses = [(self.address_space.virtual(p), size, write) for p, size, write in physical]
+                self._after_instruction(start, accesses, shadowed)
+                return (TRACED if traced else None), accesses
             if touched:
-                exit, accesses = self._step_here(cpu)
+                exit, physical = self._step_here(cpu)
+                accesses = [(self.address_space.virtual(p), size, write) for p, size, write in physical]
                 return self._completed(exit, start, accesses, shadowed), accesses
         exit = self._engine_run(cpu, count=1)
         if isinstance(exit, _WatchedPageTouched):
@@ -582,7 +610,7 @@ class Processor:
         """After the engine ran one instruction: None or _Traced if it completed, else the exit."""
         if isinstance(exit, Stepped | _Traced):
             self._after_instruction(start, accesses, shadowed)
-            return None if isinstance(exit, Stepped) else exit
+            return None if isinstance(exit, Stepped) else TRACED
         if isinstance(exit, CpuException):
             self._rf = not self._trap_class(exit)
         elif isinstance(exit, Hypercall | SystemCall):
@@ -602,10 +630,8 @@ class Processor:
         it makes none (of consecutive ones only the first is sure to
         inhibit, SDM §6.8.3; this one, as unicorn, counts only the first).
         """
-        rip = self._rip()
-        rep = self._code.rep_string(start)
         self._mid_rep = False
-        if rep is not None and rip == start:
+        if (rep := self._code.rep_string(start)) is not None and self._rip() == start:
             if rep.done(self._read(X.UC_X86_REG_RCX)):
                 self._write(X.UC_X86_REG_RIP, start + rep.length)  # unicorn's extra pass, made here
             else:
@@ -614,10 +640,11 @@ class Processor:
         self._rf = self._mid_rep
         self._shadow = not shadowed and start in self._code.candidates and \
             mov_ss_length(self._read_available(start, MAX_LENGTH)) is not None
-        for physical, size, write in accesses:
-            if write:
-                virtual = self.address_space.virtual(physical)
-                self._code_written(virtual, virtual + size)
+        code_pages = self._code.pages
+        for address, size, write in accesses:
+            if write and (address & PAGE_MASK in code_pages or (address + size - 1) & PAGE_MASK in code_pages):
+                self._code_written(address, address + size)
+        self._settle_code()
 
     def _step_here(self, cpu: int) -> tuple[Exit, list[tuple[int, int, bool]]]:
         """One instruction in this engine, with the page unwatched and its accesses recorded."""
@@ -644,11 +671,11 @@ class Processor:
         self._accesses.append((physical, size, kind == UC_MEM_WRITE))
 
     def _data_hits(self, cpu: int, accesses) -> list[DataAccess]:
+        """The data slots the accesses (virtual address, size, write) of one instruction match."""
         if not self._armed:
             return []
         hits = []
-        for physical, size, write in accesses:
-            address = self.address_space.virtual(physical)
+        for address, size, write in accesses:
             for slot in self._data_slots[cpu]:
                 if slot.matches_data(address, size, write):
                     hits.append(DataAccess(slot.index, address, size, write))
@@ -663,7 +690,7 @@ class Processor:
         """
         if not hits and not single_step:
             return None
-        slots = tuple(sorted({hit.slot for hit in hits}))
+        slots = (hits[0].slot,) if len(hits) == 1 else tuple(sorted({hit.slot for hit in hits}))
         exception = DebugException(slots, tuple(hits), single_step=single_step)
         self.debug_registers[cpu].report(exception.b_bits, single_step=single_step)
         if host_step and not hits:
@@ -687,9 +714,16 @@ class Processor:
         self._tlb_armed = self._armed
 
     def _rip(self) -> int:
-        value = ctypes.c_uint64()
-        _engine_reg_read(self.uc._uch, X.UC_X86_REG_RIP, ctypes.byref(value))
-        return value.value
+        _engine_reg_read(self._handle, X.UC_X86_REG_RIP, self._rip_reference)
+        return self._rip_value.value
+
+    def _eflags(self) -> int:
+        _engine_reg_read(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
+        return self._eflags_value.value
+
+    def _set_eflags(self, value: int) -> None:
+        self._eflags_value.value = value
+        _engine_reg_write(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
 
     def _read(self, register: int) -> int:
         return self.uc.reg_read(register)
@@ -943,6 +977,7 @@ class Processor:
 
     def _sync_execute_hooks(self) -> None:
         """One code hook on every address with an execute slot on some CPU, a probe or an intercept."""
+        self._code.settle()
         wanted = {address for slots in self._execute_slots for address in slots}
         wanted |= set(self._probes) | self._code.candidates
         for address in set(self._execute_hooks) - wanted:
@@ -990,7 +1025,7 @@ class Processor:
     def _on_interrupt(self, uc, vector, _):
         if vector == DEBUG and uc.reg_read(X.UC_X86_REG_DR6) & DR6_BS:
             uc.reg_write(X.UC_X86_REG_DR6, 0)  # unicorn's own DR6 only ever says this
-            self._stop = _Traced()
+            self._stop = TRACED
         else:
             self._stop = CpuException(vector)
         uc.emu_stop()

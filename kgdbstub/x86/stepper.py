@@ -14,7 +14,6 @@ the registers each way and one instruction: about 10 µs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from unicorn import (
     UC_ARCH_X86,
@@ -27,6 +26,9 @@ from unicorn import (
     UC_MEM_WRITE,
     UC_MODE_64,
     UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
     Uc,
     UcError,
@@ -42,14 +44,6 @@ Access = tuple[int, int, bool]
 
 DEBUG = 1  # #DB
 DR6_BS = 1 << 14
-
-
-@dataclass(frozen=True)
-class Step:
-    """An instruction the stepper ran: its accesses, and whether the guest's TF trapped after it."""
-
-    accesses: list[Access]
-    traced: bool
 
 
 class Stepper:
@@ -78,10 +72,11 @@ class Stepper:
         uc.hook_add(UC_HOOK_INSN, self._leave, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
 
-    def step(self, engine: Uc) -> Step | None:
+    def step(self, engine: Uc) -> tuple[list[Access], bool] | None:
         """Run the instruction at `engine`'s RIP, in `engine`'s register state (one iteration of a rep string).
 
-        On success `engine` holds the state after the instruction. None
+        On success `engine` holds the state after the instruction, and this
+        returns its accesses and whether the guest's TF trapped after it. None
         when the instruction did not simply complete (a system call, an
         interrupt or exception, memory with no mapping): `engine` is then
         untouched and the caller runs the instruction itself, where every
@@ -106,7 +101,7 @@ class Stepper:
             return None
         uc.context_update(self._context)
         engine.context_restore(self._context)
-        return Step(self._accesses, self._traced)
+        return self._accesses, self._traced
 
     def forget_code(self, begin: int, end: int) -> None:
         """Drop translations of [begin, end): the code there was written to."""
@@ -116,11 +111,15 @@ class Stepper:
         physical = self._address_space.translate(address)
         if physical is None:
             return False
-        if access == UC_MEM_FETCH:
-            self._fetching(address & PAGE_MASK)
         entry = entry_pointer.contents
         entry.paddr = physical & PAGE_MASK
-        entry.perms = UC_PROT_ALL
+        if access == UC_MEM_FETCH:
+            self._fetching(address & PAGE_MASK)
+            entry.perms = UC_PROT_READ | UC_PROT_EXEC
+        else:
+            # Never writable and executable at once: unicorn keeps such an
+            # entry on its slow write path (see the processor's TLB).
+            entry.perms = UC_PROT_READ | UC_PROT_WRITE
         return True
 
     def _leave(self, uc, *_) -> None:
