@@ -18,6 +18,7 @@ from kernel_harness import INIT, Machine
 from kgdbstub.core.breakinfo import Kind
 from kgdbstub.core.debugger import SIGTRAP
 from kgdbstub.kernel.hw_breakpoint import BreakpointType
+from kgdbstub.monitor import Monitor
 from kgdbstub.x86.debugregs import DR6_BD, DR6_BS, DR7_ALWAYS_ONE, DR7_GD, Access
 from unicorn import x86_const as X
 
@@ -69,6 +70,7 @@ def test_a_breakpoint_the_image_sets_takes_the_first_free_dr_and_stops_for_the_d
     assert guest.owner == "guest" and (guest.cpu, guest.task, guest.address, guest.length) == (cpu, None, TARGET, 8)
     assert guest.hits == 1 and perf.hits == 0
     assert guest in kernel.accounting.breakpoints  # the slot accounting counts it
+    assert f"cpu={cpu} dr={first_free} owner=guest addr={TARGET:#x} type=w len=8" in Monitor(kernel, machine.debugger)("slots")
     # The image sees its own registers: its DR1, its DR7, B1 in its DR6.
     view = kernel.guest_debug_registers.views[cpu]
     assert (view.dr[1], view.dr7, view.dr6 & 0xF) == (TARGET, DR7_WATCH_DR1, 0b10)

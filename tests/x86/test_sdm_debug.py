@@ -654,3 +654,91 @@ def test_an_io_breakpoint_never_fires_on_memory():
     set_reg(context, "cr4", reg(context, "cr4") | CR4_DE)
     assert processor.run(0, context) == Hypercall()
     assert processor.debug_registers[0].slot(0).access is Access.IO
+
+
+# -- every form made exact ---------------------------------------------------------------
+
+# id: (instruction, registers) -- each repeats three times over equal or unmatched data.
+REP_FORMS = {
+    "rep-movsb": ("f3 a4", {}),
+    "rep-movsw": ("66 f3 a5", {}),
+    "rep-movsd": ("f3 a5", {}),
+    "rep-movsq": ("f3 48 a5", {}),
+    "rep-stosb": ("f3 aa", {}),
+    "rep-stosw": ("66 f3 ab", {}),
+    "rep-stosd": ("f3 ab", {}),
+    "rep-stosq": ("f3 48 ab", {}),
+    "rep-lodsb": ("f3 ac", {}),
+    "repe-cmpsb": ("f3 a6", {}),  # equal bytes: runs out the count
+    "repne-cmpsb": ("f2 a6", {"rsi": DATA + 0x400}),  # bytes that differ
+    "repe-scasb": ("f3 ae", {"rax": 0}),  # zeros, scanned for 0
+    "repne-scasb": ("f2 ae", {"rax": 0xFF}),  # zeros, scanned for 0xff
+}
+ZEROS = {DATA + 0x100: bytes(64), DATA + 0x200: bytes(64), DATA + 0x400: b"\x01" * 64}
+
+
+@pytest.mark.parametrize("instruction, registers", REP_FORMS.values(), ids=list(REP_FORMS))
+def test_every_rep_form_steps_an_iteration_at_a_time_and_breaks_once(instruction, registers):
+    """§18.3.1.1, §18.3.1.4 and Vol. 2 REP, for each string instruction REP repeats (INS and
+    OUTS aside: the machine has no I/O ports)."""
+    program = code(instruction, HLT)
+    length = len(bytes.fromhex(instruction))
+    regs = dict(dict(rcx=3, rsi=DATA + 0x100, rdi=DATA + 0x200), **registers)
+    processor, context = start(program, [], ZEROS, **regs)
+    seen = []
+    while reg(context, "rip") == CODE:
+        assert processor.run(0, context, step=True) == Stepped()
+        seen.append((reg(context, "rcx"), bool(rflags(context) & RF)))
+    assert seen == [(2, True), (1, True), (0, False)]
+    assert reg(context, "rip") == CODE + length
+    processor, context = start(program, [(CODE, EXEC, 1)], ZEROS, **regs)
+    assert processor.run(0, context) == DebugException((0,))
+    assert processor.run(0, context) == Hypercall() and reg(context, "rcx") == 0
+
+
+# id: the MOV SS, with the instruction after it at CODE + its length
+MOV_SS_FORMS = {
+    "register": "8e d0",  # mov ss, eax
+    "operand-size-prefix": "66 8e d0",  # mov ss, ax
+    "rex-w": "48 8e d0",  # mov ss, rax
+    "memory": "8e 13",  # mov ss, word ptr [rbx]
+    "memory-displacement": "8e 53 00",  # mov ss, word ptr [rbx+0]
+}
+
+
+@pytest.mark.parametrize("instruction", MOV_SS_FORMS.values(), ids=list(MOV_SS_FORMS))
+def test_every_mov_ss_form_shadows_the_next_instruction(instruction):
+    """§6.8.3 for each encoding of MOV SS: the next instruction's breakpoint is not taken."""
+    length = len(bytes.fromhex(instruction))
+    program = code(instruction, "ff c1", "ff c2", HLT)  # ...; inc ecx; inc edx; hlt
+    processor, context = start(program, [(CODE + length, EXEC, 1), (CODE + length + 2, EXEC, 1)],
+                               {DATA: bytes(8)}, rax=0)
+    assert processor.run(0, context) == DebugException((1,))
+    assert reg(context, "rcx") == 1
+
+
+# id: (instruction, register read or written, debug register, whether it writes)
+MOV_DR_FORMS = {
+    "from-dr7-to-r9": ("41 0f 21 f9", "r9", 7, False),
+    "to-dr3-from-r15": ("41 0f 23 df", "r15", 3, True),
+    "operand-size-prefix-ignored": ("66 0f 21 f8", "rax", 7, False),
+    "mod-bits-ignored": ("0f 21 38", "rax", 7, False),
+}
+
+
+@pytest.mark.parametrize("instruction, register, index, writes", MOV_DR_FORMS.values(), ids=list(MOV_DR_FORMS))
+def test_every_mov_drn_form_reaches_the_machines_registers(instruction, register, index, writes):
+    """Vol. 2 MOV DRn: REX.B names r8-r15, an operand-size prefix is ignored in 64-bit mode
+    (§18.2.6), and the ModR/M mod bits are ignored (always a register)."""
+    processor, context = start(code(instruction, HLT), [])
+    registers = processor.debug_registers[0]
+    if writes:
+        set_reg(context, register, 0x1234_5678_9ABC)
+    else:
+        registers.dr7 |= 0b10  # G0
+    assert processor.run(0, context) == Hypercall()
+    assert reg(context, "rip") == CODE + len(bytes.fromhex(instruction)) + 1
+    if writes:
+        assert registers.read(index) == 0x1234_5678_9ABC
+    else:
+        assert reg(context, register) == registers.read(index)
