@@ -504,14 +504,16 @@ def test_dr0_takes_any_64_bit_value():
     assert processor.debug_registers[0].dr[0] == 0x8000_0000_0000_0001
 
 
-def test_dr6_and_dr7_read_their_fixed_bits():
-    """§18.2.3, §18.2.4: reserved DR6 bits read as 1, DR7 bit 10 reads 1."""
-    processor, context = start(MOV_TO_DR6, [], rax=0)
+@pytest.mark.parametrize("value", [0, 0xFFFF_FFFF], ids=["zeros", "ones"])
+def test_dr6_and_dr7_read_their_fixed_bits(value):
+    """§18.2.3, §18.2.4: reserved DR6 bits read as 1 (bit 12 as 0), DR7 bit 10 reads 1; the
+    bits this machine does not model (DR7 11, 12, 14, 15) read 0."""
+    processor, context = start(MOV_TO_DR6, [], rax=value)
     assert processor.run(0, context) == Hypercall()
-    assert processor.debug_registers[0].dr6 == DR6_RESERVED_ONES
-    processor, context = start(MOV_TO_DR7, [], rax=0)
+    assert processor.debug_registers[0].dr6 == (0xFFFF_EFFF if value else DR6_RESERVED_ONES)
+    processor, context = start(MOV_TO_DR7, [], rax=value)
     assert processor.run(0, context) == Hypercall()
-    assert processor.debug_registers[0].dr7 == DR7_ALWAYS_ONE
+    assert processor.debug_registers[0].dr7 == (0xFFFF_27FF if value else DR7_ALWAYS_ONE)
 
 
 def test_a_write_to_dr6_clears_bs_and_bd():
