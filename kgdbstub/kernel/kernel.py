@@ -163,6 +163,9 @@ class Kernel:
         self._nmi_pending: list[int | None] = [None] * cpus  # the function an NMI is to call
         self._irq_pending: list[int | None] = [None] * cpus  # the function a device interrupt is to call
         self._host_nmi: list[int | None] = [None] * cpus  # an NMI the host raised (raise_nmi), not the guest
+        # The task and frame depth of the NMI a CPU is handling: until its
+        # IRET the CPU takes no other NMI (SDM §6.7.1); one more is latched.
+        self._in_nmi: list[tuple[Task, int] | None] = [None] * cpus
         self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
         # A delivery (an interrupt, a system call's entry, an exception) whose
         # handler has not yet run a block, and what else undoing it takes.
@@ -336,10 +339,21 @@ class Kernel:
         """Thread-safe: an NMI whose handler calls an image function, on the first
         CPU that can take one, whatever IF says; False when none can."""
         for cpu in range(self.ncpus):
-            if self.online[cpu] and not self.shut_down[cpu]:
+            if self.online[cpu] and not self.shut_down[cpu] and not self._nmi_blocked(cpu):
                 self._nmi_pending[cpu] = self._host_nmi[cpu] = self.image.address_of(function)
                 return True
         return False
+
+    def _nmi_blocked(self, cpu: int) -> bool:
+        """Whether the CPU is inside an NMI handler, which blocks NMIs until it returns."""
+        handling = self._in_nmi[cpu]
+        if handling is None:
+            return False
+        task, depth = handling
+        if task is not self.current[cpu] or len(task.frames) < depth:
+            self._in_nmi[cpu] = None  # its frame is gone (the task died in it): nothing to return to
+            return False
+        return True
 
     def _take_break_in(self) -> bool:
         clock = self.processor.clock
@@ -380,7 +394,8 @@ class Kernel:
             if self._undo_delivery[cpu] is None and not self.shut_down[cpu]:
                 # Taken at the first instruction boundary where the CPU can: an NMI
                 # at once, the timer once IF is set.
-                if self._nmi_pending[cpu] is not None and (error := self._deliver_nmi(cpu)) is not None:
+                if self._nmi_pending[cpu] is not None and not self._nmi_blocked(cpu) \
+                        and (error := self._deliver_nmi(cpu)) is not None:
                     return Stop(cpu, error)
                 if self._timer_pending[cpu] and (error := self._deliver_timer(cpu)) is not None:
                     return Stop(cpu, error)
@@ -557,10 +572,13 @@ class Kernel:
 
         def pending_again():
             self._nmi_pending[cpu] = function
+            self._in_nmi[cpu] = None
             self._put_back_to_sleep(cpu, asleep)
 
         if not self._deliver(cpu, function, self._entry["irq_return"], (cpu,), undo=pending_again):
             return TripleFault(signal=SIGSEGV)
+        task = self.current[cpu]
+        self._in_nmi[cpu] = (task, len(task.frames))
         return None
 
     def _deliver_irq(self, cpu: int) -> GuestError | None:
@@ -776,6 +794,9 @@ class Kernel:
             result = self._cpu_up(a0, a1)
             outcome = _TURN_OVER
         elif call in (Hypercall.SYSRET, Hypercall.IRET):
+            if call is Hypercall.IRET and self._in_nmi[cpu] is not None \
+                    and self._in_nmi[cpu][0] is task and self._in_nmi[cpu][1] == len(task.frames):
+                self._in_nmi[cpu] = None  # the NMI handler's IRET: NMIs are taken again
             if not self._return_from_host_call(task, a0 if call is Hypercall.SYSRET else None):
                 result = -EINVAL  # nothing to return to: the stub's BUG() follows
             elif task.idle and not task.frames and self._woken_for_timer[cpu]:
