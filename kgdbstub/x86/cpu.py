@@ -58,7 +58,8 @@ from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CF
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from .codepages import CodePages
-from .debugregs import DR7_GD, Access, DebugRegisterFault, DebugRegisters
+from .counting import UNLIMITED, WIDEST_ACCESS, CountedHits, HitCounter, PageHeat
+from .debugregs import DR7_GD, SLOTS, Access, DebugRegisterFault, DebugRegisters
 from .hothooks import STOPPED_BY_LIMIT, GuestClock
 from .instructions import MAX_LENGTH, MovDebugRegister, mov_debug_register, mov_ss_length
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
@@ -287,6 +288,21 @@ class Processor:
         # Called with (cpu, DebugException) when a slot fires; False means the
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
+        # Hits whose owners only count them need no handler: hit_budget(cpu)
+        # says, for each DR of a CPU, (pool, budget): how many more debug
+        # exceptions its owner counts without stopping (UNLIMITED, or 0 when
+        # every hit goes to debug_handler); DRs in one pool share a budget,
+        # one unit an exception. hits_counted(cpu, CountedHits) is told of
+        # the hits counted so, before debug_handler hears of any later one.
+        self.hit_budget: Callable[[int], list[tuple[int, int]]] | None = None
+        self.hits_counted: Callable[[int, CountedHits], None] | None = None
+        self.heat = PageHeat(cpus)
+        self._hot: list[frozenset[int]] = [frozenset()] * cpus  # hot pages the TLB lets through, per CPU
+        self._counting_for: int | None = None  # the CPU whose slots the counter holds
+        self._counting_stale = True  # the slots, hooks or heat changed since
+        self._pools: list[int] = []  # the pool of each DR of that CPU
+        self._hot_order: tuple[int, ...] = ()  # its hot pages, as the counter numbers them
+        self._budget_blocks: int | None = None  # the blocks the current run may take
         self._armed = True
         self._tlb_armed = True  # whether the TLB holds watched pages as armed
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -314,6 +330,7 @@ class Processor:
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.clock = GuestClock(uc)
+        self._counter = HitCounter(uc, self.clock.blocks_address, self._execute_hook)
         self._handle = uc._uch
         self._rip_value = ctypes.c_uint64()
         self._rip_reference = ctypes.byref(self._rip_value)
@@ -429,12 +446,15 @@ class Processor:
         self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
-        if self._tlb_armed != self._armed or (
-                self._tlb_holds != cpu and self._watched_pages[cpu] != self._watched_of(self._tlb_holds)):
-            self.flush_tlb()
-        self._tlb_holds = cpu
         self._hook_error = None
         self._settle_code()
+        self._budget_blocks = budget if not step else 1
+        self._prepare_counting(cpu)
+        if self._tlb_armed != self._armed or (self._tlb_holds != cpu and (
+                self._watched_pages[cpu] != self._watched_of(self._tlb_holds)
+                or self._hot[cpu] != self._hot_of(self._tlb_holds))):
+            self.flush_tlb()
+        self._tlb_holds = cpu
         # RF lives in RFLAGS between runs; while the CPU runs, here (unicorn
         # would clear it at the end of a translation block, not an instruction).
         eflags = self._eflags()
@@ -453,10 +473,17 @@ class Processor:
     def _run(self, cpu: int) -> Exit:
         while True:
             exit = self._engine_run(cpu)
+            if self._counter.hot_pages:
+                self._cool(cpu)
             if exit is WATCHED_PAGE_TOUCHED:
                 # The instruction began here and touched a protected page: it
                 # runs again on its own, seen access by access.
+                page = self._watch_fault & PAGE_MASK
                 exit = self._instruction_and_shadow(cpu, touched=True)
+                if page in self._watched_pages[cpu] and self.hit_budget is not None \
+                        and self.heat.touched(cpu, page, self.clock.blocks):
+                    self._counting_stale = True
+                    self._prepare_counting(cpu)
             elif isinstance(exit, _Intercepted):
                 exit = self._emulate_mov_debug_register(cpu, exit.address, exit.instruction)
             elif isinstance(exit, _Traced):
@@ -490,6 +517,7 @@ class Processor:
             self._mid_rep = self._shadow = False
         else:
             self._exempt_at = self._continuing_at = None
+        self._counter.defer(self._exempt_at, self._continuing_at, self._hooks_done_at)
         self._rf_decided = False
         self._started_at = start
         exit = self._run_once(start, count)
@@ -520,15 +548,22 @@ class Processor:
                 uc.emu_start(start, 0)
             if self._hook_error is not None:
                 raise self._hook_error
-            return self._stop or self._clock_stop() or self._finished(start, bool(count))
+            exit = self._stop or self._clock_stop() or self._finished(start, bool(count))
         except UcError as error:
             if self._hook_error is not None:
                 raise self._hook_error from None
             if self._stop:
-                return self._stop
-            if self._watch_fault is not None:
-                return WATCHED_PAGE_TOUCHED
-            return self._fault(error)
+                exit = self._stop
+            elif self._watch_fault is not None:
+                exit = WATCHED_PAGE_TOUCHED
+            else:
+                exit = self._fault(error)
+        if self._counter.pending:
+            if exit is WATCHED_PAGE_TOUCHED or type(exit) is CpuException and not self._trap_class(exit):
+                # The instruction did not complete: it runs again, or its fault is delivered.
+                self._counter.abandon(self.clock.blocks, self._rip())
+            self._collect(self.running_cpu)
+        return exit
 
     def _between_blocks(self) -> bool:
         """The CPU stopped at the start of a block after others ran: whether it is inside a rep string.
@@ -657,12 +692,16 @@ class Processor:
         # run): running it again must not report an execute breakpoint or
         # ask its probe a second time.
         self._hooks_done_at = self._rip()
+        self._counter.defer(self._hooks_done_at)
+        self._counter.counting_data(False)  # its accesses are recorded here, and reported by _trap
         hook = uc._Uc__do_hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._record_access_hook, 1, 0)
         try:
             exit = self._run_once(self._hooks_done_at, 1)
         finally:
             uc.hook_del(hook)
+            self._counter.counting_data(True)
             self._hooks_done_at = None
+            self._counter.defer()
             self._tlb_holds = cpu
             self.flush_tlb()
         return exit, self._accesses
@@ -692,10 +731,11 @@ class Processor:
             return None
         slots = (hits[0].slot,) if len(hits) == 1 else tuple(sorted({hit.slot for hit in hits}))
         exception = DebugException(slots, tuple(hits), single_step=single_step)
+        self._collect(cpu)
         self.debug_registers[cpu].report(exception.b_bits, single_step=single_step)
         if host_step and not hits:
             return None
-        if self.debug_handler and not self.debug_handler(cpu, exception):
+        if self.debug_handler and not self._must_stop(cpu, exception):
             return None
         return exception
 
@@ -708,6 +748,9 @@ class Processor:
 
     def _watched_of(self, cpu: int | None) -> dict[int, bool] | None:
         return None if cpu is None else self._watched_pages[cpu]
+
+    def _hot_of(self, cpu: int | None) -> frozenset[int] | None:
+        return None if cpu is None else self._hot[cpu]
 
     def flush_tlb(self) -> None:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
@@ -800,7 +843,7 @@ class Processor:
             view.dr7 &= ~DR7_GD
             view.report(0, general_detect=True)
             exception = DebugException((), general_detect=True)
-            if self.debug_handler and not self.debug_handler(cpu, exception):
+            if self.debug_handler and not self._must_stop(cpu, exception):
                 return None  # dealt with: the MOV runs again, GD clear
             return exception
         index = {4: 6, 5: 7}.get(index, index)
@@ -860,7 +903,7 @@ class Processor:
             perms = UC_PROT_READ | UC_PROT_WRITE  # fetching from it makes it a code page first
         if protected and self._armed:
             reads_too = self._watched_pages[self._tlb_holds].get(page)
-            if reads_too is not None:
+            if reads_too is not None and page not in self._hot[self._tlb_holds]:
                 perms &= ~(UC_PROT_READ | UC_PROT_WRITE) if reads_too else ~UC_PROT_WRITE
                 if access == UC_MEM_WRITE or (reads_too and access == UC_MEM_READ):
                     self._watch_fault = address
@@ -868,13 +911,13 @@ class Processor:
         return True
 
     def _add_execute_hook(self, address: int) -> int:
-        """A code hook on one address, without the binding's per-call wrapper.
+        """A code hook on one address: the counter's, in C, which counts what
+        the owners only count and passes the rest to _on_execute.
 
-        An execute breakpoint may fire a million times (ptrace-loop); the
-        binding's generic wrapper would double the cost of each. Errors are
-        kept and re-raised by run, as the binding does.
+        An execute breakpoint may fire a million times (ptrace-loop).
+        Errors are kept and re-raised by run, as the binding does.
         """
-        return self.uc._Uc__do_hook_add(UC_HOOK_CODE, self._execute_hook, address, address)
+        return self._counter.add_execute_hook(address)
 
     def _on_execute(self, _engine, address, _size, _user_data):
         # Runs for every execution of a hooked address: keep it lean.
@@ -891,11 +934,12 @@ class Processor:
             if not checked and self._armed:
                 exception = self._execute_slots[cpu].get(address)
                 if exception:
+                    self._collect(cpu)  # the hits counted before this one come first
                     registers = self.debug_registers[cpu]
                     dr6 = registers.dr6
                     if dr6 & 0xF != exception.b_bits:
                         registers.dr6 = dr6 & ~0xF | exception.b_bits
-                    if not self.debug_handler or self.debug_handler(cpu, exception):
+                    if not self.debug_handler or self._must_stop(cpu, exception):
                         self._stop_before(exception, resume_flag=True)
                         return
                     checked = True  # the handler returned with RF set
@@ -937,11 +981,111 @@ class Processor:
             # instruction breakpoint is not taken (SDM §6.8.3). A MOV SS in
             # the shadow of another makes none, as in unicorn.
             self._exempt_at, self._exempt_blocks, self._exempt_shadow = address + length, blocks, True
+            self._counter.defer(self._exempt_at, self._continuing_at, self._hooks_done_at)
             self.clock.hold_next_block()
 
     def execute_slot_at(self, cpu: int, address: int) -> bool:
         """Whether an armed execute slot of the CPU matches the instruction at address."""
         return self._armed and address in self._execute_slots[cpu]
+
+    # -- hits that stop nobody, counted in C ----------------------------------
+
+    def _prepare_counting(self, cpu: int) -> None:
+        """Before the CPU runs: the counter holds what its slots' owners only count.
+
+        Execute hits are counted at their code hook while the owners' budgets
+        last. A hot watched page (see PageHeat) is let through by the TLB and
+        seen by a memory hook instead, if the owners of every data slot an
+        access to it can reach only count, and their budgets cannot run out
+        within the run: an access the hook sees can never be made to stop.
+        """
+        counter = self._counter
+        if self.hit_budget is None or not self._armed or not (
+                self._execute_slots[cpu] or self._data_slots[cpu]):
+            if self._counting_for is not None:
+                self._fold_touches()
+                counter.clear()
+                self._counting_for = None
+            self._set_hot(cpu, frozenset())
+            return
+        budgets = self.hit_budget(cpu)
+        pools = [pool for pool, _ in budgets]
+        pool_budgets = [0] * len(budgets)
+        for pool, budget in budgets:
+            pool_budgets[pool] = budget
+        hot = self._eligible_hot_pages(cpu, pools, pool_budgets) if self.heat.hot[cpu] else frozenset()
+        if self._counting_for != cpu or self._counting_stale or pools != self._pools or hot != self._hot[cpu]:
+            self._fold_touches()
+            executes = [(address, exception.b_bits) for address, exception in self._execute_slots[cpu].items()
+                        if address not in self._probes and address not in self._special]
+            order = tuple(sorted(hot))
+            pieces = []
+            for slot in self._data_slots[cpu]:
+                if slot.start & PAGE_MASK in hot or (slot.start + slot.length - 1) & PAGE_MASK in hot:
+                    for _, physical, length in self.address_space.pieces(slot.start, slot.length):
+                        pieces.append((physical, physical + length, slot.index, slot.access is Access.READ_WRITE))
+            counter.load(pools, executes, pieces, tuple(self.address_space.physical(p) for p in order))
+            self._hot_order = order
+            self._pools, self._counting_for, self._counting_stale = pools, cpu, False
+            self._set_hot(cpu, hot)
+        counter.set_budgets(pool_budgets)
+
+    def _eligible_hot_pages(self, cpu: int, pools: list[int], budgets: list[int]) -> frozenset[int]:
+        """The hot pages of a CPU that a memory hook may count in this run; the others are dropped."""
+        run_blocks = self._budget_blocks
+        # A block holds at most 512 instructions, each an execute and a data exception.
+        enough = UNLIMITED if run_blocks is None else 1024 * run_blocks + 1
+        watched = self._watched_pages[cpu]
+        eligible = set()
+        for page in list(self.heat.hot[cpu]):
+            low, high = page - WIDEST_ACCESS, page + PAGE_SIZE + WIDEST_ACCESS
+            if page in watched and page not in self._code.pages \
+                    and self.address_space.contiguous(low, high - low) is not None \
+                    and all(budgets[pools[s.index]] >= enough for s in self._data_slots[cpu]
+                            if s.start < high and low < s.start + s.length):
+                eligible.add(page)
+            else:
+                self.heat.drop(cpu, page)
+        return frozenset(eligible)
+
+    def _set_hot(self, cpu: int, pages: frozenset[int]) -> None:
+        if pages != self._hot[cpu]:
+            self._hot[cpu] = pages
+            if self._tlb_holds == cpu:
+                self.flush_tlb()
+
+    def _fold_touches(self) -> bool:
+        """Give PageHeat the touches of the hot pages the counter watched; True if one turned cold."""
+        cpu = self._counting_for
+        if cpu is None or not self._counter.hot_pages:
+            return False
+        now, cooled = self.clock.blocks, False
+        for page, touches in zip(self._hot_order, self._counter.take_page_touches()):
+            cooled |= self.heat.seen(cpu, page, touches, now)
+        return cooled
+
+    def _cool(self, cpu: int) -> None:
+        if self._fold_touches():
+            self._counting_stale = True
+            self._prepare_counting(cpu)
+
+    def _collect(self, cpu: int) -> None:
+        """Give the owners the hits counted so far; DR6 then says what the last of them set."""
+        counted = self._counter.collect()
+        if counted is not None:
+            registers = self.debug_registers[cpu]
+            registers.dr6 = registers.dr6 & ~0xF | counted.last_b_bits
+            self.hits_counted(cpu, counted)
+
+    def _must_stop(self, cpu: int, exception: DebugException) -> bool:
+        """debug_handler's answer; what it counted is no longer in the owners' budgets."""
+        stop = self.debug_handler(cpu, exception)
+        if self._counting_for == cpu and self.hit_budget is not None:
+            budgets = [0] * SLOTS
+            for pool, budget in self.hit_budget(cpu):
+                budgets[pool] = budget
+            self._counter.set_budgets(budgets)
+        return stop
 
     # -- what the debug registers ask of the emulator ------------------------
 
@@ -953,6 +1097,7 @@ class Processor:
         slots while disarmed and the TLB forgets the watched pages.
         """
         self._armed = armed  # the TLB follows when a CPU next runs
+        self._counting_stale = True
 
     def debug_registers_changed(self, cpu: int | None = None) -> None:
         """Derive hooks and watched pages from a CPU's debug registers (every CPU's by default)."""
@@ -981,7 +1126,7 @@ class Processor:
         wanted = {address for slots in self._execute_slots for address in slots}
         wanted |= set(self._probes) | self._code.candidates
         for address in set(self._execute_hooks) - wanted:
-            self.uc.hook_del(self._execute_hooks.pop(address))
+            self._counter.delete_hook(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):
             self._execute_hooks[address] = self._add_execute_hook(address)
             # Code translated before the hook existed would not call it. (The
@@ -991,6 +1136,7 @@ class Processor:
                 self.uc.ctl_remove_cache(address, address + 1)
         self._special = self._code.candidates | {a for a in self._execute_hooks
                                                  if self._code.rep_string(a) is not None}
+        self._counting_stale = True
 
     def _derive(self, cpu: int) -> None:
         registers = self.debug_registers[cpu]
@@ -1013,6 +1159,7 @@ class Processor:
                 pages[page] = pages.get(page, False) or reads_too
         # The exceptions hits raise, made once: execute hooks are the hot path.
         self._execute_slots[cpu] = {a: DebugException(tuple(s)) for a, s in execute.items()}
+        self._counting_stale = True
         if pages != self._watched_pages[cpu]:
             self._watched_pages[cpu] = pages
             if self._tlb_holds == cpu:
