@@ -32,6 +32,7 @@
 #define PIECES 8
 #define HOT_PAGES 8
 #define DEFERRED 3
+#define KEY_ACCESSES 16
 #define PAGE_SIZE 4096u
 #define UC_MEM_WRITE 17
 
@@ -70,12 +71,29 @@ struct count_state {
 	uint32_t last_b_bits;
 	uint32_t overrun; /* a data hit found its owner's budget spent: a bug of the host */
 	uint64_t page_touches[HOT_PAGES];
-	/* The instruction whose data accesses were counted last, to merge and to take back. */
+	/*
+	 * The instruction after a MOV SS (at merge_next_rip, in the block
+	 * after merge_block) is one debug exception with it (SDM §6.8.3).
+	 */
+	uint64_t merge_block;
+	uint64_t merge_rip;
+	uint64_t merge_next_rip;
+	/*
+	 * The instruction whose data accesses were counted last, to merge
+	 * accesses into one exception and to take them back; its matching
+	 * accesses in order (those of the MOV SS it follows first).
+	 */
 	uint64_t key_block;
 	uint64_t key_rip;
 	uint32_t key_slots;
 	uint32_t key_prev_b_bits;
 	uint32_t key_prev_pool_last[SLOTS];
+	uint32_t key_accesses;
+	uint32_t key_shadow_accesses; /* how many of them the MOV SS made */
+	uint32_t key_merged;          /* the instruction after the MOV SS has begun */
+	uint64_t key_access_address[KEY_ACCESSES];
+	uint32_t key_access_size[KEY_ACCESSES];
+	uint32_t key_access_write[KEY_ACCESSES];
 };
 
 uint64_t count_state_size(void)
@@ -145,6 +163,18 @@ python:
 	s->python(uc, address, size, 0);
 }
 
+static void record(struct count_state *s, uint64_t address, int size, int write)
+{
+	uint32_t n = s->key_accesses;
+
+	if (n < KEY_ACCESSES) {
+		s->key_access_address[n] = address;
+		s->key_access_size[n] = (uint32_t)size;
+		s->key_access_write[n] = (uint32_t)write;
+	}
+	s->key_accesses = n + 1;
+}
+
 /* UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE on each hot page (and the 7 bytes below it). */
 void count_access(void *uc, int type, uint64_t address, int size, int64_t value, void *user_data)
 {
@@ -167,8 +197,18 @@ void count_access(void *uc, int type, uint64_t address, int size, int64_t value,
 	uint64_t rip = 0;
 	uint64_t block = *s->blocks;
 	s->reg_read(uc, s->rip_register, &rip);
+	int merged = rip == s->merge_next_rip && block == s->merge_block + 1;
+	if (merged) {
+		block = s->merge_block;
+		rip = s->merge_rip;
+	}
 	if (s->key_slots && block == s->key_block && rip == s->key_rip) {
 		/* Another access of the same instruction: the same exception. */
+		if (merged && !s->key_merged) {
+			s->key_merged = 1;
+			s->key_shadow_accesses = s->key_accesses;
+		}
+		record(s, address, size, write);
 		uint32_t added = slots & ~s->key_slots;
 		if (!added)
 			return;
@@ -180,22 +220,31 @@ void count_access(void *uc, int type, uint64_t address, int size, int64_t value,
 	s->key_block = block;
 	s->key_rip = rip;
 	s->key_slots = slots;
+	s->key_accesses = s->key_shadow_accesses = 0;
+	s->key_merged = merged;
 	s->key_prev_b_bits = s->last_b_bits;
 	for (int p = 0; p < SLOTS; p++)
 		s->key_prev_pool_last[p] = s->pool_last[p];
+	record(s, address, size, write);
 	s->exceptions++;
 	count_hits(s, slots, pools_of(s, slots), slots);
 }
 
 /*
- * The instruction at rip, begun in block `block`, did not complete (it
- * faulted, or touched a protected page and runs again on its own): the
- * data hits counted for it are taken back.
+ * The data hits counted for the instruction at rip, begun in block
+ * `block`, are taken back (its accesses stay recorded for the host): it
+ * did not complete (it faulted, or touched a protected page and runs
+ * again on its own), or its debug exception is the host's to report (the
+ * single-step trap of a guest's TF).  Returns whether there were any.
  */
-void count_abandon(struct count_state *s, uint64_t block, uint64_t rip)
+int count_abandon(struct count_state *s, uint64_t block, uint64_t rip)
 {
+	if (rip == s->merge_next_rip && block == s->merge_block + 1) {
+		block = s->merge_block;
+		rip = s->merge_rip;
+	}
 	if (!s->key_slots || block != s->key_block || rip != s->key_rip)
-		return;
+		return 0;
 	uint32_t pools = pools_of(s, s->key_slots);
 	for (int i = 0; i < SLOTS; i++)
 		if (s->key_slots >> i & 1)
@@ -210,4 +259,5 @@ void count_abandon(struct count_state *s, uint64_t block, uint64_t rip)
 	s->exceptions--;
 	s->last_b_bits = s->key_prev_b_bits;
 	s->key_slots = 0;
+	return 1;
 }

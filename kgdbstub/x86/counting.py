@@ -20,6 +20,7 @@ EXECUTES = 8
 PIECES = 8
 HOT_PAGES = 8
 DEFERRED = 3
+KEY_ACCESSES = 16
 UNLIMITED = 2**64 - 1  # a budget that never runs out: a perf event's
 # The widest access unicorn reports to a memory hook (a 16-byte one comes
 # as two halves): an access starting this far below a page can reach into it.
@@ -34,7 +35,7 @@ def _load() -> ctypes.CDLL:
     library = ctypes.CDLL(spec.origin)
     library.count_state_size.restype = ctypes.c_uint64
     library.count_abandon.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
-    library.count_abandon.restype = None
+    library.count_abandon.restype = ctypes.c_int
     return library
 
 
@@ -71,11 +72,20 @@ class _CountState(ctypes.Structure):
         ("last_b_bits", _u32),
         ("overrun", _u32),
         ("page_touches", _u64 * HOT_PAGES),
+        ("merge_block", _u64),
+        ("merge_rip", _u64),
+        ("merge_next_rip", _u64),
         ("key_block", _u64),
         ("key_rip", _u64),
         ("key_slots", _u32),
         ("key_prev_b_bits", _u32),
         ("key_prev_pool_last", _u32 * SLOTS),
+        ("key_accesses", _u32),
+        ("key_shadow_accesses", _u32),
+        ("key_merged", _u32),
+        ("key_access_address", _u64 * KEY_ACCESSES),
+        ("key_access_size", _u32 * KEY_ACCESSES),
+        ("key_access_write", _u32 * KEY_ACCESSES),
     ]
 
 
@@ -172,6 +182,11 @@ class HitCounter:
         for page in set(pages) - set(self._access_hooks):
             self._access_hooks[page] = self._add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, _COUNT_ACCESS,
                                                  max(page - (WIDEST_ACCESS - 1), 0), page + 4095)
+        # Unicorn decides when it translates code whether its loads and
+        # stores call memory hooks (those made while none existed never do,
+        # those made while one exists always do, at 1.27 times the cost):
+        # the code is translated again, as the hooks now are.
+        self._uc.ctl_flush_tb()
         state = self._state
         for index, page in enumerate(pages):
             state.hot_page[index] = page
@@ -197,10 +212,29 @@ class HitCounter:
     def counting_data(self, on: bool) -> None:
         self._state.counting_data = on
 
-    def abandon(self, block: int, rip: int) -> None:
-        """The instruction at rip begun in that block did not complete: its data hits are taken back."""
-        if self._state.key_slots:
-            _library.count_abandon(self._pointer, block, rip)
+    def shadow(self, block: int, rip: int, next_rip: int) -> None:
+        """A MOV SS at rip, in this block, is about to run: the instruction after it is one exception with it."""
+        state = self._state
+        state.merge_block, state.merge_rip, state.merge_next_rip = block, rip, next_rip
+
+    def take(self, block: int, rip: int) -> tuple[list[tuple[int, int, bool]], list[tuple[int, int, bool]]]:
+        """Take back the data hits counted for the instruction at rip begun in that block.
+
+        For an instruction that did not complete, or whose debug exception
+        the host reports itself. Returns the matching accesses (physical
+        address, size, write) of the MOV SS it follows, if any, and its own.
+        """
+        state = self._state
+        if not state.key_slots or not _library.count_abandon(self._pointer, block, rip):
+            return [], []
+        if state.key_accesses > KEY_ACCESSES:
+            raise RuntimeError("an instruction made more matching accesses than the counter records")
+        accesses = [(state.key_access_address[i], state.key_access_size[i], bool(state.key_access_write[i]))
+                    for i in range(state.key_accesses)]
+        if not (rip == state.merge_next_rip and block == state.merge_block + 1):
+            return [], accesses
+        shadow = state.key_shadow_accesses if state.key_merged else len(accesses)
+        return accesses[:shadow], accesses[shadow:]
 
     @property
     def pending(self) -> bool:

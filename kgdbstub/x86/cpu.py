@@ -303,6 +303,8 @@ class Processor:
         self._pools: list[int] = []  # the pool of each DR of that CPU
         self._hot_order: tuple[int, ...] = ()  # its hot pages, as the counter numbers them
         self._budget_blocks: int | None = None  # the blocks the current run may take
+        self._hot_suspended = False  # the host runs an instruction on its own: hot pages are protected
+        self._carried: list[tuple[int, int, bool]] = []  # counted accesses the next trap reports instead
         self._armed = True
         self._tlb_armed = True  # whether the TLB holds watched pages as armed
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -559,11 +561,32 @@ class Processor:
             else:
                 exit = self._fault(error)
         if self._counter.pending:
-            if exit is WATCHED_PAGE_TOUCHED or type(exit) is CpuException and not self._trap_class(exit):
-                # The instruction did not complete: it runs again, or its fault is delivered.
-                self._counter.abandon(self.clock.blocks, self._rip())
+            self._take_back_counted(exit)
             self._collect(self.running_cpu)
         return exit
+
+    def _take_back_counted(self, exit: Exit) -> None:
+        """Hits the counter counted for an instruction the host deals with itself, after a run.
+
+        An instruction that did not complete counts none: it runs again on
+        its own (then the hits of the MOV SS it follows are its exception's
+        too), or its fault is delivered. The guest's single-step trap after
+        an instruction is one exception with its data hits.
+        """
+        counter, blocks = self._counter, self.clock.blocks
+        if exit is TRACED:
+            last = self.clock.last_block
+            if last is not None:
+                shadow, own = counter.take(blocks, last[0])
+                self._carried = self._virtual_accesses(shadow + own)
+        elif exit is WATCHED_PAGE_TOUCHED:
+            shadow, _ = counter.take(blocks, self._rip())
+            self._carried = self._virtual_accesses(shadow)
+        elif type(exit) is CpuException and not self._trap_class(exit):
+            counter.take(blocks, self._rip())
+
+    def _virtual_accesses(self, accesses):
+        return [(self.address_space.virtual(p), size, write) for p, size, write in accesses]
 
     def _between_blocks(self) -> bool:
         """The CPU stopped at the start of a block after others ran: whether it is inside a rep string.
@@ -598,19 +621,29 @@ class Processor:
         its hooks, and touched a protected page. `stepping`: the host
         single-steps, which traps with DR6.BS (and is then not an exit).
         """
-        hits: list[DataAccess] = []
+        carried, self._carried = self._carried, []
+        hits: list[DataAccess] = self._data_hits(cpu, carried)
         traced = False
-        while True:
-            exit, accesses = self._one_instruction(cpu, touched=touched)
-            touched = False
-            if accesses:
-                hits += self._data_hits(cpu, accesses)
-            if exit is not None:
-                if type(exit) is not _Traced:
-                    return exit  # it did not complete: a fault, the host's call, a hook's stop
-                traced = True
-            if not self._shadow:
-                break
+        # Accesses one instruction makes here are seen by the host alone: hot pages are protected again.
+        self._hot_suspended = bool(self._hot[cpu])
+        if self._hot_suspended:
+            self.flush_tlb()
+        try:
+            while True:
+                exit, accesses = self._one_instruction(cpu, touched=touched)
+                touched = False
+                if accesses:
+                    hits += self._data_hits(cpu, accesses)
+                if exit is not None:
+                    if type(exit) is not _Traced:
+                        return exit  # it did not complete: a fault, the host's call, a hook's stop
+                    traced = True
+                if not self._shadow:
+                    break
+        finally:
+            if self._hot_suspended:
+                self._hot_suspended = False
+                self.flush_tlb()
         return self._trap(cpu, hits, single_step=stepping or traced, host_step=stepping)
 
     def _one_instruction(self, cpu: int, *, touched: bool) -> tuple[Exit | None, list]:
@@ -744,7 +777,8 @@ class Processor:
         last = self.clock.last_block
         if last is not None:
             self._after_instruction(last[0], [], shadowed=False)  # with TF set a block is one instruction
-        return self._trap(cpu, [], single_step=True)
+        carried, self._carried = self._carried, []
+        return self._trap(cpu, self._data_hits(cpu, carried), single_step=True)
 
     def _watched_of(self, cpu: int | None) -> dict[int, bool] | None:
         return None if cpu is None else self._watched_pages[cpu]
@@ -903,7 +937,7 @@ class Processor:
             perms = UC_PROT_READ | UC_PROT_WRITE  # fetching from it makes it a code page first
         if protected and self._armed:
             reads_too = self._watched_pages[self._tlb_holds].get(page)
-            if reads_too is not None and page not in self._hot[self._tlb_holds]:
+            if reads_too is not None and (self._hot_suspended or page not in self._hot[self._tlb_holds]):
                 perms &= ~(UC_PROT_READ | UC_PROT_WRITE) if reads_too else ~UC_PROT_WRITE
                 if access == UC_MEM_WRITE or (reads_too and access == UC_MEM_READ):
                     self._watch_fault = address
@@ -982,6 +1016,7 @@ class Processor:
             # the shadow of another makes none, as in unicorn.
             self._exempt_at, self._exempt_blocks, self._exempt_shadow = address + length, blocks, True
             self._counter.defer(self._exempt_at, self._continuing_at, self._hooks_done_at)
+            self._counter.shadow(blocks, address, address + length)
             self.clock.hold_next_block()
 
     def execute_slot_at(self, cpu: int, address: int) -> bool:
@@ -1039,14 +1074,32 @@ class Processor:
         eligible = set()
         for page in list(self.heat.hot[cpu]):
             low, high = page - WIDEST_ACCESS, page + PAGE_SIZE + WIDEST_ACCESS
-            if page in watched and page not in self._code.pages \
-                    and self.address_space.contiguous(low, high - low) is not None \
+            if page in watched and page not in self._code.pages and self._linear_around(page) \
                     and all(budgets[pools[s.index]] >= enough for s in self._data_slots[cpu]
                             if s.start < high and low < s.start + s.length):
                 eligible.add(page)
             else:
                 self.heat.drop(cpu, page)
         return frozenset(eligible)
+
+    def _linear_around(self, page: int) -> bool:
+        """Whether the pages next to page, virtual and physical, are each other's or unmapped.
+
+        The memory hook sees an access at the physical address it starts
+        at, and an access can reach into the page from the one below or
+        run on into the one above.
+        """
+        physical = self.address_space.translate(page)
+        for step in (-PAGE_SIZE, PAGE_SIZE):
+            neighbour = self.address_space.translate(page + step) if 0 <= page + step < 1 << 64 else None
+            if neighbour is not None and neighbour != physical + step:
+                return False
+            try:
+                if self.address_space.virtual(physical + step) != page + step:
+                    return False
+            except MemoryFault:
+                pass
+        return True
 
     def _set_hot(self, cpu: int, pages: frozenset[int]) -> None:
         if pages != self._hot[cpu]:
