@@ -49,13 +49,16 @@ class Owners:
 
 
 def outcome(program: bytes, slots, *, counting: bool, runs: int = 6, memory=None, flags: int = 0x2,
-            **registers):
-    """Run the program `runs` times from its start on one machine: what its owners saw, and where it ended."""
+            budgets=(UNLIMITED,) * 4, **registers):
+    """Run the program `runs` times from its start on one machine: what its owners saw, and where it ended.
+
+    `budgets`: what each DR's owner counts without the handler (0: it hears of every hit).
+    """
     processor, context = start(program, slots, memory, **registers)
     owners = Owners()
     processor.debug_handler = owners.handler
     if counting:
-        processor.hit_budget = lambda cpu: [(slot, UNLIMITED) for slot in range(4)]
+        processor.hit_budget = lambda cpu: list(enumerate(budgets))
         processor.hits_counted = owners.hits_counted
         processor.heat = PageHeat(1, hot_touches=1)
     for _ in range(runs):
@@ -110,18 +113,51 @@ def test_hits_in_loops_and_rep_strings_count_as_the_exact_path_does(program, slo
     assert_counted_exactly(program, slots, rax=3)
 
 
+# ecx times: movsq from one page to another, back to the same qwords, and each touched once more
+MOVSQ_BETWEEN_PAGES = code(
+    "b9 10 00 00 00",  # mov ecx, 16
+    "48 a5",  # movs qword ptr [rdi], qword ptr [rsi]   <- CODE+5
+    "48 83 ee 08",  # sub rsi, 8
+    "48 83 c7 f8",  # add rdi, -8
+    "48 8b 06",  # mov rax, qword ptr [rsi]
+    "48 89 07",  # mov qword ptr [rdi], rax
+    "ff c9",  # dec ecx
+    "75 ec",  # jnz CODE+5
+    HLT,
+)
+
+
+@pytest.mark.parametrize("source, destination", [(DATA + 0x100, DATA + 0x1100), (DATA + 0x1100, DATA + 0x100)],
+                         ids=["hot-to-protected", "protected-to-hot"])
+def test_an_instruction_that_touches_a_protected_page_after_a_hot_one_counts_once(source, destination):
+    """movsq reads its source, then writes its destination: the read a memory hook counted
+    is taken back when the write faults on the protected page and the instruction runs
+    again on its own, where both are seen."""
+    slots = [(source, RW, 8), (destination, W, 8)]
+    budgets = (UNLIMITED, 0, 0, 0)  # DR1's owner hears of every hit: its page stays protected
+    registers = dict(rsi=source, rdi=destination)
+    exact, _ = outcome(MOVSQ_BETWEEN_PAGES, slots, counting=False, budgets=budgets, **registers)
+    counted, counted_here = outcome(MOVSQ_BETWEEN_PAGES, slots, counting=True, budgets=budgets, **registers)
+    assert counted == exact and counted_here > 0
+    assert exact["hits"][:2] == [6 * 16 * 2, 6 * 16 * 2]
+
+
 # mov ss, word ptr [rbx]; mov qword ptr [rbx+8], rax (in the shadow); inc edx; hlt
 MOV_SS_FROM_MEMORY = code("8e 13", "48 89 43 08", "ff c2", HLT)
 
 
-@pytest.mark.parametrize("slots", [
-    [(DATA, RW, 2), (DATA + 8, W, 8)],  # two slots: one exception with both
-    [(DATA, RW, 8), None],  # one slot both instructions hit: one hit
-    [(DATA + 8, W, 8)],  # only the shadowed instruction hits
-], ids=["two-slots", "one-slot-hit-twice", "shadowed-instruction-only"])
-def test_a_mov_ss_and_the_instruction_after_it_count_as_one_exception(slots):
+# mov ss, word ptr [rbx]; mov word ptr [rbx+2], ax (in the shadow); inc edx; hlt
+MOV_SS_THEN_NEXT_WORD = code("8e 13", "66 89 43 02", "ff c2", HLT)
+
+
+@pytest.mark.parametrize("program, slots", [
+    (MOV_SS_FROM_MEMORY, [(DATA, RW, 2), (DATA + 8, W, 8)]),  # two slots: one exception with both
+    (MOV_SS_THEN_NEXT_WORD, [(DATA, RW, 4)]),  # one slot both instructions hit: one hit
+    (MOV_SS_FROM_MEMORY, [(DATA + 8, W, 8)]),  # only the shadowed instruction hits
+], ids=["two-slots", "one-slot-hit-by-both", "shadowed-instruction-only"])
+def test_a_mov_ss_and_the_instruction_after_it_count_as_one_exception(program, slots):
     """SDM §6.8.3: the data breakpoints of both are one debug exception after the second."""
-    assert_counted_exactly(MOV_SS_FROM_MEMORY, slots, memory={DATA: bytes(8)}, rax=5)
+    assert_counted_exactly(program, slots, memory={DATA: bytes(8)}, rax=5)
 
 
 # inc eax; mov qword ptr [rbx+0x10], rax; add qword ptr [rbx+0x18], 1; inc eax; hlt
