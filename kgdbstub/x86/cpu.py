@@ -1025,6 +1025,10 @@ class Processor:
 
     # -- hits that stop nobody, counted in C ----------------------------------
 
+    def hot_pages(self, cpu: int) -> frozenset[int]:
+        """The watched pages of a CPU whose hits a memory hook counts, instead of a fault each touch."""
+        return self._hot[cpu]
+
     def _prepare_counting(self, cpu: int) -> None:
         """Before the CPU runs: the counter holds what its slots' owners only count.
 
