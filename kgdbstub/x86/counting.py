@@ -123,6 +123,7 @@ class HitCounter:
         self._pointer = ctypes.cast(ctypes.pointer(state), ctypes.c_void_p)
         self._python_hook = python_hook  # kept alive: C calls it
         self._access_hooks: dict[int, int] = {}  # hot physical page -> its memory hook
+        self._deferred: tuple[int | None, ...] = ()
         self.hot_pages: tuple[int, ...] = ()  # physical, in the order of page_touches
 
     # -- hooks ---------------------------------------------------------------
@@ -204,10 +205,12 @@ class HitCounter:
 
     def defer(self, *addresses: int | None) -> None:
         """Addresses whose next execution the Python hook decides (None: none)."""
-        deferred = self._state.deferred
-        for index in range(DEFERRED):
-            address = addresses[index] if index < len(addresses) else None
-            deferred[index] = address or 0  # no instruction runs at 0
+        if addresses != self._deferred:  # set at every run of the engine: mostly unchanged
+            self._deferred = addresses
+            deferred = self._state.deferred
+            for index in range(DEFERRED):
+                address = addresses[index] if index < len(addresses) else None
+                deferred[index] = address or 0  # no instruction runs at 0
 
     def counting_data(self, on: bool) -> None:
         self._state.counting_data = on

@@ -466,6 +466,8 @@ class Processor:
         try:
             return self._single_step(cpu) if step else self._run(cpu)
         finally:
+            if self._counter.pending:  # a hook's error ended the run: nothing counted is lost
+                self._collect(cpu)
             eflags = self._eflags()
             if bool(eflags & RFLAGS_RF) != self._rf:
                 self._set_eflags(eflags ^ RFLAGS_RF)
