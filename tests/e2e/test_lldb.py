@@ -6,13 +6,12 @@ GDBRemoteCommunicationClient.cpp and ProcessGDBRemote.cpp) or what kgdb does
 """
 from __future__ import annotations
 
-import contextlib
 import re
 from pathlib import Path
 
 import pytest
 
-from gdbtools import REPO_ROOT, start_line_server, start_server
+from gdbtools import REPO_ROOT, serving, start_server
 from kgdbstub.kernel.image import Image
 from lldbtools import FRAME, LLDB, STOP, VARIABLE, LldbConsole, connect_command, read_boot_console, run_lldb
 
@@ -20,16 +19,6 @@ pytestmark = pytest.mark.skipif(LLDB is None, reason="lldb is not installed")
 
 TRANSPORTS = ("tcp", "pty")
 IMAGE = Image(REPO_ROOT / "targets" / "minikernel" / "minikernel.elf")  # what `serve` loads
-
-
-@contextlib.contextmanager
-def serving(transport: str, *args: str):
-    if transport == "tcp":
-        with start_server(*args) as server:
-            yield server
-    else:
-        with start_line_server("--pty", *args) as server:
-            yield server
 
 
 INTERRUPT_TRACED = "<- '\\\\x03'"  # how --trace logs a 0x03 it received
