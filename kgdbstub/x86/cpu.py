@@ -1041,15 +1041,15 @@ class Processor:
         within the run: an access the hook sees can never be made to stop.
         """
         counter = self._counter
-        if self.hit_budget is None or not self._armed or not (
-                self._execute_slots[cpu] or self._data_slots[cpu]):
+        budgets = self.hit_budget(cpu) if self.hit_budget is not None and self._armed and (
+            self._execute_slots[cpu] or self._data_slots[cpu]) else None
+        if not budgets or not any(budget for _, budget in budgets):
             if self._counting_for is not None:
                 self._fold_touches()
                 counter.clear()
                 self._counting_for = None
             self._set_hot(cpu, frozenset())
             return
-        budgets = self.hit_budget(cpu)
         pools = [pool for pool, _ in budgets]
         pool_budgets = [0] * len(budgets)
         for pool, budget in budgets:
