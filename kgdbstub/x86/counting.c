@@ -21,9 +21,9 @@
  * (the host's guest clock and RIP tell instructions apart: a repeated
  * string instruction begins a block an iteration); an instruction that
  * faults after an access did not complete, and the host takes its hits
- * back (count_abandon).  The host makes a page hot only when the budgets
- * of its slots' owners cannot run out within the run, so that no hit here
- * ever has to stop.
+ * back (count_abandon).  The host makes a page hot only when the owners
+ * of its slots count without end (perf events), so that no hit here ever
+ * has to stop.
  */
 #include <stdint.h>
 

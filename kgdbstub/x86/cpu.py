@@ -302,7 +302,6 @@ class Processor:
         self._counting_stale = True  # the slots, hooks or heat changed since
         self._pools: list[int] = []  # the pool of each DR of that CPU
         self._hot_order: tuple[int, ...] = ()  # its hot pages, as the counter numbers them
-        self._budget_blocks: int | None = None  # the blocks the current run may take
         self._hot_suspended = False  # the host runs an instruction on its own: hot pages are protected
         self._carried: list[tuple[int, int, bool]] = []  # counted accesses the next trap reports instead
         self._armed = True
@@ -450,7 +449,6 @@ class Processor:
         self.running_cpu = cpu
         self._hook_error = None
         self._settle_code()
-        self._budget_blocks = budget if not step else 1
         self._prepare_counting(cpu)
         if self._tlb_armed != self._armed or (self._tlb_holds != cpu and (
                 self._watched_pages[cpu] != self._watched_of(self._tlb_holds)
@@ -477,7 +475,10 @@ class Processor:
     def _run(self, cpu: int) -> Exit:
         while True:
             exit = self._engine_run(cpu)
-            if self._counter.hot_pages:
+            if self._counter.hot_pages and type(exit) is not Preempted:
+                # Not where a stop request or the wall clock ended the run: a
+                # page turning cold changes guest time (a touch becomes a fault
+                # again), so it happens at points the guest alone decides.
                 self._cool(cpu)
             if exit is WATCHED_PAGE_TOUCHED:
                 # The instruction began here and touched a protected page: it
@@ -1037,8 +1038,11 @@ class Processor:
         Execute hits are counted at their code hook while the owners' budgets
         last. A hot watched page (see PageHeat) is let through by the TLB and
         seen by a memory hook instead, if the owners of every data slot an
-        access to it can reach only count, and their budgets cannot run out
-        within the run: an access the hook sees can never be made to stop.
+        access to it can reach count without end (perf events): an access
+        the hook sees can never be made to stop. (A budget that could run out
+        would have to be weighed against how long the run may be, which a
+        stop request or the wall clock cut short, and guest time would then
+        depend on them.)
         """
         counter = self._counter
         budgets = self.hit_budget(cpu) if self.hit_budget is not None and self._armed and (
@@ -1054,7 +1058,7 @@ class Processor:
         pool_budgets = [0] * len(budgets)
         for pool, budget in budgets:
             pool_budgets[pool] = budget
-        hot = self._eligible_hot_pages(cpu, pools, pool_budgets) if self.heat.hot[cpu] else frozenset()
+        hot = self._eligible_hot_pages(cpu, pools, pool_budgets)
         if self._counting_for != cpu or self._counting_stale or pools != self._pools or hot != self._hot[cpu]:
             self._fold_touches()
             executes = [(address, exception.b_bits) for address, exception in self._execute_slots[cpu].items()
@@ -1072,16 +1076,15 @@ class Processor:
         counter.set_budgets(pool_budgets)
 
     def _eligible_hot_pages(self, cpu: int, pools: list[int], budgets: list[int]) -> frozenset[int]:
-        """The hot pages of a CPU that a memory hook may count in this run; the others are dropped."""
-        run_blocks = self._budget_blocks
-        # A block holds at most 512 instructions, each an execute and a data exception.
-        enough = UNLIMITED if run_blocks is None else 1024 * run_blocks + 1
+        """The hot pages of a CPU that a memory hook may count now; the others are dropped."""
+        if not self.heat.hot[cpu]:
+            return frozenset()
         watched = self._watched_pages[cpu]
         eligible = set()
         for page in list(self.heat.hot[cpu]):
             low, high = page - WIDEST_ACCESS, page + PAGE_SIZE + WIDEST_ACCESS
             if page in watched and page not in self._code.pages and self._linear_around(page) \
-                    and all(budgets[pools[s.index]] >= enough for s in self._data_slots[cpu]
+                    and all(budgets[pools[s.index]] == UNLIMITED for s in self._data_slots[cpu]
                             if s.start < high and low < s.start + s.length):
                 eligible.add(page)
             else:

@@ -11,6 +11,8 @@ that way, so that it proves something about the new path.
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 from kernel_harness import INIT, LOOPER, W, Machine
 from unicorn import x86_const as XR
@@ -168,6 +170,22 @@ BURST_QUIET_BURST = bytes.fromhex(
     + "75 f4"  # jnz CODE+31
     + "eb fe"  # jmp $                              <- CODE+43
 )
+SPARSE, APART = 300, 10_500  # writes a hot page gets about as seldom as a cold one's
+# A burst of writes to COUNTED, then SPARSE writes APART blocks apart, then int3.
+BURST_THEN_SPARSE = bytes.fromhex(
+    "b9" + BURST.to_bytes(4, "little").hex()  # mov ecx, BURST
+    + "48 89 0c 25 00 20 00 82"  # mov qword ptr [COUNTED], rcx   <- CODE+5
+    + "ff c9"  # dec ecx
+    + "75 f4"  # jnz CODE+5
+    + "ba" + SPARSE.to_bytes(4, "little").hex()  # mov edx, SPARSE   <- CODE+17
+    + "48 89 14 25 00 20 00 82"  # mov qword ptr [COUNTED], rdx   <- CODE+22
+    + "b9" + APART.to_bytes(4, "little").hex()  # mov ecx, APART
+    + "ff c9"  # dec ecx                            <- CODE+35
+    + "75 fc"  # jnz CODE+35
+    + "ff ca"  # dec edx
+    + "75 eb"  # jnz CODE+22
+    + "cc"  # int3
+)
 
 
 def test_a_page_turns_hot_and_cold_again_and_no_hit_is_lost_either_way():
@@ -198,3 +216,33 @@ def test_a_page_turns_hot_and_cold_again_and_no_hit_is_lost_either_way():
     assert perf.hits == 2 * BURST
     assert phases == [False, True, False, True]
     assert tally[cpu] > BURST
+
+
+def test_where_runs_are_cut_short_changes_nothing_hot_or_cold():
+    """The machine is deterministic: a run cut into wall-clock slices (each ending
+    where the CPU happens to be) stops at the same guest time, with the same counts,
+    as one run. Pages turn hot and cold at points of guest time alone: here writes
+    come about as seldom as a page needs to turn cold, and each write to a cold
+    page is a fault that costs a block of guest time."""
+    seen = []
+    for sliced in (False, True):
+        machine = Machine(cpus=1)
+        kernel = machine.kernel
+        tally = counting_in_c(machine)
+        perf = kernel.perf.register(address=COUNTED, length=8, type=BreakpointType.WRITE, cpu=0, task=None)
+        kernel.write(CODE, BURST_THEN_SPARSE)
+        kernel.tasks[INIT].regs.reg_write(XR.UC_X86_REG_RIP, CODE)
+        slices = 0
+        with machine.debugger.resumed() as run:
+            if sliced:
+                while (stop := run(deadline=time.monotonic() + 0.0001)) is None:
+                    slices += 1
+            else:
+                stop = run()
+        assert stop.signal == SIGTRAP and stop.thread == INIT
+        seen.append((kernel.processor.clock.blocks, kernel.ticks, perf.hits,
+                     kernel.tasks[INIT].regs.reg_read(XR.UC_X86_REG_RIP)))
+        assert tally[0] > BURST
+        assert not sliced or slices > 10
+    assert seen[0] == seen[1]
+    assert seen[0][2] == BURST + SPARSE
