@@ -53,6 +53,19 @@ struct hot_state {
 	uint64_t last_start;
 	uint64_t last_end;
 	emu_stop_fn emu_stop;
+	/*
+	 * A stop requested while the host had the CPU, in the engine's own
+	 * time (see request_stop in hothooks.py): set by another thread once
+	 * owed_ns is, it becomes a stop_request when the engine has run
+	 * owed_ns more.  due_ns is when that is in the current run, 0 until
+	 * the run's first block looks.
+	 */
+	volatile uint32_t stop_deferred;
+	uint32_t unused;
+	uint64_t owed_ns;
+	uint64_t due_ns;
+	/* When the engine last gave the CPU to the host; 0 while it runs. */
+	volatile uint64_t host_since_ns;
 };
 
 uint64_t hot_state_size(void)
@@ -72,6 +85,25 @@ static void stop(void *uc, struct hot_state *state, uint32_t why)
 {
 	state->stopped_by = why;
 	state->emu_stop(uc);
+}
+
+/*
+ * Whether a deferred stop is due: the engine has run owed_ns since it
+ * took the CPU back.  Read only while one is pending, so that the clock is
+ * looked at every block only then.
+ */
+static int deferred_stop_due(struct hot_state *state)
+{
+	uint64_t now = monotonic_ns();
+
+	if (!state->due_ns)
+		state->due_ns = now + state->owed_ns;
+	if (now < state->due_ns)
+		return 0;
+	state->due_ns = 0;
+	state->stop_deferred = 0;
+	state->stop_request = 1;
+	return 1;
 }
 
 /*
@@ -97,6 +129,10 @@ void on_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 			stop(uc, state, STOPPED_BY_REQUEST);
 			return;
 		}
+		if (state->stop_deferred && deferred_stop_due(state)) {
+			stop(uc, state, STOPPED_BY_REQUEST);
+			return;
+		}
 		if (--state->until_clock == 0) {
 			state->until_clock = CLOCK_EVERY;
 			if (state->deadline_ns && monotonic_ns() >= state->deadline_ns) {
@@ -106,6 +142,7 @@ void on_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 		}
 	}
 run:
+	state->host_since_ns = 0;
 	state->last_start = address;
 	state->last_end = address + size;
 	state->blocks++;
