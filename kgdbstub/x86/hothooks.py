@@ -169,9 +169,12 @@ class GuestClock:
 
     @property
     def stop_requested(self) -> bool:
-        """Whether a requested stop is to be taken now (a deferred one once it is due)."""
+        """Whether a requested stop is to be taken now; a deferred one the host waited
+        GIVE_UP_NS for is, and the engine then stops at once."""
         state = self._state
-        return bool(state.stop_request) or bool(state.stop_deferred) and time.monotonic_ns() >= self._give_up_ns
+        if state.stop_deferred and time.monotonic_ns() >= self._give_up_ns:
+            state.stop_request, state.stop_deferred = 1, 0
+        return bool(state.stop_request)
 
     def past_deadline(self) -> bool:
         deadline = self._state.deadline_ns
