@@ -518,7 +518,7 @@ class Processor:
             try:
                 uc.emu_start(start, 0, count=count or 0)
             finally:
-                self.clock.left_engine()
+                self.clock.engine_returned()
             if self._hook_error is not None:
                 raise self._hook_error
             return self._stop or self._clock_stop() or self._finished(start, bool(count))

@@ -49,23 +49,22 @@ struct hot_state {
 	 * instruction after a MOV SS, which no event may come between).
 	 */
 	uint32_t hold;
+	volatile uint32_t stop_deferred;
 	/* The last block begun, [last_start, last_end): where the CPU has been. */
 	uint64_t last_start;
 	uint64_t last_end;
 	emu_stop_fn emu_stop;
+	/* When the engine last gave the CPU to the host; 0 while it runs. */
+	volatile uint64_t host_since_ns;
 	/*
-	 * A stop requested while the host had the CPU, in the engine's own
-	 * time (see request_stop in hothooks.py): set by another thread once
-	 * owed_ns is, it becomes a stop_request when the engine has run
+	 * A stop requested while the host had the CPU, placed in the engine's
+	 * own time (see request_stop in hothooks.py): set by another thread
+	 * after owed_ns, it becomes a stop_request once the engine has run
 	 * owed_ns more.  due_ns is when that is in the current run, 0 until
 	 * the run's first block looks.
 	 */
-	volatile uint32_t stop_deferred;
-	uint32_t unused;
-	uint64_t owed_ns;
+	volatile uint64_t owed_ns;
 	uint64_t due_ns;
-	/* When the engine last gave the CPU to the host; 0 while it runs. */
-	volatile uint64_t host_since_ns;
 };
 
 uint64_t hot_state_size(void)

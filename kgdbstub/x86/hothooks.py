@@ -52,14 +52,13 @@ class _HotState(ctypes.Structure):
         ("until_clock", ctypes.c_uint32),
         ("stopped_by", ctypes.c_uint32),
         ("hold", ctypes.c_uint32),
+        ("stop_deferred", ctypes.c_uint32),
         ("last_start", ctypes.c_uint64),
         ("last_end", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
-        ("stop_deferred", ctypes.c_uint32),
-        ("unused", ctypes.c_uint32),
+        ("host_since_ns", ctypes.c_uint64),
         ("owed_ns", ctypes.c_uint64),
         ("due_ns", ctypes.c_uint64),
-        ("host_since_ns", ctypes.c_uint64),
     ]
 
 
@@ -109,8 +108,8 @@ class GuestClock:
         state.last_start = state.last_end = 0
         self._runner = threading.get_ident()
 
-    def left_engine(self) -> None:
-        """After every run of the engine: the host has the CPU from now on."""
+    def engine_returned(self) -> None:
+        """After every run of the engine (emu_start returned): the host has the CPU from now on."""
         state = self._state
         now = time.monotonic_ns()
         state.host_since_ns = now
