@@ -20,8 +20,10 @@ STOPPED_BY_NOTHING, STOPPED_BY_LIMIT, STOPPED_BY_REQUEST, STOPPED_BY_DEADLINE = 
 NO_LIMIT = 2**64 - 1
 # A stop requested from another thread while the host had the CPU waits
 # for as much of the engine's time as the host had been working, up to
-# this: longer, the machine was not between two runs but stopped or paused.
-MAX_OWED_NS = 1_000_000
+# this: the kernel's work between two runs takes tens of microseconds; a
+# longer wait is the host thread descheduled, or the machine stopped or
+# paused, and would only add latency.
+MAX_OWED_NS = 250_000
 # ... and is taken wherever the CPU is once this has passed, in case the
 # engine hardly runs (every CPU idle).
 GIVE_UP_NS = 5_000_000
