@@ -61,10 +61,11 @@ struct hot_state {
 	 * own time (see request_stop in hothooks.py): set by another thread
 	 * after owed_ns, it becomes a stop_request once the engine has run
 	 * owed_ns more.  due_ns is when that is in the current run, 0 until
-	 * the run's first block looks.
+	 * the run's first block looks; looked_ns when a block last looked.
 	 */
 	volatile uint64_t owed_ns;
 	uint64_t due_ns;
+	uint64_t looked_ns;
 };
 
 uint64_t hot_state_size(void)
@@ -97,8 +98,10 @@ static int deferred_stop_due(struct hot_state *state)
 
 	if (!state->due_ns)
 		state->due_ns = now + state->owed_ns;
-	if (now < state->due_ns)
+	if (now < state->due_ns) {
+		state->looked_ns = now;
 		return 0;
+	}
 	state->due_ns = 0;
 	state->stop_deferred = 0;
 	state->stop_request = 1;

@@ -61,6 +61,7 @@ class _HotState(ctypes.Structure):
         ("host_since_ns", ctypes.c_uint64),
         ("owed_ns", ctypes.c_uint64),
         ("due_ns", ctypes.c_uint64),
+        ("looked_ns", ctypes.c_uint64),
     ]
 
 
@@ -86,6 +87,7 @@ class GuestClock:
         self._state = state = _HotState(limit=NO_LIMIT, until_clock=1, emu_stop=_EMU_STOP)
         self._runner: int | None = None  # the thread that runs the engine
         self._give_up_ns = 0
+        self._requested_ns = 0  # when another thread asked for a stop at once
         handle = uc_hook_h()
         status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, _ON_BLOCK,
                                    ctypes.cast(ctypes.pointer(state), ctypes.c_void_p),
@@ -113,11 +115,21 @@ class GuestClock:
     def engine_returned(self) -> None:
         """After every run of the engine (emu_start returned): the host has the CPU from now on."""
         state = self._state
-        now = time.monotonic_ns()
-        state.host_since_ns = now
-        if state.due_ns:  # a deferred stop was counting down: it is owed what is left
-            state.owed_ns = max(state.due_ns - now, 0)
+        state.host_since_ns = now = time.monotonic_ns()
+        if state.due_ns:
+            # A deferred stop was counting down: it is owed what was left when
+            # the last block began. (The rest of that block and the way out of
+            # the engine are not the guest's time: counted, a stop falling due
+            # in them would land at the start of the next run, after the host's
+            # work.)
+            state.owed_ns = max(state.due_ns - state.looked_ns, 1)
             state.due_ns = 0
+        elif self._requested_ns and state.stop_request and state.stopped_by != STOPPED_BY_REQUEST:
+            # Another thread's request came after the last block began, on the
+            # engine's way out: placed in the engine's time as well.
+            state.owed_ns, state.stop_request = max(min(now - self._requested_ns, MAX_OWED_NS), 1), 0
+            state.stop_deferred = 1
+            self._requested_ns = 0
 
     def hold_next_block(self) -> None:
         """From a hook: the next block runs whatever is requested or spent (a MOV SS shadow)."""
@@ -150,23 +162,28 @@ class GuestClock:
         in proportion to where the guest runs. Guest time is unaffected.
         """
         state = self._state
+        if threading.get_ident() == self._runner:
+            state.stop_request, self._requested_ns = 1, 0
+            return
+        if state.stop_request:
+            return
+        if state.stop_deferred:
+            return  # one is pending already
+        now = time.monotonic_ns()
+        self._give_up_ns = now + GIVE_UP_NS
         since = state.host_since_ns
-        if since and not state.stop_request and threading.get_ident() != self._runner:
-            if state.stop_deferred:
-                return  # one is pending already
-            now = time.monotonic_ns()
-            owed = min(now - since, MAX_OWED_NS)
-            if owed > 0:
-                self._give_up_ns = now + GIVE_UP_NS
-                state.owed_ns = owed
-                state.stop_deferred = 1  # after owed_ns: the hook reads them in this order
-                return
-        state.stop_request = 1
+        if since:
+            state.owed_ns = max(min(now - since, MAX_OWED_NS), 1)
+            state.stop_deferred = 1  # after owed_ns: the hook reads them in this order
+        else:
+            self._requested_ns = now
+            state.stop_request = 1
 
     def withdraw_stop(self) -> None:
         state = self._state
         state.stop_request = state.stop_deferred = 0
         state.owed_ns = state.due_ns = 0
+        self._requested_ns = 0
 
     @property
     def stop_requested(self) -> bool:
