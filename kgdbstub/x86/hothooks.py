@@ -20,10 +20,11 @@ STOPPED_BY_NOTHING, STOPPED_BY_LIMIT, STOPPED_BY_REQUEST, STOPPED_BY_DEADLINE = 
 NO_LIMIT = 2**64 - 1
 # A stop requested from another thread while the host had the CPU waits
 # for as much of the engine's time as the host had been working, up to
-# this: the kernel's work between two runs takes tens of microseconds; a
-# longer wait is the host thread descheduled, or the machine stopped or
-# paused, and would only add latency.
-MAX_OWED_NS = 250_000
+# this. The kernel's work between two runs takes tens of microseconds, and
+# the host thread often waits longer for the interpreter while the event
+# loop reads the request: a longer wait would add latency, and stops would
+# land where they do anyway, in the guest's time after the host's work.
+MAX_OWED_NS = 100_000
 # ... and is taken wherever the CPU is once this has passed, in case the
 # engine hardly runs (every CPU idle).
 GIVE_UP_NS = 5_000_000
