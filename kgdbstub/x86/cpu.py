@@ -300,6 +300,7 @@ class Processor:
         self._hot: list[frozenset[int]] = [frozenset()] * cpus  # hot pages the TLB lets through, per CPU
         self._counting_for: int | None = None  # the CPU whose slots the counter holds
         self._counting_stale = True  # the slots, hooks or heat changed since
+        self._nothing_counts = [False] * cpus  # hit_budget said so, and nothing changed since
         self._pools: list[int] = []  # the pool of each DR of that CPU
         self._hot_order: tuple[int, ...] = ()  # its hot pages, as the counter numbers them
         self._hot_suspended = False  # the host runs an instruction on its own: hot pages are protected
@@ -1047,8 +1048,12 @@ class Processor:
         """
         counter = self._counter
         budgets = self.hit_budget(cpu) if self.hit_budget is not None and self._armed and (
-            self._execute_slots[cpu] or self._data_slots[cpu]) else None
+            self._execute_slots[cpu] or self._data_slots[cpu]) and not self._nothing_counts[cpu] else None
         if not budgets or not any(budget for _, budget in budgets):
+            # Asked again once the slots change or a handler has counted (a
+            # budget that grows meanwhile only leaves hits to the handler).
+            if budgets is not None:
+                self._nothing_counts[cpu] = True
             if self._counting_for is not None:
                 self._fold_touches()
                 counter.clear()
@@ -1143,6 +1148,7 @@ class Processor:
     def _must_stop(self, cpu: int, exception: DebugException) -> bool:
         """debug_handler's answer; what it counted is no longer in the owners' budgets."""
         stop = self.debug_handler(cpu, exception)
+        self._nothing_counts = [False] * len(self._nothing_counts)
         if self._counting_for == cpu and self.hit_budget is not None:
             budgets = [0] * SLOTS
             for pool, budget in self.hit_budget(cpu):
@@ -1161,6 +1167,7 @@ class Processor:
         """
         self._armed = armed  # the TLB follows when a CPU next runs
         self._counting_stale = True
+        self._nothing_counts = [False] * len(self._nothing_counts)
 
     def debug_registers_changed(self, cpu: int | None = None) -> None:
         """Derive hooks and watched pages from a CPU's debug registers (every CPU's by default)."""
@@ -1200,6 +1207,7 @@ class Processor:
         self._special = self._code.candidates | {a for a in self._execute_hooks
                                                  if self._code.rep_string(a) is not None}
         self._counting_stale = True
+        self._nothing_counts = [False] * len(self._nothing_counts)
 
     def _derive(self, cpu: int) -> None:
         registers = self.debug_registers[cpu]
@@ -1223,6 +1231,7 @@ class Processor:
         # The exceptions hits raise, made once: execute hooks are the hot path.
         self._execute_slots[cpu] = {a: DebugException(tuple(s)) for a, s in execute.items()}
         self._counting_stale = True
+        self._nothing_counts[cpu] = False
         if pages != self._watched_pages[cpu]:
             self._watched_pages[cpu] = pages
             if self._tlb_holds == cpu:
