@@ -513,6 +513,10 @@ class Processor:
         RF the CPU is left with is worked out from how the run ended.
         """
         clock = self.clock
+        if self._counting_stale:
+            # The slots changed within the run (the guest's own MOV DRn, or
+            # a handler's doing): the counter follows before the CPU goes on.
+            self._prepare_counting(cpu)
         start, blocks = self._rip(), clock.blocks
         was = self._rf, self._mid_rep, self._shadow
         if self._rf or self._shadow or self._mid_rep:
@@ -1058,6 +1062,7 @@ class Processor:
                 self._fold_touches()
                 counter.clear()
                 self._counting_for = None
+            self._counting_stale = False  # loaded afresh when counting resumes
             self._set_hot(cpu, frozenset())
             return
         pools = [pool for pool, _ in budgets]

@@ -190,3 +190,43 @@ def test_a_guests_single_step_and_the_data_hits_of_its_instruction_are_one_excep
     *exact, _ = processor_outcome[False]
     assert counted == exact
     assert counted_here > 0
+
+
+# ecx times a write to a watched qword; then the guest clears DR7 with its own
+# MOV (intercepted, run on the machine's registers); then ecx times again.
+WRITES_THEN_MOV_DR7 = code(
+    "b9 40 00 00 00",  # mov ecx, 64
+    "48 89 43 10",  # mov qword ptr [rbx+0x10], rax   <- CODE+5
+    "ff c9", "75 f8",  # dec ecx; jnz CODE+5
+    "31 c0",  # xor eax, eax
+    "0f 23 f8",  # mov dr7, rax
+    "b9 40 00 00 00",  # mov ecx, 64
+    "48 89 43 10",  # mov qword ptr [rbx+0x10], rax   <- CODE+23
+    "ff c9", "75 f8",  # dec ecx; jnz CODE+23
+    HLT,
+)
+
+
+def test_slots_the_guest_clears_in_the_middle_of_a_run_count_nothing_more():
+    """SDM §18.2.4: a slot DR7 disables matches nothing. The counter follows the
+    guest's MOV DR7 at once, within the run that made it."""
+    slots = [(DATA + 0x10, W, 8), (CODE + 23, EXEC, 1)]
+    exact, _ = outcome(WRITES_THEN_MOV_DR7, slots, counting=False, runs=1)
+    assert exact["hits"] == [64, 0, 0, 0]
+    # The first run makes the page hot and clears DR7; arm again and run once more.
+    for counting in (False, True):
+        processor, context = start(WRITES_THEN_MOV_DR7, slots)
+        owners = Owners()
+        processor.debug_handler = owners.handler
+        if counting:
+            processor.hit_budget = lambda cpu: [(slot, UNLIMITED) for slot in range(4)]
+            processor.hits_counted = owners.hits_counted
+            processor.heat = PageHeat(1, hot_touches=1)
+        for _ in range(2):
+            for index, (address, access, length) in enumerate(slots):
+                processor.debug_registers[0].install(index, address, access, length)
+            processor.debug_registers_changed()
+            context = processor.new_context(rip=CODE, rbx=DATA, rsp=STACK_TOP)
+            assert processor.run(0, context) == Hypercall()
+        assert owners.hits == [128, 0, 0, 0]
+        assert not counting or owners.counted > 0
