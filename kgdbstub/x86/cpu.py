@@ -14,7 +14,8 @@ engine sees instruction by instruction. RF is RFLAGS bit 16 of the CPU's
 state, tied to the next instruction the CPU begins; a repeated string
 instruction is one instruction to breakpoints, RF and single steps count
 its iterations as hardware does; a MOV SS holds debug exceptions off for
-one instruction.
+one instruction. A hit whose owner only counts it is counted in C, without
+stopping the engine (counting.py), as the same debug exceptions.
 """
 from __future__ import annotations
 
