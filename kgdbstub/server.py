@@ -41,7 +41,7 @@ from .gdbstub.actions import PACKET_SIZE, Detach, Reply, Resume
 from .gdbstub.dialects import DIALECTS
 from .gdbstub.session import Session
 from .trace import Trace
-from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
+from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, ReplyStream, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
 # Linux sends the console to gdb as O packets only with `kgdbcon`, which
@@ -450,6 +450,8 @@ async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, onc
             try:
                 if console is not None:
                     console.attach(debugger.kernel, backlog=False)
+                if isinstance(stream, trio.SocketStream):
+                    stream = ReplyStream(stream)
                 detached = await serve_stream(stream, debugger, dialect=dialect, console=console, received=first,
                                               **options)
             finally:

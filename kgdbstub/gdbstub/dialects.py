@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from ..x86 import registers
 from .conditions import BreakpointCommands, ConditionalBreakpoints
-from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
+from .extensions import Extension, NoAckMode, StopReason, TargetDescription, ThreadList, VContSupported
 from .hostio import ExecFile, HostIO
 from .lldb import EXTENSIONS as LLDB_EXTENSIONS
 
@@ -30,7 +30,7 @@ class Dialect:
 
 MODERN = Dialect(
     "modern",
-    (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
+    (NoAckMode(), TargetDescription(), ThreadList(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
      ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO(), *LLDB_EXTENSIONS),
     registers.MODERN,
     expedite=True,

@@ -91,6 +91,14 @@ class Session:
         for extension in self.dialect.extensions:
             for prefix, handler in extension.handlers(self).items():
                 self._handlers[prefix.encode()] = handler
+        # The extensions' packets by their first byte, in the order above:
+        # a packet is compared with the few that could be it.
+        self._handlers_by_first_byte = {}
+        for prefix, handler in self._handlers.items():
+            self._handlers_by_first_byte.setdefault(prefix[0], []).append((prefix, handler))
+        layout = self.dialect.layout
+        self._expedited = [(number, layout[number])
+                           for number in (registers.index_of(layout, name) for name in registers.EXPEDITED)]
         self._commands = {
             b"?": self._status, b"g": self._read_registers, b"G": self._write_registers,
             b"p": self._read_register, b"P": self._write_register, b"m": self._read_memory,
@@ -114,7 +122,7 @@ class Session:
             return error(failure.errno)
 
     def _dispatch(self, payload: bytes) -> Action:
-        for prefix, handler in self._handlers.items():
+        for prefix, handler in self._handlers_by_first_byte.get(payload[0], ()) if payload else ():
             if payload.startswith(prefix):
                 return handler(payload[len(prefix):])
         handler = self._commands.get(payload[:1])
@@ -141,14 +149,10 @@ class Session:
         return reply
 
     def expedited_registers(self, thread: int) -> list[tuple[int, bytes]]:
-        """(number, value in hex) of the registers a stop reply carries for a thread."""
-        regs, layout = self.registers_of(thread), self.dialect.layout
-        pairs = []
-        for name in registers.EXPEDITED:
-            number = registers.index_of(layout, name)
-            value = registers.read_value(regs, layout[number])
-            pairs.append((number, encode_hex(value.to_bytes(layout[number].size, "little"))))
-        return pairs
+        """(number, value in hex) of the registers a stop reply carries for a thread, as `p` reads them."""
+        regs = self.registers_of(thread)
+        return [(number, encode_hex(registers.read_value(regs, register).to_bytes(register.size, "little")))
+                for number, register in self._expedited]
 
     def _hardware_reason(self, hit) -> bytes:
         if hit.request.kind is Kind.EXECUTE:

@@ -10,6 +10,7 @@ from .kgdboc import Arrival, BreakIn, LineWatcher, SysRqG
 from .line import BREAK, FdLine, LineConnection, LineLost
 from .pty import PtyLine
 from .serial import BreakMarks, SerialLine
+from .tcp import ReplyStream
 
 __all__ = [
     "BREAK",
@@ -22,6 +23,7 @@ __all__ = [
     "LineLost",
     "LineWatcher",
     "PtyLine",
+    "ReplyStream",
     "SerialLine",
     "SysRqG",
 ]
