@@ -129,7 +129,7 @@ class _Wire:
         while (event := self.codec.next_event()) is not None:
             if isinstance(event, Packet):
                 self._trace("<-", event.payload)
-                verdict = self._on_line(event.payload)
+                verdict = self._on_line(event.payload) if self._line is not None else None
                 if verdict == "repeat":
                     self._trace("<-!", b"sent again before any ack: acknowledged, not run twice")
                     continue

@@ -26,6 +26,13 @@ THREADS_PER_PACKET = 17  # as kgdb sends them
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
 
+# Packets that change no memory the debugger sees: reads, thread queries and
+# breakpoints (int3s are in memory only while the machine runs). Any other
+# packet forgets the memory answers of this stop.
+_LEAVE_MEMORY_ALONE = (b"m", b"g", b"p", b"H", b"T", b"Z", b"z", b"qfThreadInfo", b"qsThreadInfo",
+                       b"qThreadExtraInfo", b"qXfer:threads:read:", b"qC", b"qAttached")
+
+
 class Malformed(Exception):
     """The packet does not parse: answered with E22 (EINVAL)."""
 
@@ -79,6 +86,9 @@ class Session:
     requested: set[str] = field(default_factory=set)  # features the client turned on by a packet of their own
     register_thread: int | None = None  # Hg; None: the thread that stopped
     _thread_batches: list = field(default_factory=list)
+    # Answers to memory reads while the machine is stopped, until a packet
+    # that may change memory (a write, a resume, a monitor command) comes.
+    _memory_answers: dict = field(default_factory=dict)
     _handlers: dict = field(init=False)
     _commands: dict = field(init=False)
     _conditions: bool = field(init=False)  # Z0/Z1 may carry conditions
@@ -114,6 +124,17 @@ class Session:
     # -- dispatch ------------------------------------------------------------
 
     def handle(self, payload: bytes) -> Action:
+        if payload[:1] == b"m":
+            # gdb reads a watched value up to three times at a stop: the
+            # memory has not changed in between, and neither has the answer.
+            if (answer := self._memory_answers.get(payload)) is None:
+                answer = self._memory_answers[payload] = self._handle(payload)
+            return answer
+        if not payload.startswith(_LEAVE_MEMORY_ALONE):
+            self._memory_answers.clear()
+        return self._handle(payload)
+
+    def _handle(self, payload: bytes) -> Action:
         try:
             return self._dispatch(payload)
         except (Malformed, registers.RegisterRefused):

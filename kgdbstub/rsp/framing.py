@@ -26,6 +26,7 @@ _RUN = re.compile(rb"(.)\1\1\1+", re.DOTALL)
 _SPECIALS = tuple(bytes([byte]) for byte in MUST_ESCAPE)
 _ESCAPED = {special: bytes([ESCAPE, special[0] ^ ESCAPE_XOR]) for special in _SPECIALS}
 _NEEDS_ESCAPE = re.compile(rb"[$#}*]")
+_RUN_OR_SPECIAL = re.compile(rb"(.)\1\1\1|[$#}*]", re.DOTALL)
 
 
 class MalformedBody(ValueError):
@@ -51,6 +52,8 @@ def encode_body(payload: bytes, run_length_encode: bool = True) -> bytes:
     """`payload` escaped and, if asked, with its runs compressed."""
     if not run_length_encode:
         return escape(payload)
+    if not _RUN_OR_SPECIAL.search(payload):
+        return bytes(payload)  # most short replies: nothing to compress or escape
     pieces = []
     done = 0
     for run in _RUN.finditer(payload):
