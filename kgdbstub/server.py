@@ -397,9 +397,10 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 stop = await run_machine(action)
                 if wire.closed:
                     break
-                if console is not None:
+                if console is not None and len(console):
                     await forward_console()  # what the run printed last comes before its stop
-                await forward_breakpoint_output()
+                if debugger.conditions.output:
+                    await forward_breakpoint_output()
                 await wire.send(session.stop_reply(stop))
             elif isinstance(action, Detach):
                 detached = True

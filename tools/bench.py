@@ -1,8 +1,9 @@
 """kgdbstub's benchmarks, with its peers measured in the same run.
 
-    python tools/bench.py [--json FILE] [--stops N] [--rounds N] [--break-ins N]
+    python tools/bench.py [--json FILE] [--stops N] [--rounds N] [--break-ins N] [--only PART ...]
 
-Prints a table and writes JSON. Ratios compare numbers taken in this run:
+Prints a table and writes JSON; `--only stops` (or machine, conditions,
+break-in, protocol) measures one part of it. Ratios compare numbers taken in this run:
 the machine against plain unicorn running the same code; stops that gdb
 sees, and breakpoint conditions and dprintf evaluated in the stub
 (tools/bench_conditions.py), against gdbserver (a native process, real
@@ -220,6 +221,34 @@ def attach_seconds() -> float:
         process.wait(10)
 
 
+def best_rates(rounds: int, requests: int) -> tuple[float, float, float]:
+    """The best m-read and Z1/z1 rates and the shortest dump over several rounds."""
+    rates = [protocol_rates(requests) for _ in range(rounds)]
+    return max(r[0] for r in rates), max(r[1] for r in rates), min(r[2] for r in rates)
+
+
+def machine_rows(args, image: Image, row) -> None:
+    plain = bare = armed = 0.0
+    million = float("inf")
+    for _ in range(args.rounds):
+        plain = max(plain, bench_machine.plain_unicorn(image, args.iterations))
+        bare = max(bare, bench_machine.machine(image, args.iterations))
+        armed = max(armed, bench_machine.machine(image, args.iterations, watches=4))
+        million = min(million, bench_machine.ptrace_million(image))
+    row("plain unicorn: looper iterations/s", plain, "")
+    row("machine, nothing armed: iterations/s", bare, "", f"{bare / plain:.2f} of plain unicorn")
+    row("machine, four watches armed: iterations/s", armed, "", f"{armed / plain:.2f} of plain unicorn")
+    row("ptrace-loop: 1,000,000 ptrace hits", million, "s", f"{million / 1e6 * 1e6:.2f} us/hit")
+    perf = bench_machine.perf_rate(image, None, "looper_iterations", 20000)
+    row("perf hits/s (watch written every iteration)", perf, "")
+    bare_step = bench_machine.step_seconds(image, 0)
+    full_step = bench_machine.step_seconds(image, 1000)
+    row("one step, 1000 software breakpoints set", full_step * 1e3, "ms", f"{full_step / bare_step:.0f} x a step with none")
+
+
+PARTS = ("machine", "stops", "conditions", "break-in", "protocol")
+
+
 def best_of(rounds: int, measure) -> tuple[float | None, ...]:
     """The shortest time for each of several things timed together, over interleaved rounds."""
     best = None
@@ -240,7 +269,10 @@ def main() -> None:
     parser.add_argument("--condition-hits", type=int, default=20_000)
     parser.add_argument("--condition-host-hits", type=int, default=1_000, help="with gdb evaluating: a stop each")
     parser.add_argument("--dprintf-lines", type=int, default=20_000)
+    parser.add_argument("--only", action="append", choices=PARTS, metavar="PART",
+                        help=f"measure only this part (repeatable): {', '.join(PARTS)}")
     args = parser.parse_args()
+    parts = set(args.only or PARTS)
     image = Image(targets.resolve(targets.DEFAULT_TARGET))
     results: dict[str, float | None] = {}
     rows: list[tuple[str, str, str]] = []
@@ -251,23 +283,11 @@ def main() -> None:
         rows.append((name, shown, ratio))
 
     # Best of interleaved rounds: a busy machine slows a run, never speeds it up.
-    plain = bare = armed = 0.0
-    million = float("inf")
-    for _ in range(args.rounds):
-        plain = max(plain, bench_machine.plain_unicorn(image, args.iterations))
-        bare = max(bare, bench_machine.machine(image, args.iterations))
-        armed = max(armed, bench_machine.machine(image, args.iterations, watches=4))
-        million = min(million, bench_machine.ptrace_million(image))
-    row("plain unicorn: looper iterations/s", plain, "")
-    row("machine, nothing armed: iterations/s", bare, "", f"{bare / plain:.2f} of plain unicorn")
-    row("machine, four watches armed: iterations/s", armed, "", f"{armed / plain:.2f} of plain unicorn")
-    row("ptrace-loop: 1,000,000 ptrace hits", million, "s", f"{million / 1e6 * 1e6:.2f} us/hit")
-    perf = bench_machine.perf_rate(image, None, "looper_iterations", 20000)
-    row("perf hits/s (watch written every iteration)", perf, "")
-    bare_step = bench_machine.step_seconds(image, 0)
-    full_step = bench_machine.step_seconds(image, 1000)
-    row("one step, 1000 software breakpoints set", full_step * 1e3, "ms", f"{full_step / bare_step:.0f} x a step with none")
+    if "machine" in parts:
+        machine_rows(args, image, row)
     for mode, label in (("ignore", "ignore count"), ("loop", "gdb Python continue loop")):
+        if "stops" not in parts:
+            break
         ours, native, udb = best_of(args.rounds, lambda mode=mode: (kgdbstub_stops(args.stops, mode),
                                                          gdbserver_stops(args.stops, mode),
                                                          udbserver_stops(args.stops, mode)))
@@ -276,24 +296,27 @@ def main() -> None:
             f"kgdbstub/gdbserver {ours / native:.2f}" if native else "")
         row(f"{args.stops} watch stops, {label}: udbserver", udb, "s",
             f"kgdbstub/udbserver {ours / udb:.2f}" if udb else "")
-    sizes = (args.condition_hits, args.condition_host_hits, args.dprintf_lines)
-    best: dict[str, float | None] = {}
-    for _ in range(args.rounds):
-        for name, rate in bench_conditions.rates(*sizes).items():
-            best[name] = rate if best.get(name) is None else max(best[name], rate)
-    for name, rate, note in bench_conditions.table(best, *sizes):
-        row(name, rate, "", note)
-    latencies, landed = bench_machine.break_ins(image, args.break_ins)
-    share = bench_machine.instruction_share(image)
-    row(f"break-in latency p50 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.5) * 1e3, "ms")
-    row(f"break-in latency p99 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.99) * 1e3, "ms")
-    row("stops inside looper's loop", landed * 100, "%", f"its share of instructions {share:.1%}: {abs(landed - share) * 100:.1f} points apart")
-    row("looper's loop: share of instructions", share * 100, "%")
-    reads, pairs, dump = protocol_rates(args.requests)
-    row("m reads/s (raw client, loopback)", reads, "")
-    row("Z1/z1 pairs/s (raw client, loopback)", pairs, "", f"{2 * pairs:,.0f} round trips/s")
-    row("gdb dump memory, 1 MiB", dump, "s")
-    row("attach: serve start to gdb showing the stop", attach_seconds(), "s")
+    if "conditions" in parts:
+        sizes = (args.condition_hits, args.condition_host_hits, args.dprintf_lines)
+        best: dict[str, float | None] = {}
+        for _ in range(args.rounds):
+            for name, rate in bench_conditions.rates(*sizes).items():
+                best[name] = rate if best.get(name) is None else max(best[name], rate)
+        for name, rate, note in bench_conditions.table(best, *sizes):
+            row(name, rate, "", note)
+    if "break-in" in parts:
+        latencies, landed = bench_machine.break_ins(image, args.break_ins)
+        share = bench_machine.instruction_share(image)
+        row(f"break-in latency p50 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.5) * 1e3, "ms")
+        row(f"break-in latency p99 ({len(latencies)} Ctrl-Cs, looper busy)", bench_machine.percentile(latencies, 0.99) * 1e3, "ms")
+        row("stops inside looper's loop", landed * 100, "%", f"its share of instructions {share:.1%}: {abs(landed - share) * 100:.1f} points apart")
+        row("looper's loop: share of instructions", share * 100, "%")
+    if "protocol" in parts:
+        reads, pairs, dump = best_rates(args.rounds, args.requests)
+        row("m reads/s (raw client, loopback)", reads, "")
+        row("Z1/z1 pairs/s (raw client, loopback)", pairs, "", f"{2 * pairs:,.0f} round trips/s")
+        row("gdb dump memory, 1 MiB", dump, "s")
+        row("attach: serve start to gdb showing the stop", min(attach_seconds() for _ in range(args.rounds)), "s")
 
     width = max(len(r[0]) for r in rows)
     machine_line = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"

@@ -21,6 +21,7 @@ from ..x86 import registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
 from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
 from .dialects import MODERN, Dialect
+from .extensions import Extension
 
 THREADS_PER_PACKET = 17  # as kgdb sends them
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
@@ -106,6 +107,9 @@ class Session:
         self._handlers_by_first_byte = {}
         for prefix, handler in self._handlers.items():
             self._handlers_by_first_byte.setdefault(prefix[0], []).append((prefix, handler))
+        # Only extensions that add to stop replies are asked at each stop.
+        self._stop_field_extensions = [e for e in self.dialect.extensions
+                                       if type(e).stop_fields is not Extension.stop_fields]
         layout = self.dialect.layout
         self._expedited = [(number, layout[number])
                            for number in (registers.index_of(layout, name) for name in registers.EXPEDITED)]
@@ -165,7 +169,7 @@ class Session:
                 reply += b"swbreak:;"
             if stop.hardware:
                 reply += self._hardware_reason(stop.hardware)
-            for extension in self.dialect.extensions:
+            for extension in self._stop_field_extensions:
                 reply += extension.stop_fields(self, stop)
         return reply
 
