@@ -18,6 +18,7 @@ from ..core.breakinfo import Kind
 from ..core.debugger import Debugger, DebuggerError, StopEvent
 from ..rsp import decode_hex, encode_hex
 from ..x86 import registers
+from ..x86.cpu import read_registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
 from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
 from .dialects import MODERN, Dialect
@@ -111,8 +112,10 @@ class Session:
         self._stop_field_extensions = [e for e in self.dialect.extensions
                                        if type(e).stop_fields is not Extension.stop_fields]
         layout = self.dialect.layout
-        self._expedited = [(number, layout[number])
-                           for number in (registers.index_of(layout, name) for name in registers.EXPEDITED)]
+        self._expedited = [registers.index_of(layout, name) for name in registers.EXPEDITED]
+        # Read from the thread's saved register state in one go: they are 64-bit registers.
+        assert all(layout[n].size == 8 and layout[n].uc_id is not None for n in self._expedited)
+        self._expedited_ids = [layout[n].uc_id for n in self._expedited]
         self._commands = {
             b"?": self._status, b"g": self._read_registers, b"G": self._write_registers,
             b"p": self._read_register, b"P": self._write_register, b"m": self._read_memory,
@@ -175,9 +178,8 @@ class Session:
 
     def expedited_registers(self, thread: int) -> list[tuple[int, bytes]]:
         """(number, value in hex) of the registers a stop reply carries for a thread, as `p` reads them."""
-        regs = self.registers_of(thread)
-        return [(number, encode_hex(registers.read_value(regs, register).to_bytes(register.size, "little")))
-                for number, register in self._expedited]
+        values = read_registers(self.registers_of(thread), *self._expedited_ids)
+        return [(number, encode_hex(value.to_bytes(8, "little"))) for number, value in zip(self._expedited, values)]
 
     def _hardware_reason(self, hit) -> bytes:
         if hit.request.kind is Kind.EXECUTE:
