@@ -46,6 +46,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
@@ -72,45 +73,64 @@ RETRY = ["set tcp auto-retry on", "set tcp connect-timeout 30"]
 
 GDB_LOOP = """
 python
-import time
-started = time.perf_counter()
+import os, time
+cpu, started = os.times(), time.perf_counter()
 for _ in range({stops}):
     gdb.execute("continue", to_string=True)
-print("ELAPSED %f" % (time.perf_counter() - started))
+elapsed, cpu = time.perf_counter() - started, [b - a for a, b in zip(cpu, os.times())]
+print("ELAPSED %f GDBCPU %f" % (elapsed, cpu[0] + cpu[1]))
 end
 """
 
 GDB_IGNORE = """
 ignore 1 {ignores}
 python
-import time
-started = time.perf_counter()
+import os, time
+cpu, started = os.times(), time.perf_counter()
 gdb.execute("continue", to_string=True)
-print("ELAPSED %f" % (time.perf_counter() - started))
+elapsed, cpu = time.perf_counter() - started, [b - a for a, b in zip(cpu, os.times())]
+print("ELAPSED %f GDBCPU %f" % (elapsed, cpu[0] + cpu[1]))
 end
 """
 
 
-def gdb_stops(setup: list[str], stops: int, mode: str) -> float:
-    """Seconds for `stops` watchpoint stops, with gdb continuing from Python or an ignore count."""
+class Stops(NamedTuple):
+    """A run of watch stops: seconds in all, and the CPU seconds the server and gdb took (best first)."""
+
+    seconds: float
+    server_cpu: float
+    gdb_cpu: float
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has taken so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gdb_stops(setup: list[str], stops: int, mode: str, server: int) -> Stops:
+    """`stops` watchpoint stops, with gdb continuing from Python or an ignore count, against process `server`."""
     script = (GDB_LOOP if mode == "loop" else GDB_IGNORE).format(stops=stops, ignores=stops - 1)
     with tempfile.NamedTemporaryFile("w", suffix=".gdb", delete=False) as f:
         f.write("\n".join(["set pagination off", "set confirm off", *setup, script, "kill", "quit"]))
     try:
+        before = cpu_seconds(server)
         out = subprocess.run([GDB, "-nx", "-batch", "-x", f.name], capture_output=True, text=True, timeout=600)
+        server_cpu = cpu_seconds(server) - before  # attach and kill included: a few ms
     finally:
         os.unlink(f.name)
-    match = re.search(r"ELAPSED ([\d.]+)", out.stdout)
+    match = re.search(r"ELAPSED ([\d.]+) GDBCPU ([\d.]+)", out.stdout)
     if not match:
         raise RuntimeError(f"gdb did not finish: {out.stdout[-2000:]} {out.stderr[-2000:]}")
-    return float(match[1])
+    return Stops(float(match[1]), server_cpu, float(match[2]))
 
 
-def kgdbstub_stops(stops: int, mode: str) -> float:
+def kgdbstub_stops(stops: int, mode: str) -> Stops:
     process, host, port = bench_machine.serve()
     try:
         elf = targets.resolve(targets.DEFAULT_TARGET)
-        return gdb_stops([f"file {elf}", f"target remote {host}:{port}", "watch looper_iterations"], stops, mode)
+        return gdb_stops([f"file {elf}", f"target remote {host}:{port}", "watch looper_iterations"], stops, mode,
+                         process.pid)
     finally:
         process.terminate()
         process.wait(10)
@@ -119,7 +139,7 @@ def kgdbstub_stops(stops: int, mode: str) -> float:
 NATIVE = "volatile long counter;\nint main(void) { for (;;) counter++; }\n"
 
 
-def gdbserver_stops(stops: int, mode: str) -> float | None:
+def gdbserver_stops(stops: int, mode: str) -> Stops | None:
     gdbserver, cc = shutil.which("gdbserver"), shutil.which("cc") or shutil.which("gcc")
     if not gdbserver or not cc:
         return None
@@ -132,7 +152,7 @@ def gdbserver_stops(stops: int, mode: str) -> float | None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             return gdb_stops([f"file {program}", *RETRY, f"target remote 127.0.0.1:{port}", "watch counter"],
-                             stops, mode)
+                             stops, mode, server.pid)
         finally:
             server.kill()
             server.wait(10)
@@ -153,7 +173,7 @@ UDB_SCRIPT = textwrap.dedent("""
 """)
 
 
-def udbserver_stops(stops: int, mode: str) -> float | None:
+def udbserver_stops(stops: int, mode: str) -> Stops | None:
     try:
         import udbserver  # noqa: F401
     except ImportError:
@@ -163,7 +183,7 @@ def udbserver_stops(stops: int, mode: str) -> float | None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         return gdb_stops(["set architecture i386:x86-64", *RETRY, f"target remote 127.0.0.1:{port}",
-                          "watch *(long *)0x408000"], stops, mode)
+                          "watch *(long *)0x408000"], stops, mode, server.pid)
     finally:
         server.kill()
         server.wait(10)
@@ -249,8 +269,8 @@ def machine_rows(args, image: Image, row) -> None:
 PARTS = ("machine", "stops", "conditions", "break-in", "protocol")
 
 
-def best_of(rounds: int, measure) -> tuple[float | None, ...]:
-    """The shortest time for each of several things timed together, over interleaved rounds."""
+def best_of(rounds: int, measure) -> tuple:
+    """The best (shortest) of each of several things timed together, over interleaved rounds."""
     best = None
     for _ in range(rounds):
         times = measure()
@@ -288,14 +308,20 @@ def main() -> None:
     for mode, label in (("ignore", "ignore count"), ("loop", "gdb Python continue loop")):
         if "stops" not in parts:
             break
-        ours, native, udb = best_of(args.rounds, lambda mode=mode: (kgdbstub_stops(args.stops, mode),
-                                                         gdbserver_stops(args.stops, mode),
-                                                         udbserver_stops(args.stops, mode)))
+        runs = best_of(args.rounds, lambda mode=mode: (kgdbstub_stops(args.stops, mode),
+                                                        gdbserver_stops(args.stops, mode),
+                                                        udbserver_stops(args.stops, mode)))
+        ours, native, udb = (None if run is None else run.seconds for run in runs)
         row(f"{args.stops} watch stops, {label}: kgdbstub", ours, "s")
         row(f"{args.stops} watch stops, {label}: gdbserver (native)", native, "s",
             f"kgdbstub/gdbserver {ours / native:.2f}" if native else "")
         row(f"{args.stops} watch stops, {label}: udbserver", udb, "s",
             f"kgdbstub/udbserver {ours / udb:.2f}" if udb else "")
+        # Where a stop's time goes, in the best run: the stub's CPU and gdb's own.
+        for peer, run in zip(("kgdbstub", "gdbserver (native)"), runs):
+            if run is not None:
+                row(f"  CPU per stop, {label}: {peer}", run.server_cpu / args.stops * 1e6, "us",
+                    f"gdb's own {run.gdb_cpu / args.stops * 1e6:,.0f} us")
     if "conditions" in parts:
         sizes = (args.condition_hits, args.condition_host_hits, args.dprintf_lines)
         best: dict[str, float | None] = {}
