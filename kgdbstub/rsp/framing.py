@@ -54,15 +54,17 @@ def encode_body(payload: bytes, run_length_encode: bool = True) -> bytes:
         return escape(payload)
     if not _RUN_OR_SPECIAL.search(payload):
         return bytes(payload)  # most short replies: nothing to compress or escape
+    # Most payloads that get here are hex with runs of a digit: nothing to escape.
+    cleanup = escape if _NEEDS_ESCAPE.search(payload) else bytes
     pieces = []
     done = 0
     for run in _RUN.finditer(payload):
         # Never compress a byte that needs escaping: the repeat would copy
         # the raw byte after '}' rather than the byte it stands for.
         if run[1] not in _ESCAPED:
-            pieces += escape(payload[done : run.start()]), compress_run(run[1], len(run[0]))
+            pieces += cleanup(payload[done : run.start()]), compress_run(run[1], len(run[0]))
             done = run.end()
-    pieces.append(escape(payload[done:]))
+    pieces.append(cleanup(payload[done:]))
     return b"".join(pieces)
 
 
@@ -75,6 +77,9 @@ def escape(data: bytes) -> bytes:
 
 def compress_run(byte: bytes, length: int) -> bytes:
     """`length` copies of the one-byte `byte`, in as few wire bytes as counts allow."""
+    if 4 <= length <= _MAX_RUN:  # most runs: one count covers them
+        count, plain = _ONE_COUNT[length]
+        return byte + count + byte * plain
     pieces = []
     while length >= 4:
         more = min(length - 1, MAX_COUNT - COUNT_BIAS)
@@ -86,6 +91,22 @@ def compress_run(byte: bytes, length: int) -> bytes:
     return b"".join(pieces)
 
 
+# The longest run one count covers, and for each run of 4 to that many
+# bytes, the '*' and count after its first byte and how many copies follow
+# plain: a count that would be '#' or '$' covers one byte less.
+_MAX_RUN = 1 + MAX_COUNT - COUNT_BIAS
+
+
+def _one_count(length: int) -> tuple[bytes, int]:
+    more = length - 1
+    while more + COUNT_BIAS in UNUSABLE_COUNTS:
+        more -= 1
+    return b"*" + bytes([more + COUNT_BIAS]), length - 1 - more
+
+
+_ONE_COUNT = {length: _one_count(length) for length in range(4, _MAX_RUN + 1)}
+
+
 def decode_body(body: bytes) -> bytes:
     """The payload a frame body carries: escapes undone, runs expanded.
 
@@ -93,11 +114,11 @@ def decode_body(body: bytes) -> bytes:
     next byte, whatever it is, as its count. Raises MalformedBody with
     reason 'escape' or 'run-length'.
     """
+    if b"}" not in body and b"*" not in body:
+        return bytes(body)
     end = len(body)
     escape_at = _find_or_end(body, b"}", 0)
     repeat_at = _find_or_end(body, b"*", 0)
-    if escape_at == repeat_at == end:
-        return bytes(body)
     payload = bytearray()
     done = 0
     while (at := min(escape_at, repeat_at)) < end:
