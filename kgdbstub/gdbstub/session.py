@@ -28,6 +28,9 @@ THREADS_PER_PACKET = 17  # as kgdb sends them
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
 
+# How many memory reads a stop keeps the answers of: the latest few, which
+# are the ones gdb asks again (a `dump memory` that reads megabytes keeps no more).
+MEMORY_ANSWERS = 8
 # Packets that change no memory the debugger sees: reads, thread queries and
 # breakpoints (int3s are in memory only while the machine runs). Any other
 # packet forgets the memory answers of this stop.
@@ -135,6 +138,8 @@ class Session:
             # gdb reads a watched value up to three times at a stop: the
             # memory has not changed in between, and neither has the answer.
             if (answer := self._memory_answers.get(payload)) is None:
+                if len(self._memory_answers) >= MEMORY_ANSWERS:
+                    del self._memory_answers[next(iter(self._memory_answers))]  # the oldest
                 answer = self._memory_answers[payload] = self._handle(payload)
             return answer
         if not payload.startswith(_LEAVE_MEMORY_ALONE):

@@ -12,7 +12,7 @@ import pytest
 from kgdbstub.core.debugger import Debugger
 from kgdbstub.gdbstub.actions import Reply, Resume
 from kgdbstub.gdbstub.dialects import MODERN
-from kgdbstub.gdbstub.session import Session
+from kgdbstub.gdbstub.session import MEMORY_ANSWERS, Session
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
 from kgdbstub.targets import resolve
@@ -114,3 +114,16 @@ def test_a_write_a_resume_or_a_monitor_command_makes_the_next_read_read_again(st
     after = session.handle(read).payload
     assert after == kernel.read(address, 8).hex().encode()
     assert after != before
+
+
+def test_a_stop_keeps_the_answers_of_its_latest_reads_only(stopped):
+    kernel, debugger, session = stopped
+    reads = CountingReads(debugger)
+    text = kernel.image.address_of("start_kernel")
+    packets = [b"m%x,40" % (text + 0x40 * n) for n in range(10 * MEMORY_ANSWERS)]
+    answers = [session.handle(packet) for packet in packets]
+    assert len(session._memory_answers) == MEMORY_ANSWERS
+    assert [session.handle(packet) for packet in packets[-MEMORY_ANSWERS:]] == answers[-MEMORY_ANSWERS:]
+    assert reads.count == len(packets)
+    assert session.handle(packets[0]) == answers[0]  # read again, and still right
+    assert reads.count == len(packets) + 1
