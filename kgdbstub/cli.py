@@ -176,7 +176,7 @@ async def _serve(args, trace: Trace) -> int:
     elf = targets.resolve(args.target)
     setup = scenario.load(elf.parent, args.scenario)
     kernel = Kernel(Image(elf), cpus=args.cpus)
-    debugger = Debugger(kernel, split_regions=args.dialect == "modern", policy=args.policy)
+    debugger = Debugger(kernel, policy=args.policy, **DIALECTS[args.dialect].core)
     refused = setup.apply_early(kernel)
     # Boot runs until the image waits for the debugger (kgdbwait).
     debugger.resume()

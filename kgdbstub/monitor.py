@@ -33,7 +33,7 @@ class Monitor:
         try:
             return command(*args)
         except OSError as error:
-            return f"error: {errno.errorcode.get(error.errno, error.errno)}: {error.strerror}\n"
+            return f"error: {_errno_name(error.errno)}: {error.strerror}\n"
         except (scenario.ScenarioError, ValueError) as error:
             return f"error: {error}\n"
 
@@ -67,7 +67,7 @@ class Monitor:
             elif binding.startswith("task="):
                 where = dict(kind="task", cpu=None, task=_number(binding[5:]))
             elif binding != "wide":
-                return "usage: perf add wide|cpu=N|task=PID ADDRESS x|w|rw LENGTH\n"
+                return "usage: perf add wide|cpu=N|task=PID ADDRESS x|w|r|rw LENGTH\n"
             events = scenario.add_perf_event(self.kernel, where["kind"], where["cpu"], where["task"],
                                              _address(address), kind, _number(length))
             return "".join(f"id={e.id}\n" for e in events)
@@ -78,7 +78,7 @@ class Monitor:
             self.kernel.perf.unregister(event)
             return ""
         if args:
-            return "usage: perf [add wide|cpu=N|task=PID ADDRESS x|w|rw LENGTH | del ID]\n"
+            return "usage: perf [add wide|cpu=N|task=PID ADDRESS x|w|r|rw LENGTH | del ID]\n"
         lines = []
         for event in self.kernel.perf.events():
             if event.owner != "perf":
@@ -125,7 +125,7 @@ class Monitor:
             "ps                                  tasks\n"
             "slots                               every CPU's debug registers and their owners\n"
             "perf                                perf breakpoint events\n"
-            "perf add wide|cpu=N|task=PID ADDRESS x|w|rw LENGTH\n"
+            "perf add wide|cpu=N|task=PID ADDRESS x|w|r|rw LENGTH\n"
             "perf del ID\n"
             "ptrace                              traced tasks' hardware breakpoints\n"
             "ptrace add PID ADDRESS x|w|rw LENGTH [CONTINUES]\n"
@@ -149,3 +149,8 @@ def _address(text: str):
         return int(text, 0)
     except ValueError:
         return text  # a symbol
+
+
+def _errno_name(code: int) -> str:
+    # Python names 95 ENOTSUP; the kernel's perf code says EOPNOTSUPP (the same number on Linux).
+    return "EOPNOTSUPP" if code == errno.EOPNOTSUPP else errno.errorcode.get(code, str(code))

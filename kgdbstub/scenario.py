@@ -27,7 +27,10 @@ from .kernel.ptrace import dr7_for
 from .targets import TargetError
 
 TYPES = {"x": BreakpointType.EXECUTE, "w": BreakpointType.WRITE, "rw": BreakpointType.READ_WRITE}
-TYPE_NAMES = {v: k for k, v in TYPES.items()}
+# perf's bp_type may also say "reads alone", which x86 refuses only once a
+# slot is found (arch_build_bp_info); DR7 cannot say it at all.
+PERF_TYPES = {**TYPES, "r": BreakpointType.READ}
+TYPE_NAMES = {v: k for k, v in PERF_TYPES.items()}
 PERF_KINDS = ("wide", "cpu", "task")
 
 
@@ -35,11 +38,11 @@ class ScenarioError(Exception):
     pass
 
 
-def parse_type(text: str) -> BreakpointType:
+def parse_type(text: str, types: dict[str, BreakpointType] = TYPES) -> BreakpointType:
     try:
-        return TYPES[text]
+        return types[text]
     except KeyError:
-        raise ScenarioError(f"type {text!r} is not one of x, w, rw") from None
+        raise ScenarioError(f"type {text!r} is not one of {', '.join(types)}") from None
 
 
 def resolve_address(image: Image, value) -> int:
@@ -237,7 +240,8 @@ def _refusal(what: str, error: OSError) -> str:
 
 def add_perf_event(kernel: Kernel, kind: str, cpu, task, address, type_name: str, length: int):
     """Register a perf breakpoint: `wide`, `cpu` (bound to cpu) or `task` (of a task, on cpu or all)."""
-    options = dict(address=resolve_address(kernel.image, address), length=length, type=parse_type(type_name))
+    options = dict(address=resolve_address(kernel.image, address), length=length,
+                   type=parse_type(type_name, PERF_TYPES))
     if kind == "wide":
         return kernel.perf.register_wide(**options)
     if kind == "cpu":

@@ -36,11 +36,11 @@ import trio
 
 from .core.conditions import OUTPUT_LIMIT
 from .core.debugger import Debugger
-from .rsp import Ack, BadPacket, Interrupt, Packet, RemoteProtocol, encode_frame, encode_hex
-from .gdbstub.actions import PACKET_SIZE, Detach, Reply, Resume
-from .gdbstub.dialects import DIALECTS
-from .gdbstub.session import Session
+from .rsp import Ack, BadPacket, Interrupt, Packet, encode_frame, encode_hex
+from .gdbstub.actions import PACKET_SIZE, Detach, NoReply, Reply, Resume
+from .gdbstub.dialects import DIALECTS, Dialect
 from .trace import Trace
+from .transport.line import BREAK
 from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, ReplyStream, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
@@ -62,9 +62,11 @@ class _Wire:
     packet on the wire is seen after that resume has begun.
     """
 
-    def __init__(self, stream: trio.abc.Stream, debugger: Debugger, trace: Trace):
+    def __init__(self, stream: trio.abc.Stream, debugger: Debugger, trace: Trace, dialect: Dialect):
         self.stream = stream
-        self.codec = RemoteProtocol(max_packet_size=PACKET_SIZE)
+        self.codec = dialect.codec()
+        self._interrupt_byte_stops = dialect.interrupt_byte_stops
+        self._dialect = dialect
         self.closed = False
         self.running = False  # interrupts stop the machine only while it runs
         self.break_pending = False  # a SysRq-G that came in one read with the resume before it
@@ -92,8 +94,10 @@ class _Wire:
             event = self._parse()
             if event is not None or self.closed:
                 return event
+            paused = self.codec.paused  # what it has read waits for what it sends
             await self.flush()
-            await self._receive()
+            if not paused:
+                await self._receive()
 
     async def watch_while_running(self) -> None:
         """Read while the machine runs, for interrupts and for the debugger going away.
@@ -113,12 +117,14 @@ class _Wire:
                 continue
             if self.closed:
                 return
+            paused = self.codec.paused
             try:
                 await self._write_whole(self.codec.data_to_send())
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._gone()  # reset under our acks: as a hang-up
                 return
-            await self._receive()
+            if not paused:
+                await self._receive()
 
     async def until_acknowledged(self) -> None:
         """Until nothing sent waits for a '+' (at once in no-ack mode), or the debugger is gone."""
@@ -148,7 +154,8 @@ class _Wire:
                 return event
             if isinstance(event, Interrupt):
                 self._trace("<-", b"\\x03")
-                self._interrupt()
+                if self._interrupt_byte_stops:
+                    self._interrupt()
             elif isinstance(event, Ack):
                 self._acknowledged = True
                 self._acknowledgements.unpark_all()
@@ -181,13 +188,16 @@ class _Wire:
         if not data:
             self._gone()
             return
-        if self._line is not None and self._sysrq.feed(data):
+        # SysRq-G: on a line a BREAK, over TCP the telnet BREAK gdb sends for one.
+        if self._sysrq.feed(data):
             self._trace("<-", b"BREAK g")
             if self.running:
-                self._interrupt()
+                self._debugger.request_sysrq_g()
             else:
                 # Read along with the resume it follows: it is for the run that resume starts.
                 self.break_pending = True
+            # The serial driver takes the key (uart_handle_sysrq_char): kgdb never reads it.
+            data = data.replace(BREAK + b"g", b"")
         self.codec.receive_data(data)
 
     def _interrupt(self) -> None:
@@ -197,7 +207,7 @@ class _Wire:
     def _gone(self) -> None:
         self.closed = True
         self._acknowledgements.unpark_all()
-        self._debugger.request_interrupt()  # a running machine stops for the next debugger
+        break_in(self._debugger, self._dialect)  # a running machine stops for the next debugger
 
     def give_back_unparsed(self) -> None:
         """On a line, what follows the session's last packet is the next reader's."""
@@ -288,8 +298,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
     and a `qSupported` after other packets is a new debugger: the session
     ends and gives the packet back to the connection for the next one.
     """
-    session = Session(debugger, DIALECTS[dialect], monitor=monitor)
-    wire = _Wire(stream, debugger, trace or Trace(None))
+    session = DIALECTS[dialect].session(debugger, DIALECTS[dialect], monitor=monitor)
+    wire = _Wire(stream, debugger, trace or Trace(None), DIALECTS[dialect])
     wire.receive_first(received)
     console_packets = CONSOLE_AS_PACKETS.get(dialect, True)
 
@@ -343,7 +353,7 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         await wire.flush()  # the ack of the resume packet goes out before the machine runs
         debugger.forget_interrupt()  # one read while the machine was stopped is not this run's
         if wire.break_pending and not resume.step:
-            debugger.request_interrupt()
+            debugger.request_sysrq_g()
         wire.break_pending = False
         with debugger.resumed(step=resume.step, cpu=resume.cpu, address=resume.address,
                               thread=resume.thread) as run:
@@ -387,13 +397,19 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
         while (packet := await wire.next_packet()) is not None:
             if isinstance(packet, Packet):
                 action = session.handle(packet.payload)
+                if not isinstance(action, Resume):
+                    wire.break_pending = False  # the machine was stopped: the key did nothing
             else:
                 action = session.too_large()
             if isinstance(action, Reply):
                 await wire.send(*action.output, action.payload)
                 if action.no_ack_after:
                     wire.codec.start_no_ack_mode()
+            elif isinstance(action, NoReply):
+                await wire.flush()
             elif isinstance(action, Resume):
+                if action.output:
+                    await wire.send(*action.output)
                 stop = await run_machine(action)
                 if wire.closed:
                     break
@@ -407,6 +423,8 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 wire.give_back_unparsed()
                 if action.reply is not None:
                     await wire.send(action.reply)
+                else:
+                    await wire.flush()  # its ack
                 break
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
@@ -446,7 +464,7 @@ async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, onc
                     debugger.forget_interrupt()
                     free_run.start_soon(_run_freely, debugger)
                 stream, first = await seat.arrivals.receive()
-                debugger.request_interrupt()
+                break_in(debugger, DIALECTS[dialect])
             console = ConsoleBuffer() if CONSOLE_AS_PACKETS.get(dialect, True) else None
             try:
                 if console is not None:
@@ -619,12 +637,17 @@ async def _run_freely(debugger: Debugger) -> None:
 # that reply unread).
 ONCE_PATIENCE = 10.0
 
-# What the console shows when the machine is stopped from the line with no
-# debugger attached (Linux's sysrq and kgdb messages, in this image's style).
-BREAK_IN_MESSAGES = {
-    "sysrq-g": b"sysrq: DEBUG\nkgdb: Entering KGDB\n",
-    "ctrl-c": b"kgdb: Entering KGDB\n",
-}
+# What the console shows when a Ctrl-C on the line stops the machine with
+# no debugger attached (the `modern` dialect only: Linux ignores the byte).
+CTRL_C_MESSAGE = b"KGDB: Entering KGDB\n"
+
+
+def break_in(debugger: Debugger, dialect: Dialect) -> None:
+    """Stop the running machine for a debugger that arrives, as the dialect does it."""
+    if dialect.break_in == "sysrq-g":
+        debugger.request_sysrq_g(announce=False)
+    else:
+        debugger.request_interrupt()
 
 
 async def serve_line(line: FdLine, debugger: Debugger, console: ConsoleBuffer, *, once: bool = False,
@@ -641,7 +664,8 @@ async def serve_line(line: FdLine, debugger: Debugger, console: ConsoleBuffer, *
     leftover = b""
     while True:
         replay = await _wait_for_a_debugger(line, debugger, console, trace, running=running_free,
-                                            leftover=leftover)
+                                            leftover=leftover,
+                                            dialect=DIALECTS[options.get("dialect", "modern")])
         line.debugger_arrived()
         connection = LineConnection(line, replay)
         detached = await serve_stream(connection, debugger, console=console, trace=trace, **options)
@@ -657,7 +681,7 @@ async def serve_line(line: FdLine, debugger: Debugger, console: ConsoleBuffer, *
 
 
 async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: ConsoleBuffer, trace: Trace, *,
-                               running: bool, leftover: bytes = b"") -> bytes:
+                               running: bool, leftover: bytes = b"", dialect: Dialect) -> bytes:
     """Console out, break-ins in, until a debugger's first packet; that packet to replay.
 
     `leftover` is read first, then the line. The machine is stopped when
@@ -697,17 +721,22 @@ async def _wait_for_a_debugger(line: FdLine, debugger: Debugger, console: Consol
                 if isinstance(event, Arrival):
                     console_out.cancel()  # nothing raw after its first packet: the rest waits for the session
                     if running:
-                        # The machine stops for the debugger, with SIGINT, even
-                        # when it arrives before the run has begun.
-                        debugger.request_interrupt()
+                        # The machine stops for the debugger even when it
+                        # arrives before the run has begun.
+                        break_in(debugger, dialect)
                         await machine_stopped.wait()
                     nursery.cancel_scope.cancel()
                     return event.replay
                 trace("<-", event.how.encode())
-                if running:
+                if not running:
+                    continue
+                if event.how == "sysrq-g":
+                    debugger.request_sysrq_g()  # the kernel prints what sysrq prints
+                    await machine_stopped.wait()
+                elif dialect.interrupt_byte_stops:
                     debugger.request_interrupt()
                     await machine_stopped.wait()
-                    debugger.kernel.console_write(BREAK_IN_MESSAGES[event.how])
+                    debugger.kernel.console_write(CTRL_C_MESSAGE)
 
 
 async def _console_to_line(console: ConsoleBuffer, line: FdLine) -> None:

@@ -32,7 +32,7 @@ from gdbtools import LineServer, Server
 
 LLDB = shutil.which("lldb")
 # What kgdbwait's boot prints last before it waits for the debugger.
-BOOT_DONE = b"kgdb: Waiting for connection from remote gdb...\n"
+BOOT_DONE = b"KGDB: Waiting for connection from remote gdb...\n"
 
 STOP = re.compile(r"^\* thread #\d+(?:, name = '(?P<name>[^']*)')?, stop reason = (?P<reason>.+)$", re.M)
 FRAME = re.compile(r"frame #(?P<level>\d+): 0x(?P<pc>[0-9a-f]+) \S+`(?P<function>\w+)")

@@ -1,6 +1,7 @@
 """The shipped minikernel image: build.sh reproduces it, and it has the layout,
 symbols and debug info that the host and the debugger rely on."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -232,3 +233,11 @@ def test_call_frame_information_covers(elf, symbols, name):
         and fde.header["initial_location"] <= address < fde.header["initial_location"] + fde.header["address_range"]
     ]
     assert covering, f"no CFI for {name}: gdb could not unwind through it"
+
+
+def test_the_readme_symbol_tables_give_the_shipped_addresses(symbols):
+    rows = re.findall(r"^\| `(\w+)` \| `(0x[0-9a-f]+)` \|", (TARGET / "README.md").read_text(), re.M)
+    assert len(rows) >= 14
+    wrong = {name: (listed, hex(symbols[name]["st_value"])) for name, listed in rows
+             if int(listed, 16) != symbols[name]["st_value"]}
+    assert not wrong, f"README.md lists (listed, shipped): {wrong}"

@@ -169,18 +169,20 @@ def records(text: str) -> list[dict[str, str]]:
 class Truth:
     """Read from the stopped machine: its counters, where the looper and each CPU are."""
 
-    counters: dict[str, int]
+    counters: dict[str, int]  # without looper_iterations in the kgdb dialect, which reads no user memory
     looper_pc: int
     cpu_pcs: tuple[int, ...]
 
 
-def accesses(machine: Machine, truth: Truth, watched: str, dr_type: str) -> tuple[int, int]:
+def accesses(machine: Machine, truth: Truth, watched: str, dr_type: str) -> tuple[int, int] | None:
     """How many times, since boot, a breakpoint of `dr_type` on `watched` can have fired
     anywhere, as (least, most): a stop inside the code that makes two accesses may
     fall between them, and the looper stopped at looper_tick may have had that
-    call's hit counted already or not."""
+    call's hit counted already or not. None when the counter it needs could not be read."""
     if watched == "nothing" or (watched == "looper_tick") != (dr_type == "x"):
         return 0, 0  # code is not written; data is not executed
+    if (watched if watched in COUNTERS else "looper_iterations") not in truth.counters:
+        return None
     if watched == "looper_tick":
         iterations = truth.counters["looper_iterations"]
         if truth.looper_pc >= USER_SPACE_END:
@@ -196,10 +198,14 @@ def accesses(machine: Machine, truth: Truth, watched: str, dr_type: str) -> tupl
     # do_fork increments total_forks, then loads it. Stopped between the two,
     # the first one has happened: one more than twice jiffies, one fewer than
     # twice total_forks.
+    # SysRq-G stops CPU 0 in kgdb_breakpoint, called from an interrupt that
+    # may have come between the two: in it, or stepped on to its return
+    # (irq_return), CPU 0 may be halfway without showing it.
+    hidden = any(machine.inside(truth.cpu_pcs[0], f) for f in ("kgdb_breakpoint", "irq_return"))
     if watched == "jiffies":
-        return 2 * count, 2 * count + machine.inside(truth.cpu_pcs[0], "do_timer")
+        return 2 * count, 2 * count + (machine.inside(truth.cpu_pcs[0], "do_timer") or hidden)
     halfway = sum(machine.inside(pc, "do_fork") for pc in truth.cpu_pcs)
-    return 2 * count - halfway, 2 * count
+    return 2 * count - halfway - hidden, 2 * count
 
 
 def share(watched: str, cpus: int, cpu: int | None, task: int | None) -> str:
@@ -239,7 +245,8 @@ class Registration:
         return [] if cpu_of.get(self.task) is None else [cpu_of[self.task]]
 
     def dr(self) -> tuple[str, str, str, str]:
-        return self.owner, f"{self.address:#x}", self.type, str(self.length)
+        """As `monitor slots` shows it: an execute DR watches one instruction (DR7 LEN 00)."""
+        return self.owner, f"{self.address:#x}", self.type, "1" if self.type == "x" else str(self.length)
 
 
 def watched_by(machine: Machine, address: int, length: int, dr_type: str) -> str | None:
@@ -257,9 +264,10 @@ def expected_hits(registrations: list[Registration], machine: Machine, truth: Tr
                   cpus: int, cpu: int | None, task: int | None) -> tuple[int, int] | None:
     """The (least, most) hits of registrations made together, bound as given; None if unknown."""
     first = registrations[0]
-    if first.watched is None or first.base is None:
+    now = None if first.watched is None else accesses(machine, truth, first.watched, first.type)
+    if now is None or first.base is None:
         return None
-    least_now, most_now = accesses(machine, truth, first.watched, first.type)
+    least_now, most_now = now
     least_then, most_then = first.base
     since = max(0, least_now - most_then), max(0, most_now - least_then)
     had = sum(r.hits_at_base for r in registrations)
@@ -362,8 +370,8 @@ def stop_problems(stop: Stop, *, modern: bool, stepped: bool, interrupted: bool,
     """A stop reply that kgdb would send, for a reason the session asked for."""
     if stop.signal not in ((5, 2) if interrupted else (5,)):
         return [f"stopped with signal {stop.signal}: {stop.raw!r}"]
-    if not modern:
-        ok = re.fullmatch(rb"T0[25]thread:[0-9a-f]{8};", stop.raw)
+    if not modern:  # gdb_serial_stub: the thread packed by pack_threadid; SysRq-G stops with SIGTRAP
+        ok = re.fullmatch(rb"T05thread:(?:[0-9a-f]{2}){1,4};", stop.raw)
         return [] if ok else [f"not a kgdb stop reply: {stop.raw!r}"]
     if stepped or stop.signal == 2:
         return []
@@ -386,6 +394,11 @@ def _why(registration: Registration, truth: Truth) -> str:
 
 def _span(expected: tuple[int, int]) -> str:
     return str(expected[0]) if expected[0] == expected[1] else f"{expected[0]}..{expected[1]}"
+
+
+def _pack_threadid(thread: int) -> bytes:
+    """kgdb's pack_threadid: four big-endian bytes, leading zero bytes dropped."""
+    return ((thread & 0xFFFFFFFF).to_bytes(4, "big").lstrip(b"\0") or b"\0").hex().encode()
 
 
 # -- the model: what the stub must answer ----------------------------------------------------------
@@ -418,6 +431,9 @@ class Model:
         self.held = [SLOTS if policy == "boot" else 0] * cpus  # kgdb's reservations on each CPU
         self.requests: list[tuple[int, int, int]] = []  # Z1-Z4: (kind, address, length)
         self.software: set[int] = set()
+        # kgdb: removed software breakpoints, whose kgdb_break[] entries stay
+        # theirs (reused for their own address alone) until every one goes.
+        self.removed: set[int] = set()
         self.settled = True  # the machine ran since the requests last changed
         self.tracers_leave: dict[int, bool] = {}  # pid -> its tracer detaches when its continues are used up
 
@@ -451,8 +467,25 @@ class Model:
 
     def clear_breakpoints(self) -> None:
         """`?`, detach or a vanished debugger: kgdb removes every breakpoint."""
-        self.requests, self.software, self.settled = [], set(), True
+        self.requests, self.software, self.removed, self.settled = [], set(), set(), True
         self._leftover_holds_what_it_uses()
+
+    # -- software breakpoints (kgdb_break[], 1000 entries) --
+
+    def software_insert_reply(self, address: int) -> bytes:
+        if address in self.software:  # modern, as gdbserver, replaces the breakpoint's lists
+            return b"OK" if self.modern else b"E17"
+        held = len(self.software) + len(self.removed - {address})
+        return b"OK" if address in self.removed or held < 1000 else b"E07"
+
+    def software_inserted(self, address: int) -> None:
+        self.software.add(address)
+        self.removed.discard(address)
+
+    def software_removed(self, address: int) -> None:
+        self.software.discard(address)
+        if not self.modern:
+            self.removed.add(address)
 
     def detach(self) -> None:
         self.clear_breakpoints()
@@ -881,7 +914,9 @@ class Soak:
             registration.hits = hits.get(registration.key, registration.hits)
 
     async def read_truth(self) -> Truth:
-        counters = {name: await self.target.read_int(self.machine.address(name)) for name in COUNTERS}
+        # Linux's kgdb reads no user memory (copy_from_kernel_nofault_allowed): the looper's counter is out of reach.
+        readable = COUNTERS if self.modern else [c for c in COUNTERS if c != "looper_iterations"]
+        counters = {name: await self.target.read_int(self.machine.address(name)) for name in readable}
         looper_pc = await self.target.read_register("rip", thread=LOOPER)
         cpu_pcs = tuple([await self.target.read_register("rip", thread=-(cpu + 2)) for cpu in range(self.config.cpus)])
         return Truth(counters, looper_pc, cpu_pcs)
@@ -924,10 +959,8 @@ class Soak:
     async def insert_software(self, address: int | None = None) -> None:
         if address is None:
             address = self.machine.address(self.rng.choice(KERNEL_FUNCTIONS))
-        # kgdb answers EEXIST; modern, as gdbserver, replaces the breakpoint's lists.
-        wanted = b"E17" if address in self.model.software and not self.modern else b"OK"
-        if await self.expect(b"Z0,%x,1" % address, wanted) == b"OK":
-            self.model.software.add(address)
+        if await self.expect(b"Z0,%x,1" % address, self.model.software_insert_reply(address)) == b"OK":
+            self.model.software_inserted(address)
 
     async def remove_software(self) -> None:
         address = self.machine.address(self.rng.choice(KERNEL_FUNCTIONS))
@@ -935,7 +968,7 @@ class Soak:
             address = self.rng.choice(sorted(self.model.software))
         wanted = b"OK" if address in self.model.software else b"E02"  # ENOENT
         if await self.expect(b"z0,%x,1" % address, wanted) == b"OK":
-            self.model.software.discard(address)
+            self.model.software_removed(address)
 
     # -- running --
 
@@ -945,11 +978,11 @@ class Soak:
         if address not in self.model.software:
             return False
         await self.expect(b"z0,%x,1" % address, b"OK")
-        self.model.software.discard(address)
+        self.model.software_removed(address)
         self.doing = "s (over a software breakpoint)"
         await self._stopped(await self.target.step(), stepped=True)
         await self.expect(b"Z0,%x,1" % address, b"OK")
-        self.model.software.add(address)
+        self.model.software_inserted(address)
         return True
 
     async def _stopped(self, stop: Stop, *, stepped: bool = False, interrupted: bool = False) -> None:
@@ -961,6 +994,10 @@ class Soak:
         if stop.signal not in (2, 5):  # the machine faulted: what follows would be its wreck
             raise EpochOver
         self.stop_pc = await self._stopped_pc(stop)
+        if not self.modern and not stepped and self.stop_pc - 1 in self.model.software:
+            # Linux leaves the pc after the int3; gdb puts it back on the breakpoint.
+            self.stop_pc -= 1
+            await self.expect(b"P10=%s" % self.stop_pc.to_bytes(8, "little").hex().encode(), b"OK")
 
     async def resume(self) -> None:
         if self.deterministic and not self.model.sure_stop(self.machine):
@@ -977,7 +1014,9 @@ class Soak:
         except Timeout:  # nothing stopped it yet: Ctrl-C
             self.doing = "c, then Ctrl-C"
             self.figures.interrupts += 1
-            await self._stopped(await self.target.interrupt(timeout=REPLY_SECONDS), interrupted=True)
+            sequence = "Ctrl-C" if self.modern else "BREAK-g"  # kgdb ignores a 0x03
+            await self._stopped(await self.target.interrupt(timeout=REPLY_SECONDS, sequence=sequence),
+                                interrupted=True)
 
     async def step(self) -> None:
         for _ in range(self.rng.randint(1, 4)):
@@ -993,12 +1032,15 @@ class Soak:
 
     async def memory(self) -> None:
         choice = self.rng.random()
-        if choice < 0.1:  # nothing is mapped there
-            await self.expect(b"m%x,40" % self.rng.choice((0x10, 0xDEAD00000000)), b"E14")
+        if choice < 0.1:  # nothing is mapped there (gdb_cmd_memread answers EINVAL for any failure)
+            await self.expect(b"m%x,40" % self.rng.choice((0x10, 0xDEAD00000000)), b"E14" if self.modern else b"E22")
             return
         name = self.rng.choice((*WATCHABLE, *EXECUTE_TARGETS))
         address = self.machine.address(name) + self.rng.randint(0, 16)
         self.doing = f"m {name}+{address - self.machine.address(name)}"
+        if not self.modern and (address < USER_SPACE_END or name in KERNEL_FUNCTIONS):
+            await self._kgdb_out_of_reach(address, choice)
+            return
         data = await self.target.read_memory(address, self.rng.choice((1, 8, 64, 300)))
         image = self.machine.file_bytes(address, len(data))
         if name in EXECUTE_TARGETS and image is not None and data != image:  # an int3 left in, say
@@ -1007,6 +1049,9 @@ class Soak:
             return
         if choice < 0.6:  # a variable nothing reads
             address, data = self.machine.address("looper_last_child"), self.rng.randbytes(8)
+            if not self.modern:  # the looper's, out of kgdb's reach
+                await self._kgdb_out_of_reach(address, choice)
+                return
         # Otherwise what is there is written back: the counters must not change under the soak.
         binary = choice < 0.8
         await self.expect((b"X%x,%x:" % (address, len(data)) + data) if binary
@@ -1015,7 +1060,19 @@ class Soak:
         if (back := await self.target.read_memory(address, len(data))) != data:
             self.violation(f"wrote {data.hex()} at {address:#x}, read back {back.hex()}")
 
+    async def _kgdb_out_of_reach(self, address: int, choice: float) -> None:
+        """Linux's kgdb reads no user memory (copy_from_kernel_nofault_allowed: E22) and writes
+        neither it nor kernel text (copy_to_kernel_nofault faults: E14)."""
+        if address < USER_SPACE_END:
+            await self.expect(b"m%x,8" % address, b"E22")
+        if choice >= 0.5:
+            await self.expect(b"M%x,1:cc" % address, b"E14")
+
     async def registers(self) -> None:
+        if not self.modern:
+            # kgdb writes the registers of the task it stopped in alone (E22 for
+            # another's): Hg0 selects it, as a new stop does.
+            await self.expect(b"Hg0", b"OK")
         self.doing = "g"
         layout = await self.target.registers_layout()
         reply = await self.request(b"g")
@@ -1035,6 +1092,8 @@ class Soak:
     async def hostile_register(self) -> None:
         """A register written with 0, all ones or an odd value: taken, or refused with nothing changed.
         The registers are put back after, so that the machine runs on as the model has it."""
+        if not self.modern:
+            await self.expect(b"Hg0", b"OK")  # kgdb writes the registers of the task it stopped in alone
         self.doing = "g"
         layout = await self.target.registers_layout()
         before = await self.request(b"g")
@@ -1056,11 +1115,16 @@ class Soak:
         for address in range(text, text + 1000 + self.rng.randrange(1, 50)):
             if address in self.model.software:
                 continue
-            room = len(self.model.software) + len(added) < 1000
-            if await self.expect(b"Z0,%x,1" % address, b"OK" if room else b"E07") == b"OK":
+            if await self.expect(b"Z0,%x,1" % address, self.model.software_insert_reply(address)) == b"OK":
+                self.model.software_inserted(address)
                 added.append(address)
         for address in added:
             await self.expect(b"z0,%x,1" % address, b"OK")
+            self.model.software_removed(address)
+        if not self.modern:
+            # Their entries stay theirs (dbg_remove_sw_break) until `?` frees every one.
+            await self.expect(b"?", b"S05")
+            self.model.clear_breakpoints()
         if not self.modern:
             return  # kgdb gives each request an entry of its own: four at most, as insert_hardware tries
         kind, (address, length) = self.rng.choice((2, 4)), self._watch_region()
@@ -1085,8 +1149,16 @@ class Soak:
         thread = self.rng.choice(threads).id
         await self.expect(b"T%08x" % (thread & 0xFFFFFFFF), b"OK")
         await self.expect(b"Hg%08x" % (thread & 0xFFFFFFFF), b"OK")
-        await self.expect(b"qC", b"QC%08x" % (thread & 0xFFFFFFFF))
+        if self.modern:
+            await self.expect(b"qC", b"QC%08x" % (thread & 0xFFFFFFFF))
+        elif self.target.stop is not None and self.target.stop.thread is not None:
+            # gdb_cmd_query: the task kgdb stopped in, whatever Hg chose.
+            await self.expect(b"qC", b"QC" + _pack_threadid(self.target.stop.thread))
         await self.expect(b"Hc%08x" % (thread & 0xFFFFFFFF), b"OK")
+        if not self.modern:
+            # kgdb resumes only the task it stopped in (c and s answer E22
+            # after Hc of another): gdb sends Hc0 before it resumes.
+            await self.expect(b"Hc0", b"OK")
         await self.expect(b"Hg7777", b"E22")
         await self.expect(b"T7777", b"E22")
         if self.rng.random() < 0.5:
@@ -1108,12 +1180,13 @@ class Soak:
     async def perf_add(self) -> None:
         watched = self.rng.choice((*COUNTERS, "looper_tick"))
         address = self.machine.address(watched)
-        dr_type, length = ("x", 1) if watched == "looper_tick" else (self.rng.choice(("w", "w", "rw")), 8)
+        # perf's bp_len of an execute breakpoint is sizeof(long).
+        dr_type, length = ("x", 8) if watched == "looper_tick" else (self.rng.choice(("w", "w", "rw")), 8)
         if watched != "looper_tick":
             length = self.rng.choice((1, 2, 4, 8))
             address += self.rng.randrange(0, 8, length)
-        if self.rng.random() < 0.1:  # refused before the slots are counted
-            dr_type, length = self.rng.choice((("r", 8), ("w", 3), ("x", 8), ("w", 16)))
+        if self.rng.random() < 0.1:  # refused once a slot is found (EINVAL, EOPNOTSUPP for w 16)
+            dr_type, length = self.rng.choice((("r", 8), ("w", 3), ("x", 1), ("w", 16)))
         where = self.rng.choice(("wide", "wide", "cpu", "task"))
         cpu = task = None
         if where == "cpu":
@@ -1125,10 +1198,17 @@ class Soak:
     async def add_perf(self, where: str, cpu: int | None, task: int | None, address: int, dr_type: str,
                        length: int) -> list[int]:
         binding = {"wide": "wide", "cpu": f"cpu={cpu}", "task": f"task={task}"}[where]
-        valid = (dr_type in ("x", "w", "rw") and length in (1, 2, 4, 8) and address % length == 0
-                 and (dr_type != "x" or length == 1) and (cpu is None or cpu < self.config.cpus)
-                 and task in (None, INIT, LOOPER))
-        wanted = "invalid" if not valid else "ok" if self.model.room(cpu=cpu, task=task) else "ENOSPC"
+        bound = (cpu is None or cpu < self.config.cpus) and task in (None, INIT, LOOPER)
+        parsed = (dr_type == "x" and length == 8) or (dr_type in ("w", "rw") and length in (1, 2, 4, 8)
+                                                        and address % length == 0)
+        # register_perf_hw_breakpoint reserves the slot, then parses; a wide
+        # request registers CPU by CPU and stops at the first refusal.
+        if not bound:
+            wanted = "invalid"
+        elif not self.model.room(cpu=0 if where == "wide" else cpu, task=task):
+            wanted = "ENOSPC"
+        else:
+            wanted = "invalid" if not parsed else "ok" if self.model.room(cpu=cpu, task=task) else "ENOSPC"
         said = await self.monitor(f"perf add {binding} {address:#x} {dr_type} {length}")
         ids = [int(i) for i in re.findall(r"^id=(\d+)$", said, re.MULTILINE)]
         got = "ok" if ids else "ENOSPC" if said.startswith("error: ENOSPC") else "invalid"

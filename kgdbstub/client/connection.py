@@ -19,6 +19,8 @@ MAX_PACKET = 1 << 20
 
 Trace = Callable[[str, bytes], None]  # ("->" or "<-", raw bytes on the wire)
 
+INTERRUPT_SEQUENCES = {"Ctrl-C": b"\x03", "BREAK-g": b"\xff\xf3g"}
+
 
 class Mutex:
     """A trio.Lock that is taken without a schedule point when it is free.
@@ -69,10 +71,12 @@ class Connection:
         self.codec.send_packet(payload)
         await self._flush()
 
-    async def send_interrupt(self) -> None:
-        """A bare 0x03, outside any packet: the stub stops the target."""
+    async def send_interrupt(self, sequence: str = "Ctrl-C") -> None:
+        """Outside any packet, what stops the target: a bare 0x03 ("Ctrl-C"), or for
+        Linux's kgdb SysRq-G ("BREAK-g": a BREAK, FF F3 as Telnet's IAC BRK, then g),
+        named as gdb's `set remote interrupt-sequence` names them."""
         self.check()
-        await self._flush(b"\x03")
+        await self._flush(INTERRUPT_SEQUENCES[sequence])
 
     async def receive(self) -> bytes:
         """The next packet's payload. Cancelling loses nothing."""

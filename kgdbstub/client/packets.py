@@ -1,7 +1,8 @@
 """What the client makes of the stub's replies: no I/O here.
 
 Thread ids are kgdb's: a task's pid, and -(cpu + 2) for each CPU's shadow
-thread, sent as 32-bit two's complement hex (CPU 0's is `fffffffe`).
+thread, as 32-bit two's complement hex (CPU 0's is `fffffffe`); kgdb drops
+leading zero bytes (pid 1 is `01`).
 """
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ class Register:
     number: int  # for `p`/`P` and in stop replies
 
 
-# Linux's x86-64 kgdb without a target description: 17 eight-byte registers,
-# then eflags and the segment registers at four bytes each.
+# Linux's x86-64 kgdb without a target description (asm/kgdb.h): `g` holds
+# 17 eight-byte registers, then eflags, cs, ss, ds and es at four bytes each.
 KGDB_LAYOUT: tuple[Register, ...] = tuple(
     Register(name, 8 if number < 17 else 4, number)
     for number, name in enumerate(
         "rax rbx rcx rdx rsi rdi rbp rsp r8 r9 r10 r11 r12 r13 r14 r15 rip "
-        "eflags cs ss ds es fs gs".split()
+        "eflags cs ss ds es".split()
     )
 )
 

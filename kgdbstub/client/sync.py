@@ -200,8 +200,8 @@ class SyncTarget:
     def wait_stop(self, *, timeout: float | None = DEFAULT) -> Stop:
         return self._run_to_stop(self.target.wait_stop, timeout=timeout)
 
-    def interrupt(self, *, timeout: float | None = DEFAULT) -> Stop:
-        return self._call(self.target.interrupt, timeout=timeout)
+    def interrupt(self, *, timeout: float | None = DEFAULT, sequence: str = "Ctrl-C") -> Stop:
+        return self._call(self.target.interrupt, timeout=timeout, sequence=sequence)
 
     def _run_to_stop(self, method, *args, **kwargs):
         call = _Call()

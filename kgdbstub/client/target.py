@@ -24,7 +24,7 @@ from typing import Any
 import trio
 
 from ..rsp import decode_hex, encode_hex
-from .connection import Connection, Mutex, Trace
+from .connection import INTERRUPT_SEQUENCES, Connection, Mutex, Trace
 from .errors import BreakpointRefused, ClientError, RemoteError, Timeout, Unsupported
 from .packets import (
     KGDB_LAYOUT, Breakpoint, BreakpointKind, Register, Stop, Thread, error_number,
@@ -96,6 +96,7 @@ class Target:
         self._pending_output: list[bytes] = []  # console output of a run not yet stopped
         self._detached = False
         self._negotiated = False  # the handshake's qSupported was answered
+        self._software_breakpoints: set[int] = set()  # addresses of our Z0s, for the int3 rewind
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -383,11 +384,15 @@ class Target:
     async def _insert(self, breakpoint: Breakpoint, options: bytes = b"") -> Breakpoint:
         request = b"Z%d,%x,%x%s" % (breakpoint.z_type, breakpoint.address, breakpoint.length, options)
         self._check_ok(request, await self.request(request), f"{breakpoint.kind} breakpoints", BreakpointRefused)
+        if breakpoint.kind == "software":
+            self._software_breakpoints.add(breakpoint.address)
         return breakpoint
 
     async def remove_breakpoint(self, breakpoint: Breakpoint) -> None:
         request = b"z%d,%x,%x" % (breakpoint.z_type, breakpoint.address, breakpoint.length)
         self._check_ok(request, await self.request(request), f"{breakpoint.kind} breakpoints")
+        if breakpoint.kind == "software":
+            self._software_breakpoints.discard(breakpoint.address)
 
     # -- running ------------------------------------------------------------------------
 
@@ -438,14 +443,32 @@ class Target:
                 self.stop = parse_stop(packet, self._layout, output)
             except ValueError:
                 raise ClientError(f"expected a stop reply, got {_show(packet)}") from None
-            return self.stop
+        await self._rewind_after_int3()
+        return self.stop
 
-    async def interrupt(self, *, timeout: float | None = DEFAULT) -> Stop:
+    async def _rewind_after_int3(self) -> None:
+        """As gdb does for a stub that gives no stop reason (Linux's kgdb): a SIGTRAP
+        one byte after one of our software breakpoints is that breakpoint's int3,
+        and the pc goes back to it (GDB_ADJUSTS_BREAK_OFFSET)."""
+        if self.stop.signal != 5 or self.stop.reason is not None or not self._software_breakpoints:
+            return
+        pc = await self.read_register("rip")
+        if pc - 1 in self._software_breakpoints:
+            await self.write_register("rip", pc - 1)
+
+    async def interrupt(self, *, timeout: float | None = DEFAULT, sequence: str = "Ctrl-C") -> Stop:
         """Stop a running target (a 0x03 on the wire): its stop, SIGINT
-        unless something else stopped it first. If nothing runs, the current stop."""
+        unless something else stopped it first. If nothing runs, the current stop.
+
+        `sequence="BREAK-g"` sends SysRq-G instead, which Linux's kgdb
+        needs (it ignores a 0x03): the stop is then a SIGTRAP in
+        kgdb_breakpoint.
+        """
+        if sequence not in INTERRUPT_SEQUENCES:
+            raise ValueError(f"an interrupt sequence is one of {', '.join(INTERRUPT_SEQUENCES)}, not {sequence!r}")
         if not self._running:
             return self._last_stop()
-        await self.connection.send_interrupt()
+        await self.connection.send_interrupt(sequence)
         return await self.wait_stop(timeout=timeout)
 
     def _last_stop(self) -> Stop:
@@ -461,7 +484,10 @@ class Target:
         request = b"qfThreadInfo"
         async with self._thread_lock:  # the stub keeps its place in the list between packets
             while True:
-                reply = await self._query(request, "thread lists")
+                if request == b"qfThreadInfo":
+                    reply = await self._query(request, "thread lists")
+                else:
+                    reply = await self.request(request)  # kgdb ends the list with an empty reply
                 if reply[:1] != b"m":
                     break
                 ids += [parse_thread_id(t) for t in reply[1:].split(b",") if t]
@@ -469,7 +495,7 @@ class Target:
         threads = []
         for thread in ids:
             reply = await self.request(b"qThreadExtraInfo," + format_thread_id(thread))
-            name = decode_hex(reply).decode("utf-8", "replace") if reply and error_number(reply) is None else None
+            name = decode_hex(reply).decode("utf-8", "replace").rstrip("\0") if reply and error_number(reply) is None else None
             threads.append(Thread(thread, name))
         return threads
 

@@ -18,13 +18,13 @@ from .conditions import HARDWARE, SOFTWARE, Actions, BreakpointConditions
 from ..kernel.kernel import GuestError, Kernel, Stop
 from ..kernel.tasks import Task
 from .policy import SlotPolicy
+from .swbreak import BreakpointError, SoftwareBreakpoints, State
+from . import arch_x86
 from ..x86 import cpu as x86
 from ..x86.debugregs import SLOTS
 from ..x86.memory import MemoryFault
 
 SIGINT, SIGILL, SIGTRAP, SIGFPE, SIGSEGV = 2, 4, 5, 8, 11
-# Software breakpoints kgdb holds at most (KGDB_MAX_BREAKPOINTS, include/linux/kgdb.h).
-MAX_BREAKPOINTS = 1000
 
 _SIGNAL_OF_VECTOR = {
     x86.DIVIDE_ERROR: SIGFPE,
@@ -41,6 +41,11 @@ class DebuggerError(Exception):
     def __init__(self, code: int, message: str = ""):
         super().__init__(message or errno.errorcode.get(code, str(code)))
         self.errno = code
+
+
+# What Linux's kprobe blocklist (kgdb_within_blocklist) covers in the image:
+# the entry code, which Linux keeps in .entry.text.
+BLOCKLISTED = ("entry_SYSCALL_64", "common_interrupt")
 
 
 def _count(entries) -> int:
@@ -64,10 +69,21 @@ class StopEvent:
 
 
 class Debugger:
-    def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover"):
+    def __init__(self, kernel: Kernel, *, split_regions: bool = True, policy: str = "leftover",
+                 user_memory: bool = True, rewind_int3: bool = True, keep_removed: bool = False):
+        """`user_memory`: software breakpoints may go in user space (else ERANGE, as in Linux).
+        `rewind_int3`: a software breakpoint's stop reports the breakpoint's address
+        (else the pc after the int3, as Linux does and gdb expects of it).
+        `keep_removed`: a removed software breakpoint keeps its entry until every
+        breakpoint goes, as kgdb_break[] does (see swbreak.py).
+        """
         self.kernel = kernel
-        self.breakpoints: dict[int, bytes] = {}  # address -> the byte int3 replaced
-        self._planted: list[int] = []  # where int3s are in memory while the machine runs
+        self.breakpoints = SoftwareBreakpoints(keep_removed=keep_removed)
+        self.user_memory = user_memory
+        self.rewind_int3 = rewind_int3
+        self._inserted = False
+        self._blocklist = [(s.address, s.address + s.size) for name in BLOCKLISTED
+                           if (s := kernel.image.symbols.get(name))]
         self.conditions = BreakpointConditions(kernel.processor)
         kernel.debugger_slot_condition = self.conditions.hardware_hit
         self.hardware = BreakTable(split_regions=split_regions)
@@ -168,44 +184,97 @@ class Debugger:
         except MemoryFault:
             raise DebuggerError(errno.EFAULT) from None
 
-    # -- software breakpoints ------------------------------------------------
+    def copy_from_kernel_nofault(self, address: int, length: int) -> bytes:
+        """mm/maccess.c: ERANGE for what is not kernel memory, EFAULT for what is not mapped."""
+        if not arch_x86.copy_from_kernel_nofault_allowed(address):
+            raise DebuggerError(errno.ERANGE)
+        return self.read_memory(address, length)
+
+    def copy_to_kernel_nofault(self, address: int, data: bytes) -> None:
+        """mm/maccess.c: EFAULT for what is not mapped writable in the kernel (its text among it).
+
+        No check of the address itself: SMAP makes a user address fault.
+        """
+        if not data:
+            return
+        if address < arch_x86.USER_SPACE_END or not self._writable(address, len(data)):
+            raise DebuggerError(errno.EFAULT)
+        self.write_memory(address, data)
+
+    def _writable(self, address: int, length: int) -> bool:
+        end = address + length
+        for segment in self.kernel.image.segments:
+            top = segment.address + segment.memory_size
+            if segment.address <= address < top and not segment.writable:
+                return False
+            if address < segment.address < end and not segment.writable:
+                return False
+        return True
+
+    # -- software breakpoints (kernel/debug/debug_core.c) --------------------
 
     def insert_breakpoint(self, address: int, actions: Actions | None = None) -> None:
-        """kgdb's Z0; with actions (gdb's conditions and commands, possibly none), as gdbserver:
-        inserting again at the same address replaces them."""
-        if address in self.breakpoints:
-            if actions is None:
-                raise DebuggerError(errno.EEXIST)
-        else:
-            original = self.read_memory(address, 1)
-            if len(self.breakpoints) >= MAX_BREAKPOINTS:  # dbg_set_sw_break: -E2BIG
-                raise DebuggerError(errno.E2BIG, f"all {MAX_BREAKPOINTS} software breakpoints are in use")
-            self.breakpoints[address] = original
+        """dbg_set_sw_break: EINVAL blocklisted, ERANGE not kernel memory, EFAULT unmapped.
+
+        With actions (gdb's conditions and commands, possibly none), as
+        gdbserver: inserting again at the same address replaces them.
+        """
+        if actions is None or address not in self.breakpoints:
+            if any(start <= address < end for start, end in self._blocklist):
+                raise DebuggerError(errno.EINVAL)
+            # kgdb_validate_break_address reads the byte; the int3 goes in with
+            # text_poke where the page is read-only, so that never refuses it.
+            if self.user_memory:
+                self.read_memory(address, 1)
+            else:
+                self.copy_from_kernel_nofault(address, 1)
+            try:
+                self.breakpoints.set(address)
+            except BreakpointError as refused:
+                raise DebuggerError(refused.errno) from None
         if actions is not None:
             self.conditions.set(SOFTWARE, address, actions)
 
     def remove_breakpoint(self, address: int) -> None:
-        if self.breakpoints.pop(address, None) is None:
-            raise DebuggerError(errno.ENOENT)
+        try:
+            self.breakpoints.remove(address)
+        except BreakpointError as refused:
+            raise DebuggerError(refused.errno) from None
         self.conditions.discard(SOFTWARE, address)
 
     def remove_all_breakpoints(self) -> None:
-        self.breakpoints.clear()
+        self._deactivate_breakpoints()
+        self.breakpoints.remove_all()
         self.conditions.clear()
         self.policy.release(len(self.hardware.active()))
         self.hardware.clear()
         self._uninstall_removed_pieces()
 
     def _activate_breakpoints(self) -> None:
-        # A breakpoint with conditions is a probe: no int3 to plant.
-        self._planted = [a for a in self.breakpoints if not self.conditions.probed(a)]
-        for address in self._planted:
-            self.kernel.write(address, b"\xcc")
+        """dbg_activate_sw_breakpoints: each int3 in, the byte it replaces kept.
+
+        A breakpoint with conditions is a probe: no int3 to plant.
+        """
+        for address in self.breakpoints.addresses():
+            if self.conditions.probed(address):
+                continue
+            entry = self.breakpoints.entry_at(address)
+            try:
+                entry.saved = self.kernel.read(address, 1)
+                self.kernel.write(address, b"\xcc")
+            except MemoryFault:
+                continue  # "BP install failed": it stays SET
+            entry.state = State.ACTIVE
+        self._inserted = True
 
     def _deactivate_breakpoints(self) -> None:
-        for address in self._planted:
-            self.kernel.write(address, self.breakpoints[address])
-        self._planted = []
+        if self._inserted:
+            for address in self.breakpoints.addresses():
+                entry = self.breakpoints.entry_at(address)
+                if entry.state is State.ACTIVE:
+                    self.kernel.write(address, entry.saved)
+                    entry.state = State.SET
+            self._inserted = False
 
     # -- hardware breakpoints and watchpoints (kgdb_set_hw_break) -------------
 
@@ -296,6 +365,26 @@ class Debugger:
         """Thread-safe: stop the running machine wherever it is, as kgdb_roundup_cpus does."""
         self.kernel.request_break_in()
 
+    def request_sysrq_g(self, *, announce: bool = True) -> None:
+        """Thread-safe: SysRq-G. CPU 0 takes it as the serial port's interrupt,
+        whose handler (sysrq_handle_dbg) calls kgdb_breakpoint(), so the
+        machine stops with SIGTRAP inside kgdb_breakpoint; a CPU that keeps
+        interrupts disabled (a panic spinning) never takes it, as in Linux.
+
+        `announce` False is a stop made for a debugger that arrives or goes,
+        where no key was pressed: nothing is printed, and it comes as an NMI,
+        so that no state of the guest can keep the next debugger out.
+        """
+        if not announce:
+            if not self.kernel.raise_nmi("kgdb_breakpoint"):
+                self.request_interrupt()  # no CPU can take one: stop it as it is
+            return
+        # __handle_sysrq, then sysrq_handle_dbg as a kernel without kdb
+        # prints it (with kdb: "KGDB or $3#33 for KDB", which on a line
+        # shared with gdb reads as a packet).
+        self.kernel.console_write(b"sysrq: DEBUG\n" + (b"" if self.attached else b"KGDB: Entering KGDB\n"))
+        self.kernel.raise_interrupt(0, "kgdb_breakpoint")
+
     def forget_interrupt(self) -> None:
         """Drop an interrupt that arrived while the machine was stopped.
 
@@ -303,6 +392,7 @@ class Debugger:
         after that point is never lost.
         """
         self.kernel.withdraw_break_in()
+        self.kernel.withdraw_interrupts()
 
     def resume(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
                thread: int | None = None) -> StopEvent:
@@ -382,9 +472,10 @@ class Debugger:
                 regs = self.kernel.current[stop.cpu].regs
                 address = regs.reg_read(X.UC_X86_REG_RIP) - 1
                 if address in self.breakpoints:
-                    # Report the PC at the breakpoint, as if it had not run.
-                    regs.reg_write(X.UC_X86_REG_RIP, address)
                     software = True
+                    if self.rewind_int3:
+                        # Report the PC at the breakpoint, as if it had not run.
+                        regs.reg_write(X.UC_X86_REG_RIP, address)
         if thread is None:
             thread = self.thread_of(stop.cpu)
         self.stop = StopEvent(signal, stop.cpu, thread, software, hardware)

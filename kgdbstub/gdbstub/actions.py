@@ -1,4 +1,4 @@
-"""What a session tells the connection layer to do with a packet: reply, resume or detach.
+"""What a session tells the connection layer to do with a packet: reply, resume, detach or nothing.
 
 The session is sans-I/O: it returns one of these and the server carries it out.
 """
@@ -23,6 +23,12 @@ class Resume:
     cpu: int | None
     address: int | None
     thread: int | None = None  # the thread a step steps (None: the CPU that stopped)
+    output: tuple[bytes, ...] = ()  # console output (O packets) sent before the machine runs
+
+
+@dataclass(frozen=True)
+class NoReply:
+    """A packet that gets no answer (only its acknowledgement)."""
 
 
 @dataclass(frozen=True)
@@ -30,4 +36,4 @@ class Detach:
     reply: bytes | None  # None for `k`, which kgdb does not answer
 
 
-Action = Reply | Resume | Detach
+Action = Reply | Resume | Detach | NoReply

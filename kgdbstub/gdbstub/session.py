@@ -1,11 +1,13 @@
-"""One debugger connection: RSP requests in, replies out, in kgdb's terms.
+"""The `modern` dialect's session: RSP requests in, replies out, in kgdb's terms
+with gdbserver's extensions.
 
 The session is sans-I/O like the codec beneath it: `handle` takes a packet
 payload and returns what to do -- a reply, or a resume the connection layer
-runs before asking `stop_reply` for the answer.
-Dialects differ only in the Dialect object: which optional features (the
-extensions the qSupported answer is derived from) exist, and how stops,
-registers and errors look.
+runs before asking `stop_reply` for the answer. Its optional features are
+the dialect's extensions, from which the qSupported answer is derived. The
+`kgdb` dialect has a session of its own, Linux's gdbstub.c (kgdb.py); what
+the two share (error replies, the thread batch, monitor output) is stated
+there.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import errno
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..core.breakinfo import Kind
 from ..core.debugger import Debugger, DebuggerError, StopEvent
@@ -21,10 +24,12 @@ from ..x86 import registers
 from ..x86.cpu import read_registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
 from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
-from .dialects import MODERN, Dialect
 from .extensions import Extension
+from .kgdb import KGDB_MAX_THREAD_QUERY, error_packet, monitor_output
 
-THREADS_PER_PACKET = 17  # as kgdb sends them
+if TYPE_CHECKING:
+    from .dialects import Dialect
+
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 
 
@@ -75,8 +80,7 @@ def _address_length(text: bytes) -> tuple[int, int]:
 
 
 def error(code: int) -> Reply:
-    """kgdb's error replies: E and the errno in two decimal digits."""
-    return Reply(b"E%02d" % code)
+    return Reply(error_packet(code))
 
 
 # -- the session -------------------------------------------------------------------
@@ -85,7 +89,7 @@ def error(code: int) -> Reply:
 @dataclass
 class Session:
     debugger: Debugger
-    dialect: Dialect = MODERN
+    dialect: "Dialect"
     monitor: Callable[[str], str] | None = None
     offered: set[str] = field(default_factory=set)
     requested: set[str] = field(default_factory=set)  # features the client turned on by a packet of their own
@@ -169,16 +173,14 @@ class Session:
 
     def stop_reply(self, stop: StopEvent) -> bytes:
         self.register_thread = None
-        reply = b"T%02xthread:%s;" % (stop.signal, format_thread(stop.thread))
-        if self.dialect.expedite:
-            reply += b"core:%x;" % stop.cpu
-            reply += b"".join(b"%02x:%s;" % pair for pair in self.expedited_registers(stop.thread))
-            if stop.software_breakpoint and self.negotiated("swbreak"):
-                reply += b"swbreak:;"
-            if stop.hardware:
-                reply += self._hardware_reason(stop.hardware)
-            for extension in self._stop_field_extensions:
-                reply += extension.stop_fields(self, stop)
+        reply = b"T%02xthread:%s;core:%x;" % (stop.signal, format_thread(stop.thread), stop.cpu)
+        reply += b"".join(b"%02x:%s;" % pair for pair in self.expedited_registers(stop.thread))
+        if stop.software_breakpoint and self.negotiated("swbreak"):
+            reply += b"swbreak:;"
+        if stop.hardware:
+            reply += self._hardware_reason(stop.hardware)
+        for extension in self._stop_field_extensions:
+            reply += extension.stop_fields(self, stop)
         return reply
 
     def expedited_registers(self, thread: int) -> list[tuple[int, bytes]]:
@@ -195,9 +197,7 @@ class Session:
     def _status(self, _):
         self.debugger.remove_all_breakpoints()
         stop = self.debugger.stop
-        if self.dialect.status_reply_is_stop and stop:
-            return Reply(self.stop_reply(stop))
-        return Reply(b"S05")
+        return Reply(self.stop_reply(stop) if stop else b"S05")
 
     def _current_thread(self) -> int:
         if self.register_thread is not None:
@@ -220,9 +220,8 @@ class Session:
             self.register_thread = selected
 
     def registers_of(self, thread: int):
-        if self.dialect.idle_shadows:
-            return self.debugger.task_of(thread).regs
-        return self.debugger.registers_of(thread)
+        """A shadow thread -(N + 2) is CPU N's idle task alone: a task shows under its own pid."""
+        return self.debugger.task_of(thread).regs
 
     def _regs(self):
         return self.registers_of(self._current_thread())
@@ -318,7 +317,7 @@ class Session:
         return _hex(parts[0]), _hex(parts[1]), _hex(parts[2]), args[len(head):]
 
     def _point_actions(self, kind: int, options: bytes):
-        """A code breakpoint's conditions and commands; None where the dialect has none (kgdb reads no further)."""
+        """A code breakpoint's conditions and commands; None where the dialect offers neither."""
         if not (self._conditions or self._point_commands):
             return None
         if kind not in (0, 1):
@@ -336,9 +335,7 @@ class Session:
         if kind == 0:
             self.debugger.insert_breakpoint(address, self._point_actions(kind, options))
         elif kind in HARDWARE_KINDS:
-            actions = self._point_actions(kind, options)
-            self._hardware(self.debugger.insert_hardware, kind, address, length,
-                           *(() if actions is None else (actions,)))
+            self.debugger.insert_hardware(kind, address, length, self._point_actions(kind, options))
         else:
             return Reply(b"")
         return Reply(b"OK")
@@ -348,18 +345,10 @@ class Session:
         if kind == 0:
             self.debugger.remove_breakpoint(address)
         elif kind in HARDWARE_KINDS:
-            self._hardware(self.debugger.remove_hardware, kind, address, length)
+            self.debugger.remove_hardware(kind, address, length)
         else:
             return Reply(b"")
         return Reply(b"OK")
-
-    def _hardware(self, operation, kind, address, length, *actions):
-        try:
-            operation(kind, address, length, *actions)
-        except DebuggerError:
-            if self.dialect.hardware_error is not None:
-                raise DebuggerError(self.dialect.hardware_error) from None
-            raise
 
     # -- running -------------------------------------------------------------
 
@@ -370,9 +359,7 @@ class Session:
         return self._step_thread(None, address=_hex(args) if args else None)
 
     def _step_thread(self, thread: int | None, address: int | None = None) -> Resume:
-        """A step of `thread` (None: the one that stopped), where the dialect steps threads."""
-        if not self.dialect.idle_shadows:
-            return Resume(step=True, cpu=None, address=address)
+        """A step of `thread` (None: the one that stopped)."""
         if thread is None:
             thread = self.debugger.stop.thread if self.debugger.stop else None
         elif not self.debugger.thread_alive(thread):
@@ -389,7 +376,7 @@ class Session:
             steps = [thread for action, _, thread in actions if action[:1] in b"sS"]
             if not steps:
                 return Resume(step=False, cpu=None, address=None)
-            return self._step_thread(parse_thread(steps[0]) if self.dialect.idle_shadows else None)
+            return self._step_thread(parse_thread(steps[0]))
         return Reply(b"")
 
     def _detach(self, reply):
@@ -401,8 +388,6 @@ class Session:
     def _query(self, args):
         name, _, rest = args.partition(b":")
         if name == b"Supported":
-            if not self.dialect.extensions:
-                return Reply(b"")
             self.offered = set(rest.decode("ascii", "replace").split(";"))
             return Reply(";".join([f"PacketSize={PACKET_SIZE:x}"] + self.dialect.negotiated(self.offered)).encode())
         if args == b"C":
@@ -411,7 +396,8 @@ class Session:
             return Reply(b"1")
         if args == b"fThreadInfo":
             ids = self.debugger.threads()
-            self._thread_batches = [ids[i : i + THREADS_PER_PACKET] for i in range(0, len(ids), THREADS_PER_PACKET)]
+            batch = KGDB_MAX_THREAD_QUERY  # as kgdb sends them
+            self._thread_batches = [ids[i : i + batch] for i in range(0, len(ids), batch)]
             return self._next_threads()
         if args == b"sThreadInfo":
             return self._next_threads()
@@ -422,8 +408,7 @@ class Session:
             return Reply(encode_hex(self.debugger.thread_name(thread).encode()))
         if args.startswith(b"Rcmd,") and self.monitor:
             command = self._decode(args[5:]).decode("utf-8", "replace")
-            lines = self.monitor(command).splitlines(keepends=True)
-            return Reply(b"OK", output=tuple(b"O" + encode_hex(line.encode()) for line in lines))
+            return Reply(b"OK", output=monitor_output(self.monitor(command)))
         return Reply(b"")
 
     def _next_threads(self):

@@ -39,6 +39,9 @@ TASK_SIZE_MAX = (1 << 47) - 4096
 
 LENGTHS = (1, 2, 4, 8)
 ADDRESS_LIMIT = 1 << 64
+# perf's bp_len for an execute breakpoint: sizeof(long) (arch_build_bp_info).
+# The debug register it becomes watches one instruction, DR7 LEN 00.
+EXECUTE_LENGTH = 8
 
 DEBUGGER = "kgdb"
 PTRACE = "ptrace"
@@ -53,6 +56,11 @@ class BreakpointType(Enum):
     EXECUTE = 4
 
 
+def register_length(type: BreakpointType, length: int) -> int:
+    """The bytes a debug register watches for a perf length: an execute one, one instruction."""
+    return 1 if type is BreakpointType.EXECUTE else length
+
+
 @dataclass(eq=False, slots=True)
 class Breakpoint:
     """One registered breakpoint event.
@@ -64,7 +72,7 @@ class Breakpoint:
 
     id: int
     address: int
-    length: int
+    length: int  # perf's bp_len: EXECUTE_LENGTH for an execute breakpoint
     type: BreakpointType
     cpu: int | None  # None: wherever its task runs
     task: int | None  # None: bound to its CPU, whatever runs there
@@ -149,8 +157,13 @@ class SlotAccounting:
     def register(self, *, address: int, length: int, type: BreakpointType,
                  cpu: int | None, task: int | None, owner: str, enabled: bool = True,
                  exclude_kernel: bool | None = None) -> Breakpoint:
-        """Register one breakpoint, or raise OSError: EINVAL if it is malformed,
-        ENOSPC if some CPU it may be installed on could run out of slots.
+        """Register one breakpoint with perf's attributes, or raise OSError
+        as register_perf_hw_breakpoint does: it reserves the slot before it
+        parses the attributes, so ENOSPC comes first when some CPU the
+        breakpoint may be installed on could run out of slots, and only then
+        EINVAL (or EOPNOTSUPP) for what x86 cannot watch; see check_attributes.
+        Only a binding that does not exist and a type that is no breakpoint
+        type are EINVAL before that.
 
         `exclude_kernel` defaults to what Linux does for the owner: ptrace
         breakpoints watch user space only (ptrace_breakpoint_init sets
@@ -160,15 +173,15 @@ class SlotAccounting:
         if exclude_kernel is None:
             exclude_kernel = owner == PTRACE
         self._check_binding(cpu, task)
-        # Linux reserves the slot before parsing the attributes
-        # (register_perf_hw_breakpoint), so a malformed request on a full CPU
-        # gets ENOSPC there.  Checking first means a malformed request is
-        # always EINVAL here; no well-formed request is answered differently.
-        check_attributes(address, length, type, exclude_kernel)
+        if not isinstance(type, BreakpointType):
+            # __reserve_bp_slot's basic check: HW_BREAKPOINT_EMPTY or _INVALID.
+            raise OSError(errno.EINVAL, f"{type!r} is no breakpoint type")
         full = self._cpu_without_room(cpu, task)
         if full is not None:
             raise OSError(errno.ENOSPC, f"no debug-register slot left on cpu {full} "
                           f"for a breakpoint of {_binding(cpu, task)}")
+        # hw_breakpoint_parse; on failure Linux releases the slot it reserved.
+        check_attributes(address, length, type, exclude_kernel)
         bp = Breakpoint(self._next_id, address, length, type, cpu, task, owner, enabled, exclude_kernel)
         self._next_id += 1
         self._breakpoints.append(bp)
@@ -177,7 +190,9 @@ class SlotAccounting:
     def register_wide(self, *, address: int, length: int, type: BreakpointType, owner: str,
                       enabled: bool = True, exclude_kernel: bool | None = None) -> list[Breakpoint]:
         """One breakpoint bound to each CPU in turn (register_wide_hw_breakpoint),
-        all or nothing: if one CPU refuses, the ones made already are removed."""
+        all or nothing: if one CPU refuses, the ones made already are removed.
+        The first CPU that refuses gives the errno: a malformed request is
+        ENOSPC when CPU 0 is full, EINVAL when it has room."""
         made: list[Breakpoint] = []
         try:
             for cpu in range(self.cpus):
@@ -203,6 +218,8 @@ class SlotAccounting:
         Linux's modify_bp_slot cannot fail on x86.
         """
         self._check_registered(bp)
+        # modify_user_hw_breakpoint_check parses first; modify_bp_slot then
+        # moves the slot between types, which on x86's one pool cannot fail.
         address = bp.address if address is None else address
         length = bp.length if length is None else length
         type = bp.type if type is None else type
@@ -250,27 +267,36 @@ class SlotAccounting:
 
 
 def check_attributes(address: int, length: int, type: BreakpointType, exclude_kernel: bool) -> None:
-    """Raise OSError(EINVAL) unless x86 can watch this, as Linux checks it in
-    hw_breakpoint_parse (kernel/events/hw_breakpoint.c) and
-    hw_breakpoint_arch_parse / arch_build_bp_info (arch/x86/kernel/hw_breakpoint.c).
+    """Raise OSError unless x86 can watch this, checked in the order of
+    hw_breakpoint_parse (kernel/events/hw_breakpoint.c), which calls
+    hw_breakpoint_arch_parse and arch_build_bp_info (arch/x86/kernel/hw_breakpoint.c).
 
-    Not modelled: Linux also refuses addresses in the CPU entry area and other
-    per-CPU data the debug exception itself touches, execute breakpoints in the
-    kprobe blacklist, and (EPERM) kernel addresses for unprivileged perf users.
+    EINVAL, but EOPNOTSUPP for an aligned power-of-two length above 8: that
+    is an AMD range breakpoint, and the emulated CPU lacks X86_FEATURE_BPEXT.
+    Not modelled: Linux also refuses addresses in the CPU entry area,
+    execute breakpoints in the kprobe blacklist, and (EPERM) kernel
+    addresses for unprivileged perf users.
     """
-    if not isinstance(type, BreakpointType) or type is BreakpointType.READ:
+    if not isinstance(type, BreakpointType):
+        raise OSError(errno.EINVAL, f"{type!r} is no breakpoint type")
+    # arch_build_bp_info: the last byte must not wrap around the address space.
+    if not 0 <= address < ADDRESS_LIMIT or address + length - 1 >= ADDRESS_LIMIT or address + length - 1 < address:
+        raise OSError(errno.EINVAL, f"{length} bytes at {address:#x} do not fit in the address space")
+    if type is BreakpointType.READ:
         raise OSError(errno.EINVAL, "x86 watches writes, or reads and writes, never reads alone")
-    if length not in LENGTHS:
-        raise OSError(errno.EINVAL, f"length {length}: a debug register covers 1, 2, 4 or 8 bytes")
-    if type is BreakpointType.EXECUTE and length != 1:
-        # perf spells an x86 execute breakpoint with bp_len == sizeof(long) and
-        # x86 turns that into DR7 LEN 00; this model speaks DR7, so length 1.
-        raise OSError(errno.EINVAL, "an execute breakpoint has length 1")
-    if not 0 <= address <= ADDRESS_LIMIT - length:
-        raise OSError(errno.EINVAL, f"address {address:#x} is outside the address space")
-    if address % length:
+    if type is BreakpointType.EXECUTE:
+        if length != EXECUTE_LENGTH:
+            raise OSError(errno.EINVAL, f"an execute breakpoint's length is sizeof(long), {EXECUTE_LENGTH}")
+    elif length not in LENGTHS:
+        if length <= 0 or length & (length - 1):
+            raise OSError(errno.EINVAL, f"length {length}: a debug register covers 1, 2, 4 or 8 bytes")
+        if address & (length - 1):
+            raise OSError(errno.EINVAL, f"address {address:#x} is not aligned to its length {length}")
+        raise OSError(errno.EOPNOTSUPP, f"length {length} needs AMD's range breakpoints, which this CPU lacks")
+    elif address % length:
+        # hw_breakpoint_arch_parse: the low bits the length implies must be clear.
         raise OSError(errno.EINVAL, f"address {address:#x} is not aligned to its length {length}")
-    if exclude_kernel and in_kernel_space(address, length):
+    if exclude_kernel and in_kernel_space(address, register_length(type, length)):
         # hw_breakpoint_parse refuses a kernel address only to an event that
         # excludes the kernel.  Being per-task is not the criterion: Linux's own
         # KUnit suite puts per-task breakpoints on kernel variables.  What keeps

@@ -8,6 +8,9 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 
+PF_W = 2  # a segment's p_flags bit for writable
+
+
 class ImageError(Exception):
     pass
 
@@ -17,6 +20,7 @@ class Segment:
     address: int
     data: bytes
     memory_size: int
+    writable: bool = True
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Image:
                     raise ImageError(f"{self.path}: not an x86-64 ELF")
                 self.entry = elf["e_entry"]
                 self.segments = [
-                    Segment(s["p_vaddr"], s.data(), s["p_memsz"])
+                    Segment(s["p_vaddr"], s.data(), s["p_memsz"], bool(s["p_flags"] & PF_W))
                     for s in elf.iter_segments()
                     if s["p_type"] == "PT_LOAD"
                 ]

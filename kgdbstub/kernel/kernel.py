@@ -153,6 +153,8 @@ class Kernel:
         self._turn_left = QUANTUM  # blocks left in this turn
         self._timer_pending = [0] * cpus  # timer periods not yet delivered
         self._nmi_pending: list[int | None] = [None] * cpus  # the function an NMI is to call
+        self._irq_pending: list[int | None] = [None] * cpus  # the function a device interrupt is to call
+        self._host_nmi: list[int | None] = [None] * cpus  # an NMI the host raised (raise_nmi), not the guest
         self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
         # A delivery (an interrupt, a system call's entry, an exception) whose
         # handler has not yet run a block, and what else undoing it takes.
@@ -303,6 +305,29 @@ class Kernel:
     def withdraw_break_in(self) -> None:
         self.processor.clock.withdraw_stop()
 
+    def raise_interrupt(self, cpu: int, function: str) -> None:
+        """Thread-safe: a device interrupt on a CPU whose handler calls an image
+        function (SysRq-G: the serial port's, calling kgdb_breakpoint). The CPU
+        takes it at its next instruction boundary with interrupts enabled."""
+        self._irq_pending[cpu] = self.image.address_of(function)
+
+    def withdraw_interrupts(self) -> None:
+        """Drop what raise_interrupt and raise_nmi asked for and no CPU took yet."""
+        self._irq_pending = [None] * self.ncpus
+        for cpu, function in enumerate(self._host_nmi):
+            if function is not None and self._nmi_pending[cpu] == function:
+                self._nmi_pending[cpu] = None
+        self._host_nmi = [None] * self.ncpus
+
+    def raise_nmi(self, function: str) -> bool:
+        """Thread-safe: an NMI whose handler calls an image function, on the first
+        CPU that can take one, whatever IF says; False when none can."""
+        for cpu in range(self.ncpus):
+            if self.online[cpu] and not self.shut_down[cpu]:
+                self._nmi_pending[cpu] = self._host_nmi[cpu] = self.image.address_of(function)
+                return True
+        return False
+
     def _take_break_in(self) -> bool:
         clock = self.processor.clock
         if clock.stop_requested:
@@ -345,6 +370,8 @@ class Kernel:
                 if self._nmi_pending[cpu] is not None and (error := self._deliver_nmi(cpu)) is not None:
                     return Stop(cpu, error)
                 if self._timer_pending[cpu] and (error := self._deliver_timer(cpu)) is not None:
+                    return Stop(cpu, error)
+                if self._irq_pending[cpu] is not None and (error := self._deliver_irq(cpu)) is not None:
                     return Stop(cpu, error)
             if self._runs(cpu):
                 before = clock.blocks
@@ -500,6 +527,21 @@ class Kernel:
 
         def pending_again():
             self._nmi_pending[cpu] = function
+            self._put_back_to_sleep(cpu, asleep)
+
+        if not self._deliver(cpu, function, self._entry["irq_return"], (cpu,), undo=pending_again):
+            return TripleFault(signal=SIGSEGV)
+        return None
+
+    def _deliver_irq(self, cpu: int) -> GuestError | None:
+        """A device interrupt (raise_interrupt), if the CPU takes interrupts: its function(cpu)."""
+        if not read_register(self.current[cpu].regs, EFLAGS) & IF:
+            return None  # it stays pending until the CPU enables interrupts
+        function, self._irq_pending[cpu] = self._irq_pending[cpu], None
+        asleep = self._wake(cpu)
+
+        def pending_again():
+            self._irq_pending[cpu] = function
             self._put_back_to_sleep(cpu, asleep)
 
         if not self._deliver(cpu, function, self._entry["irq_return"], (cpu,), undo=pending_again):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..x86.debugregs import Access
 from .debugslots import DebugSlots
-from .hw_breakpoint import Breakpoint, BreakpointType, SlotAccounting
+from .hw_breakpoint import Breakpoint, BreakpointType, SlotAccounting, register_length
 
 ACCESS_OF = {BreakpointType.EXECUTE: Access.EXECUTE, BreakpointType.WRITE: Access.WRITE,
              BreakpointType.READ_WRITE: Access.READ_WRITE}
@@ -86,7 +86,8 @@ class PerfEvents:
     def _install(self, cpu: int, event: Breakpoint) -> None:
         if self.slots.held_by(cpu, event):
             return
-        if self.slots.install(cpu, event, event.address, event.length, ACCESS_OF[event.type]) is None:
+        length = register_length(event.type, event.length)
+        if self.slots.install(cpu, event, event.address, length, ACCESS_OF[event.type]) is None:
             # The accounting guarantees room; running out means a bug, not bad input.
             raise RuntimeError(f"no free debug register on CPU {cpu} for perf event {event.id}")
 

@@ -15,13 +15,29 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from .hw_breakpoint import Breakpoint, BreakpointType
+from .hw_breakpoint import EXECUTE_LENGTH, Breakpoint, BreakpointType
 from .perf import PerfEvents
 
 _TYPE_OF_RW = {0b00: BreakpointType.EXECUTE, 0b01: BreakpointType.WRITE, 0b11: BreakpointType.READ_WRITE}
 _LENGTH_OF_LEN = {0b00: 1, 0b01: 2, 0b11: 4, 0b10: 8}
 _LEN_OF_LENGTH = {v: k for k, v in _LENGTH_OF_LEN.items()}
 _RW_OF_TYPE = {v: k for k, v in _TYPE_OF_RW.items()}
+
+
+def generic_fields(field: int) -> tuple[BreakpointType, int]:
+    """arch_bp_generic_fields: a DR7 R/W and LEN field as perf's bp_type and bp_len.
+
+    An execute breakpoint must have LEN 00 and becomes bp_len sizeof(long);
+    the I/O type (R/W 10) is EINVAL.
+    """
+    rw, length = field & 0b11, _LENGTH_OF_LEN[field >> 2]
+    if rw not in _TYPE_OF_RW:
+        raise OSError(errno.EINVAL, "I/O breakpoints are not supported")
+    if _TYPE_OF_RW[rw] is BreakpointType.EXECUTE:
+        if length != 1:
+            raise OSError(errno.EINVAL, "an execute breakpoint has DR7 LEN 00")
+        return BreakpointType.EXECUTE, EXECUTE_LENGTH
+    return _TYPE_OF_RW[rw], length
 
 
 def dr7_for(index: int, type: BreakpointType, length: int, enabled: bool = True) -> int:
@@ -82,11 +98,11 @@ class Ptrace:
                     if enabled:
                         raise OSError(errno.EINVAL, f"DR{index} holds no address")
                     continue
-                if field & 0b11 not in _TYPE_OF_RW:
-                    raise OSError(errno.EINVAL, "I/O breakpoints are not supported")
                 state = dict(type=event.type, length=event.length, enabled=event.enabled)
-                changes = dict(type=_TYPE_OF_RW[field & 0b11], length=_LENGTH_OF_LEN[field >> 2], enabled=enabled)
-                if not enabled:
+                if enabled:
+                    type, length = generic_fields(field)
+                    changes = dict(type=type, length=length, enabled=True)
+                else:
                     changes = dict(enabled=False)
                 self.perf.modify(event, **changes)
                 before.append((event, state))

@@ -56,11 +56,23 @@ class RemoteProtocol:
     the '+' (a peer that moved on will never acknowledge the old answer).
     """
 
-    def __init__(self, *, max_packet_size: int = 16384, run_length_encode: bool = True):
+    def __init__(self, *, max_packet_size: int = 16384, run_length_encode: bool = True,
+                 strict_acks: bool = False, decode_bodies: bool = True):
+        """`strict_acks`: wait for an ack as Linux's kgdb does (put_packet): a '$'
+        in its place is answered '-', the frame awaiting it is dropped and so is
+        the incoming one (gdb sends it again on the '-'); any other byte but
+        0x03 makes the frame go out again.
+
+        `decode_bodies=False`: a packet's payload is its body as it came,
+        escapes and run-length markers left in, as Linux's get_packet reads
+        it (kgdb undoes the escapes of an `X` packet alone, in kgdb_ebin2mem).
+        """
         if not isinstance(max_packet_size, int) or max_packet_size < 1:
             raise ProtocolError(f"max_packet_size must be a positive int, not {max_packet_size!r}")
         self._max_packet_size = max_packet_size
         self._run_length_encode = run_length_encode
+        self._strict_acks = strict_acks
+        self._decode_bodies = decode_bodies
         self._ack_mode = True
         self._received = bytearray()
         # How far the body being received has been searched for its end, so
@@ -73,11 +85,23 @@ class RemoteProtocol:
         # A copy of the unacknowledged frame is in _outgoing, not yet taken:
         # a '-' now cannot be about it, and the copy answers the '-' before.
         self._copy_queued = False
+        self._paused = False  # strict acks: input waits until the copy queued has been taken
         self._held: deque[bytes] = deque()
 
     @property
     def ack_mode(self) -> bool:
         return self._ack_mode
+
+    @property
+    def paused(self) -> bool:
+        """Received bytes wait until what is queued has been taken with data_to_send.
+
+        With strict acks every byte but '+', '$' and 0x03 sends the frame
+        again, as Linux's put_packet does, one copy after another: the next
+        byte is read only once the copy before it has gone, so that a flood
+        of them never makes the copies pile up here.
+        """
+        return self._paused
 
     @property
     def awaiting_ack(self) -> bool:
@@ -156,6 +180,8 @@ class RemoteProtocol:
         data = bytes(self._outgoing)
         self._outgoing.clear()
         self._copy_queued = False
+        self._paused = False  # strict acks: input waits until the copy queued has been taken
+        self._paused = False
         return data
 
     def start_no_ack_mode(self) -> None:
@@ -190,6 +216,8 @@ class RemoteProtocol:
     # can and returns an event, None for "need more bytes", or _KEEP_READING.
 
     def _read_between_packets(self):
+        if self._strict_acks and self._ack_mode and self._unacknowledged is not None:
+            return self._read_ack_strictly()
         pattern = _BETWEEN_PACKETS_WITH_ACKS if self._ack_mode else _BETWEEN_PACKETS_WITHOUT_ACKS
         found = pattern.search(self._received)
         if found is None:
@@ -204,6 +232,35 @@ class RemoteProtocol:
         if marker == ACK:
             return self._acknowledged()
         return self._refused()
+
+    def _read_ack_strictly(self):
+        while self._received and self._unacknowledged is not None:
+            byte = self._received[0]
+            if byte not in (ACK, PACKET_START, INTERRUPT) and self._copy_queued:
+                self._paused = True  # read once the copy queued has been taken
+                return None
+            del self._received[:1]
+            if byte == ACK:
+                return self._acknowledged()
+            if byte == PACKET_START:
+                self._outgoing.append(NAK)
+                self._unacknowledged = None
+                if self._held:
+                    self._transmit(self._held.popleft())
+                self._read = self._read_to_next_frame
+                return Nak()
+            if byte != INTERRUPT:
+                self._outgoing += self._unacknowledged
+                self._copy_queued = True
+        return _KEEP_READING if self._received else None
+
+    def _read_to_next_frame(self):
+        start = self._received.find(PACKET_START)
+        if start < 0:
+            self._received.clear()
+            return None
+        del self._received[: start + 1]
+        return self._start_body()
 
     def _read_body(self):
         received = self._received
@@ -286,7 +343,7 @@ class RemoteProtocol:
         if not _HEX_DIGITS.issuperset(digits) or int(digits, 16) != checksum(body):
             return self._damaged("checksum")
         try:
-            payload = decode_body(body)
+            payload = decode_body(body) if self._decode_bodies else bytes(body)
         except MalformedBody as error:
             return self._damaged(error.reason)
         if self._ack_mode:

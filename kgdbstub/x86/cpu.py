@@ -623,8 +623,11 @@ class Processor:
             self.uc.hook_del(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):
             self._execute_hooks[address] = self._add_execute_hook(address)
-            # Code translated before the hook existed would not call it.
-            self.uc.ctl_remove_cache(address, address + 1)
+            # Code translated before the hook existed would not call it. (The
+            # address space's last byte has no end unicorn can name; no
+            # instruction there can have been translated and run on.)
+            if address + 1 < 1 << 64:
+                self.uc.ctl_remove_cache(address, address + 1)
 
     def _derive(self, cpu: int) -> None:
         registers = self.debug_registers[cpu]

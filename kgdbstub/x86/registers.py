@@ -2,9 +2,9 @@
 
 A layout is the order and size of the registers in a `g` packet. The
 `modern` layout is the one our target description announces (gdb's amd64
-core and SSE features plus the segment bases); the `kgdb` layout is Linux's
-x86-64 kgdb (`arch/x86/include/asm/kgdb.h`), which gdb reads without a
-target description.
+core and SSE features plus the segment bases). Linux's x86-64 kgdb's own,
+which gdb reads without a target description, is kgdb's dbg_reg_def
+(core/arch_x86.py).
 """
 from __future__ import annotations
 
@@ -73,10 +73,6 @@ MODERN = tuple(
     + [Register("mxcsr", 4, X.UC_X86_REG_MXCSR)]
     + [Register("fs_base", 8, X.UC_X86_REG_FS_BASE), Register("gs_base", 8, X.UC_X86_REG_GS_BASE)]
 )
-
-# kgdb's x86-64 layout: 17 eight-byte registers, then eflags and the six
-# segment registers at four bytes each.
-KGDB = tuple(_gprs() + _segments(4))
 
 # What a stop reply carries so that gdb needs no `g` to show where it stopped.
 EXPEDITED = ("rbp", "rsp", "rip")

@@ -132,3 +132,16 @@ async def test_connecting_to_nothing_raises_connection_lost():
         await connect("/nonexistent/tty")
     with pytest.raises(ValueError):
         await connect("no-port-here")
+
+
+@pytest.mark.server_args("--dialect", "kgdb")
+async def test_kgdb_is_interrupted_with_sysrq_g_and_stops_in_kgdb_breakpoint(server):
+    kgdb_breakpoint = Image(server.elf).symbols["kgdb_breakpoint"]
+    async with await connect(server.address, elf=server.elf) as target:
+        with pytest.raises(ValueError, match="BREAK-g"):
+            await target.interrupt(sequence="BREAK")
+        await target.resume_nowait()
+        stop = await target.interrupt(sequence="BREAK-g", timeout=20)
+        assert stop.signal == 5 and not target.running
+        # The pc one byte after the int3 (kgdb_breakpoint's own, no breakpoint of ours).
+        assert await target.read_register("rip") == kgdb_breakpoint.address + 1

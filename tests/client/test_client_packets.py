@@ -5,6 +5,7 @@ from kgdbstub.client.packets import (
     KGDB_LAYOUT, Register, error_number, format_thread_id, is_output, is_resume, output_text, parse_stop,
     parse_thread_id, target_registers,
 )
+from kgdbstub.core import arch_x86
 from kgdbstub.x86 import registers
 from kgdbstub.x86.tdesc import target_xml
 
@@ -69,6 +70,9 @@ def test_the_target_description_gives_the_g_layout_and_includes_are_followed():
         Register("rax", 8, 0), Register("rbx", 8, 1), Register("extra", 4, 40))
 
 
-def test_kgdbs_layout_is_17_quads_and_7_longs():
-    assert [r.size for r in KGDB_LAYOUT] == [8] * 17 + [4] * 7
-    assert KGDB_LAYOUT[16].name == "rip" and [r.name for r in KGDB_LAYOUT] == [r.name for r in registers.KGDB]
+def test_kgdbs_layout_is_17_quads_and_5_longs():
+    # arch/x86/include/asm/kgdb.h: NUMREGBYTES = 17 * 8 + 5 * 4 (fs and gs only through `p`)
+    assert [r.size for r in KGDB_LAYOUT] == [8] * 17 + [4] * 5
+    # The stub's own definition, dbg_reg_def up to NUMREGBYTES (fs and gs only through `p`).
+    assert [(r.name, r.size) for r in KGDB_LAYOUT] == [(d.name, d.size) for d in arch_x86.DBG_REG_DEF[:22]]
+    assert KGDB_LAYOUT[16].name == "rip" and sum(r.size for r in KGDB_LAYOUT) == arch_x86.NUMREGBYTES

@@ -13,8 +13,8 @@ from kgdbstub.gdbstub.session import Session
 
 
 def session_for(path, dialect=MODERN) -> Session:
-    debugger = SimpleNamespace(kernel=SimpleNamespace(image=SimpleNamespace(path=path)))
-    return Session(debugger, dialect)
+    debugger = SimpleNamespace(kernel=SimpleNamespace(image=SimpleNamespace(path=path)), stop=None)
+    return dialect.session(debugger, dialect)
 
 
 def ask(session: Session, packet: bytes) -> bytes:

@@ -37,7 +37,9 @@ def serving(transport: str, dialect: str):
     """A server and a connected client, stopped at kgdbwait; and how to break in."""
     if transport == "tcp":
         with start_server("--dialect", dialect) as server, SyncTarget(server.address, elf=server.elf) as target:
-            yield server, target, target.interrupt
+            # kgdb ignores a 0x03: gdb's `set remote interrupt-sequence BREAK-g` sends SysRq-G.
+            yield server, target, (lambda: target.interrupt(sequence="BREAK-g")) if dialect == "kgdb" \
+                else target.interrupt
     else:
         with start_line_server("--pty", "--dialect", dialect) as server, SyncTarget(server.address, elf=server.elf) as target:
             def sysrq_g():
@@ -65,8 +67,9 @@ def looper_pc(target: SyncTarget) -> int:
     return target.read_register("rip", thread=LOOPER)
 
 
-@pytest.mark.parametrize("transport,dialect", [("tcp", "modern"), ("tcp", "kgdb"), ("pty", "modern"),
-                                               ("pty", "kgdb")])
+# Not in the kgdb dialect: Linux's kgdb writes no user memory
+# (copy_to_kernel_nofault), so the jmp cannot be planted in the looper.
+@pytest.mark.parametrize("transport,dialect", [("tcp", "modern"), ("pty", "modern")])
 def test_a_spinning_looper_stops_inside_its_loop_every_time(transport, dialect):
     with serving(transport, dialect) as (server, target, break_in):
         site = loop_site(target)

@@ -181,7 +181,10 @@ async def test_floods_of_unacknowledged_requests_and_of_naks_cost_bounded_memory
         await peer.aclose()
         after = resident(server)
     assert flooded - before < MEMORY_SLACK, f"{FLOOD} unacknowledged replies: {before} -> {flooded} bytes"
-    assert len(copies) <= 16, f"16 KiB of '-' brought the reply {len(copies)} times"  # one per read of them
+    if dialect == "kgdb":  # put_packet sends the reply again for every byte but '+' and '$'
+        assert len(copies) == 16384, f"16 KiB of '-' brought the reply {len(copies)} times"
+    else:
+        assert len(copies) <= 16, f"16 KiB of '-' brought the reply {len(copies)} times"  # one per read of them
     assert naked - before < MEMORY_SLACK, f"16 KiB of '-': {before} -> {naked} bytes"
     assert after - before < MEMORY_SLACK, f"after the client left: {before} -> {after} bytes"
 
@@ -306,7 +309,7 @@ async def test_a_silent_and_a_dribbling_connection_hold_no_seat_and_are_closed()
 @pytest.mark.parametrize("dialect", ["modern", "kgdb"])
 async def test_over_tcp_the_console_shows_after_the_contract_lines_and_reaches_gdb_in_modern(dialect):
     with serving("tcp", dialect) as server:
-        server.stdout.wait_for(r"kgdb: Waiting for connection from remote gdb\.\.\.", timeout=DEADLINE)
+        server.stdout.wait_for(r"KGDB: Waiting for connection from remote gdb\.\.\.", timeout=DEADLINE)
         lines = server.stdout.text.splitlines()
         assert lines[2].startswith("attach with: ") and lines[3].startswith("Linux version"), lines
         peer = await Peer.open(server)
@@ -386,6 +389,7 @@ async def test_a_storm_of_opens_writes_and_closes_on_the_pty_leaves_it_usable(di
         await peer.send(frame(QSUPPORTED))
         await peer.send(b"+" + frame(b"m%x,4" % kernel_address(server)))
         await peer.until(lambda reply: re.fullmatch(rb"[0-9a-f]{8}", reply), "the reply to a read")
+        await peer.send(b"+")  # as gdb does: kgdb's put_packet takes a packet in its place as a nak
         assert (await peer.request(b"?"))[:1] in (b"T", b"S")
         assert await peer.request(b"D") == b"OK"
         await peer.aclose()

@@ -169,3 +169,18 @@ async def test_a_fifth_hardware_slot_is_refused_with_enospc(modern):
     with pytest.raises(BreakpointRefused) as refused:
         await client.insert_breakpoint(image.address_of("do_fork"), kind="hardware")
     assert refused.value.errno == errno.ENOSPC and refused.value.reply == b"E28"
+
+
+async def test_a_refused_register_write_is_an_error_and_changes_nothing(raw):
+    client, _ = raw
+    # fs and gs take a null selector alone: the machine has no descriptor table.
+    assert await client.request(b"P16=33000000") == b"E22"
+    registers = bytearray.fromhex((await client.request(b"g")).decode())
+    changed = bytearray(registers)
+    changed[0:8] = (0x1234).to_bytes(8, "little")  # rax
+    changed[17 * 8 + 20 : 17 * 8 + 24] = (0x33).to_bytes(4, "little")  # fs, after eflags cs ss ds es
+    assert await client.request(b"G" + changed.hex().encode()) == b"E22"
+    assert bytearray.fromhex((await client.request(b"g")).decode()) == registers  # rax unchanged too
+    # What gdb writes after a PC change (jump): rip, and the same selectors back.
+    assert await client.request(b"P10=" + registers[128:136].hex().encode()) == b"OK"
+    assert await client.request(b"G" + registers.hex().encode()) == b"OK"

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from kgdbstub.core.breakinfo import Piece
 from kgdbstub.core.debugger import SIGINT, SIGTRAP, Debugger, StopEvent
-from kgdbstub.kernel.hw_breakpoint import Breakpoint, BreakpointType
+from kgdbstub.gdbstub.dialects import DIALECTS
+from kgdbstub.kernel.hw_breakpoint import Breakpoint, BreakpointType, register_length
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
 from kgdbstub.kernel.ptrace import dr7_for
@@ -42,15 +43,21 @@ class Machine:
     """A two-CPU minikernel booted to kgdbwait, past kgdb's late init."""
 
     def __init__(self, *, policy: str = "leftover", cpus: int = 2,
-                 early: Callable[[Kernel], object] | None = None, late_init: bool = True):
+                 early: Callable[[Kernel], object] | None = None, late_init: bool = True,
+                 dialect: str = "modern"):
         self.kernel = Kernel(image(), cpus=cpus)
-        self.debugger = Debugger(self.kernel, policy=policy)
+        self.dialect = DIALECTS[dialect]
+        self.debugger = Debugger(self.kernel, policy=policy, **self.dialect.core)
         if early is not None:
             early(self.kernel)
         boot = self.resume()
         assert (boot.signal, boot.thread) == (SIGTRAP, INIT), f"boot did not stop in kgdbwait: {boot}"
         if late_init:
             self.debugger.late_init()
+
+    def session(self, **options):
+        """A session of the machine's dialect (its own class: kgdb.py's for `kgdb`)."""
+        return self.dialect.session(self.debugger, self.dialect, **options)
 
     # -- the image ------------------------------------------------------------
 
@@ -204,7 +211,8 @@ class Machine:
         """The DR really holds the event: its address, type, length, enabled in DR7."""
         slot = self.kernel.processor.debug_registers[cpu].slot(dr)
         assert slot.enabled, (cpu, dr)
-        assert (slot.address, slot.access, slot.length) == (event.address, ACCESS_OF[event.type], event.length)
+        length = register_length(event.type, event.length)  # an execute one: DR7 LEN 00
+        assert (slot.address, slot.access, slot.length) == (event.address, ACCESS_OF[event.type], length)
 
     # -- ptrace ---------------------------------------------------------------------
 

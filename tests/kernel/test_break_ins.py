@@ -63,7 +63,7 @@ def test_a_break_in_before_the_tick_handler_runs_leaves_the_tick_pending():
     assert kernel._timer_pending[cpu] == 1
 
     # Going on, the looper takes that tick first thing, once, in the same timer period.
-    handler = kernel.perf.register(address=timer, length=1, type=X_BREAKPOINT, cpu=None, task=LOOPER)
+    handler = kernel.perf.register(address=timer, length=8, type=X_BREAKPOINT, cpu=None, task=LOOPER)
     machine.run(lambda: handler.hits > 0)
     assert handler.hits == 1 and kernel.rounds == rounds and kernel._timer_pending[cpu] == 0
 

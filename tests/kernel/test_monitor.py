@@ -56,3 +56,25 @@ def test_a_tracer_that_used_up_its_continues_detaches_and_the_tracee_runs_on(mac
     iterations = machine.iterations
     machine.run(lambda: machine.iterations > iterations + 5)
     assert not machine.stopped(LOOPER)
+
+
+def test_perf_add_checks_a_slot_first_then_the_attributes_as_perf_event_open_does(machine):
+    # register_perf_hw_breakpoint reserves the slot, then hw_breakpoint_parse
+    # (arch_build_bp_info) checks the attributes.
+    monitor = Monitor(machine.kernel, machine.debugger)
+    jiffies = machine.address("jiffies")
+    assert monitor(f"perf add cpu=1 {jiffies:#x} w 3").startswith("error: EINVAL")  # not a power of two
+    assert monitor(f"perf add cpu=1 {jiffies:#x} w 16").startswith("error: EOPNOTSUPP")  # no AMD BPEXT
+    assert monitor(f"perf add cpu=1 {jiffies:#x} r 8").startswith("error: EINVAL")  # no read-only type
+    assert monitor("perf add cpu=1 do_fork x 1").startswith("error: EINVAL")  # bp_len != sizeof(long)
+    execute = monitor("perf add cpu=1 do_fork x 8")
+    assert execute.startswith("id=")
+    assert f"addr={machine.address('do_fork'):#x} type=x len=8 " in monitor("perf")
+    assert f"owner=perf:{execute[3:].strip()} addr={machine.address('do_fork'):#x} type=x len=1\n" in monitor("slots")
+    for _ in range(3):
+        assert monitor(f"perf add cpu=1 {jiffies:#x} w 8").startswith("id=")
+    for malformed in ("w 3", "w 16", "r 8", "x 1"):  # CPU 1 is full: that comes first
+        assert monitor(f"perf add cpu=1 {jiffies:#x} {malformed}").startswith("error: ENOSPC")
+    # A wide request is CPU 0's answer first: room there, so the attributes.
+    assert monitor(f"perf add wide {jiffies:#x} w 3").startswith("error: EINVAL")
+    assert monitor(f"perf add wide {jiffies:#x} w 8").startswith("error: ENOSPC")  # well formed: CPU 1 full

@@ -30,7 +30,7 @@ def test_a_task_event_takes_the_first_free_dr_of_whichever_cpu_its_task_is_switc
     kernel, perf = machine.kernel, machine.kernel.perf
     pinned = perf.register(address=machine.address("jiffies"), length=8, type=W, cpu=0, task=None)
     assert machine.drs_of(0, pinned) == [0] and machine.drs_of(1, pinned) == []
-    mine = perf.register(address=machine.address("looper_tick"), length=1, type=X, cpu=None, task=LOOPER)
+    mine = perf.register(address=machine.address("looper_tick"), length=8, type=X, cpu=None, task=LOOPER)
     placements = set()
 
     def observe():
@@ -75,7 +75,7 @@ def test_the_monitor_slot_table_shows_the_task_event_where_it_is(machine):
 def test_cpu_bound_and_kgdb_breakpoints_stay_where_they_are_while_a_task_event_moves(machine):
     perf, debugger = machine.kernel.perf, machine.debugger
     pinned = perf.register(address=machine.address("jiffies"), length=8, type=W, cpu=1, task=None)
-    mine = perf.register(address=machine.address("looper_tick"), length=1, type=X, cpu=None, task=LOOPER)
+    mine = perf.register(address=machine.address("looper_tick"), length=8, type=X, cpu=None, task=LOOPER)
     # kgdb: an execute breakpoint where nothing runs after boot, so it never stops the machine.
     debugger.insert_hardware(1, machine.address("kgdb_breakpoint"), 1)
     kgdb_at: dict[int, list[int]] = {}
@@ -134,7 +134,7 @@ def test_a_task_event_counts_every_hit_whichever_dr_and_cpu_it_is_in(machine):
 def test_a_task_event_counts_its_execute_hits_exactly(machine):
     perf = machine.kernel.perf
     start = machine.looper_calls()
-    tick = perf.register(address=machine.address("looper_tick"), length=1, type=X, cpu=None, task=LOOPER)
+    tick = perf.register(address=machine.address("looper_tick"), length=8, type=X, cpu=None, task=LOOPER)
     machine.run_rounds(30, observe=lambda: None)
     assert tick.hits == machine.looper_calls() - start > 0
     perf.unregister(tick)
@@ -171,7 +171,7 @@ def test_a_read_write_watch_counts_the_load_and_the_store_of_each_tick(machine):
 
 def test_a_disabled_event_keeps_its_slot_and_counts_nothing(machine):
     kernel, perf, accounting = machine.kernel, machine.kernel.perf, machine.kernel.accounting
-    tick = perf.register(address=machine.address("looper_tick"), length=1, type=X, cpu=None, task=LOOPER)
+    tick = perf.register(address=machine.address("looper_tick"), length=8, type=X, cpu=None, task=LOOPER)
     wide = perf.register_wide(address=machine.address("jiffies"), length=8, type=W)
     needed = [accounting.slots_needed(cpu) for cpu in range(2)]
     perf.modify(tick, enabled=False)

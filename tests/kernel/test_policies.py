@@ -34,10 +34,10 @@ def perf_attempts(machine):
     kernel = machine.kernel
     tick = machine.address("looper_tick")
     return {
-        "cpu-bound": lambda: kernel.perf.register(address=tick, length=1, type=X, cpu=0, task=None),
-        "per-task on one CPU": lambda: kernel.perf.register(address=tick, length=1, type=X, cpu=1, task=LOOPER),
-        "per-task on all CPUs": lambda: kernel.perf.register(address=tick, length=1, type=X, cpu=None, task=LOOPER),
-        "wide": lambda: kernel.perf.register_wide(address=tick, length=1, type=X),
+        "cpu-bound": lambda: kernel.perf.register(address=tick, length=8, type=X, cpu=0, task=None),
+        "per-task on one CPU": lambda: kernel.perf.register(address=tick, length=8, type=X, cpu=1, task=LOOPER),
+        "per-task on all CPUs": lambda: kernel.perf.register(address=tick, length=8, type=X, cpu=None, task=LOOPER),
+        "wide": lambda: kernel.perf.register_wide(address=tick, length=8, type=X),
         "ptrace": lambda: kernel.ptrace.poke_dr(kernel.ptrace.attach(LOOPER).pid, 0, tick),
     }
 
@@ -95,7 +95,7 @@ def test_leftover_gives_a_removed_breakpoint_slot_back_at_once():
     stop_at_do_fork(machine)
     debugger.remove_hardware(KIND_EXECUTE, machine.address("do_fork"), 1)
     # The slot is free again while gdb is still attached and the machine still stopped...
-    event = machine.kernel.perf.register(address=machine.address("looper_tick"), length=1, type=X,
+    event = machine.kernel.perf.register(address=machine.address("looper_tick"), length=8, type=X,
                                          cpu=0, task=None)
     # ...and perf's event really sits in a DR: kgdb's removed breakpoint does not.
     assert machine.drs_of(0, event) != []
@@ -228,7 +228,7 @@ def test_after_detach_the_accounting_is_what_it_was_before_attach(policy, perf_e
         stop_at_do_fork(machine)
         debugger.detach()
         assert accounting.snapshot() == before, f"session {round}"
-        assert debugger.breakpoints == {} and debugger.hardware.requests == []
+        assert not debugger.breakpoints and debugger.hardware.requests == []
         assert kgdb_pieces(machine) == [], "kgdb's breakpoints are out of the DRs after detach"
 
 
@@ -363,10 +363,10 @@ async def test_a_dropped_connection_gives_everything_back(policy, drop):
     assert result == [False], "the session ends without a detach"
     assert accounting.snapshot() == before
     assert kgdb_pieces(machine) == [], "nothing of kgdb's is left in the debug registers"
-    assert debugger.breakpoints == {} and debugger.hardware.requests == []
+    assert not debugger.breakpoints and debugger.hardware.requests == []
     assert not debugger.attached
     # The slot kgdb had is perf's to take again, really: the DR is free.
-    event = machine.kernel.perf.register(address=machine.address("looper_tick"), length=1, type=X,
+    event = machine.kernel.perf.register(address=machine.address("looper_tick"), length=8, type=X,
                                          cpu=1, task=None)
     assert machine.drs_of(1, event) != []
 
@@ -399,8 +399,8 @@ def test_capacity_is_what_the_accounting_leaves_the_debugger_those_it_holds_incl
     tick = machine.address("looper_tick")
     takers = [
         lambda: kernel.perf.register_wide(address=machine.address("jiffies"), length=8, type=W),
-        lambda: kernel.perf.register(address=tick, length=1, type=X, cpu=1, task=None),  # one CPU decides
-        lambda: kernel.perf.register(address=tick, length=1, type=X, cpu=None, task=LOOPER),
+        lambda: kernel.perf.register(address=tick, length=8, type=X, cpu=1, task=None),  # one CPU decides
+        lambda: kernel.perf.register(address=tick, length=8, type=X, cpu=None, task=LOOPER),
         lambda: machine.trace(1),  # ptrace, on the looper on every CPU
     ]
     counts = []

@@ -133,6 +133,28 @@ def test_a_dr7_write_with_one_bad_dr_changes_nothing(machine, bad):
     assert tracee.events[1].hits == hits[1] == 0
 
 
+def test_an_execute_dr_is_a_perf_event_of_sizeof_long_in_a_dr_of_len_00(machine):
+    # arch_bp_generic_fields: DR7 R/W 00 with LEN 00 is bp_type X, bp_len sizeof(long);
+    # the DR it is installed in watches the one instruction again.
+    kernel, ptrace = machine.kernel, machine.kernel.ptrace
+    tracee = ptrace.attach(LOOPER)
+    ptrace.poke_dr(LOOPER, 0, machine.address("looper_tick"))
+    ptrace.poke_dr7(LOOPER, dr7_for(0, X, 1))
+    event = tracee.events[0]
+    assert (event.type, event.length, event.enabled) == (X, 8, True)
+    ptrace.cont(LOOPER, 10**9)
+    installed = []
+
+    def observe():
+        for cpu in range(2):
+            for dr in machine.drs_of(cpu, event):
+                installed.append(kernel.processor.debug_registers[cpu].slot(dr).length)
+
+    machine.run_rounds(5, observe=observe)
+    assert installed and set(installed) == {1}
+    assert event.hits > 0
+
+
 # -- continue N ---------------------------------------------------------------------------------
 
 
@@ -193,7 +215,7 @@ def test_continuing_a_stopped_tracee_again_counts_each_hit_once(machine):
     """
     kernel = machine.kernel
     tracee = machine.trace(0, "looper_tick")
-    perf_tick = kernel.perf.register(address=machine.address("looper_tick"), length=1, type=X,
+    perf_tick = kernel.perf.register(address=machine.address("looper_tick"), length=8, type=X,
                                      cpu=None, task=LOOPER)
     kernel.ptrace.cont(LOOPER, 100)
     machine.run(lambda: machine.stopped())

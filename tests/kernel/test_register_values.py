@@ -13,7 +13,6 @@ from kernel_harness import Machine
 
 from kgdbstub.gdbstub.actions import Reply
 from kgdbstub.gdbstub.dialects import DIALECTS
-from kgdbstub.gdbstub.session import Session
 from kgdbstub.rsp import decode_hex, encode_hex
 from kgdbstub.x86 import registers
 
@@ -29,12 +28,13 @@ def machine():
     return Machine()
 
 
-def whole_state(session: Session) -> bytes:
-    """Every register of the thread the session works on, segment bases included."""
-    return registers.encode(session._regs(), registers.MODERN)
+def whole_state(session) -> bytes:
+    """Every register of the task that stopped (which P and G write), segment bases included."""
+    debugger = session.debugger
+    return registers.encode(debugger.kernel.current[debugger.stop.cpu].regs, registers.MODERN)
 
 
-def register_size(session: Session, number: int) -> int:
+def register_size(session, number: int) -> int:
     reply = session.handle(b"p%x" % number).payload
     return 8 if reply.startswith(b"E") else len(reply) // 2
 
@@ -48,7 +48,7 @@ def odd_values(size: int):
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(dialect=st.sampled_from(sorted(DIALECTS)), number=st.sampled_from(NUMBERS), data=st.data())
 def test_a_register_write_is_taken_or_refused_with_nothing_changed(machine, dialect, number, data):
-    session = Session(machine.debugger, DIALECTS[dialect])
+    session = DIALECTS[dialect].session(machine.debugger, DIALECTS[dialect])
     size = register_size(session, number)
     value = data.draw(odd_values(size), label="value")
     before = whole_state(session)
@@ -66,7 +66,7 @@ def test_a_register_write_is_taken_or_refused_with_nothing_changed(machine, dial
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(dialect=st.sampled_from(sorted(DIALECTS)), data=st.data())
 def test_a_whole_register_write_is_taken_or_refused_as_a_whole(machine, dialect, data):
-    session = Session(machine.debugger, DIALECTS[dialect])
+    session = DIALECTS[dialect].session(machine.debugger, DIALECTS[dialect])
     size = len(session.handle(b"g").payload) // 2
     layout = session.dialect.layout
     if registers.layout_size(layout) == size:
@@ -91,8 +91,8 @@ def test_a_whole_register_write_is_taken_or_refused_as_a_whole(machine, dialect,
 @pytest.mark.parametrize("dialect", sorted(DIALECTS))
 def test_gdb_set_fs_8_is_refused_and_the_session_goes_on(dialect):
     """gdb's `set $fs = 8` (P16=08000000), and all ones in fs and gs."""
-    machine = Machine()
-    session = Session(machine.debugger, DIALECTS[dialect])
+    machine = Machine(dialect=dialect)
+    session = machine.session()
     before = whole_state(session)
     for packet in (b"P16=08000000", b"P16=ffffffff", b"P17=ffffffff"):
         assert session.handle(packet).payload in (b"OK", b"E22"), packet
@@ -113,8 +113,8 @@ def test_the_machine_runs_and_steps_with_any_register_value(dialect):
     """After each write the machine steps and runs; every resume ends in a stop, nothing raises."""
     layout = DIALECTS[dialect].layout
     for number, register in enumerate(layout):
-        machine = Machine()
-        session = Session(machine.debugger, DIALECTS[dialect])
+        machine = Machine(dialect=dialect)
+        session = machine.session()
         top = (1 << (8 * register.size)) - 1
         for value in (0, top, 0x5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A5A & top, 8):
             session.handle(b"P%x=%s" % (number, encode_hex(value.to_bytes(register.size, "little"))))

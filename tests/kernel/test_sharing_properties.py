@@ -39,7 +39,7 @@ from unicorn import x86_const
 from kernel_harness import ACCESS_OF, INIT, LOOPER, RW, W, X, Machine
 from kgdbstub.core.breakinfo import Kind, Piece
 from kgdbstub.core.debugger import DebuggerError
-from kgdbstub.kernel.hw_breakpoint import Breakpoint
+from kgdbstub.kernel.hw_breakpoint import Breakpoint, register_length
 from kgdbstub.kernel.ptrace import dr7_for
 
 # A guard against a hang, not a synchronisation: runs are bounded in rounds.
@@ -195,7 +195,8 @@ class SharingMachine(RuleBasedStateMachine):
                 slot = registers.slot(dr)
                 assert slot.enabled == (owner is not None), f"CPU {cpu} DR{dr}: enabled={slot.enabled}, owner={owner}"
                 if isinstance(owner, Breakpoint):
-                    assert (slot.address, slot.access, slot.length) == (owner.address, ACCESS_OF[owner.type], owner.length)
+                    length = register_length(owner.type, owner.length)  # an execute one: DR7 LEN 00
+                    assert (slot.address, slot.access, slot.length) == (owner.address, ACCESS_OF[owner.type], length)
                 elif isinstance(owner, Piece):
                     assert (slot.address, slot.access, slot.length) == (owner.address, owner.access, owner.length)
             held = [o for o in owners if o is not None]
@@ -248,7 +249,7 @@ class SharingMachine(RuleBasedStateMachine):
         if not self.may_watch(watched, binding):
             return
         kind = data.draw(st.sampled_from(TARGETS[watched]))
-        options = dict(address=self.m.address(watched), length=1 if kind is X else 8, type=kind)
+        options = dict(address=self.m.address(watched), length=8, type=kind)
         before = self.accounting.snapshot()
         try:
             if binding[0] == "wide":
@@ -335,7 +336,7 @@ class SharingMachine(RuleBasedStateMachine):
     @rule()
     def detach(self):
         self.debugger.detach()
-        assert self.debugger.hardware.requests == [] and self.debugger.breakpoints == {}
+        assert self.debugger.hardware.requests == [] and not self.debugger.breakpoints
         # Whatever kgdb took during the session is given back (perf may have come and gone meanwhile).
         if self.debugger.policy.name == self.policy_at_attach:
             assert self.kgdb_reservations() == self.kgdb_before

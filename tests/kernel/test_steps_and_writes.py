@@ -42,3 +42,17 @@ def test_a_debugger_write_to_a_watched_page_leaves_the_watch_counting():
     machine.resume()
     assert machine.u64("total_forks") > base
     assert sum(e.hits for e in events) == machine.u64("total_forks") - base
+
+
+def test_a_clone_whose_name_cannot_be_read_fails_with_efault_and_the_machine_runs_on():
+    # What a debugger's `jump do_fork` with stale registers does: HC_CLONE gets a bad comm.
+    machine = Machine()
+    do_fork = machine.address("do_fork")
+    machine.debugger.insert_hardware(Kind.EXECUTE, do_fork, 1)
+    stop = machine.resume()
+    tasks, forks = len(machine.kernel.tasks), machine.u64("total_forks")
+    machine.kernel.current[stop.cpu].regs.reg_write(X.UC_X86_REG_RCX, 1)  # comm = 0x1
+    machine.debugger.remove_hardware(Kind.EXECUTE, do_fork, 1)
+    machine.debugger.insert_hardware(Kind.EXECUTE, machine.address("sys_clone"), 1)  # the next fork
+    machine.resume()
+    assert len(machine.kernel.tasks) == tasks and machine.u64("total_forks") == forks  # do_fork: pid < 0

@@ -442,3 +442,35 @@ def test_any_bytes_like_object_will_do():
     assert stub.data_to_send() == b"$OK#9a"
     assert feed(stub, memoryview(b"+$OK#9a")) == [Ack(), Packet(b"OK")]
     assert type(stub.data_to_send()) is bytes
+
+
+# -- strict acks: Linux's put_packet --------------------------------------------------
+
+
+def test_strict_acks_send_a_copy_for_every_byte_but_an_ack_one_at_a_time():
+    # put_packet: after a frame, each byte read but '+' and '$' sends it again (0x03 is skipped).
+    codec = RemoteProtocol(strict_acks=True)
+    codec.send_packet(b"OK")
+    codec.receive_data(b"--x\x03-+")
+    sent = []
+    while True:
+        events = list(codec.events())
+        acknowledged = any(isinstance(e, Ack) for e in events)
+        assert acknowledged or codec.paused, "the next byte waits for the copy before it to be taken"
+        sent.append(codec.data_to_send())
+        if acknowledged:
+            break
+    assert b"".join(sent) == frame_of(b"OK") * 5  # the frame and four copies: '-', '-', 'x', '-'
+    assert max(len(d) for d in sent) == len(frame_of(b"OK")), "never more than one copy held"
+    assert not codec.paused and not codec.awaiting_ack
+
+
+def test_strict_acks_take_a_frame_in_place_of_the_ack_as_a_nak_and_lose_it():
+    # put_packet answers '-' and returns; get_packet then skips to the next '$'.
+    codec = RemoteProtocol(strict_acks=True)
+    codec.send_packet(b"OK")
+    codec.data_to_send()
+    codec.receive_data(frame_of(b"m0,1") + frame_of(b"qC"))
+    events = list(codec.events())
+    assert [type(e) for e in events] == [Nak, Packet] and events[1].payload == b"qC"
+    assert codec.data_to_send() == b"-+"

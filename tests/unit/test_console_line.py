@@ -259,7 +259,7 @@ async def test_modern_console_output_reaches_gdb_as_o_packets_before_the_stop(ma
     client = LineClient(line.path)
     try:
         with trio.fail_after(DEADLINE):
-            await client.wait_raw(b"kgdb: Waiting for connection from remote gdb...\n")
+            await client.wait_raw(b"KGDB: Waiting for connection from remote gdb...\n")
             assert (await client.request(QSUPPORTED)).startswith(b"PacketSize=")
             address = kernel.image.address_of("do_fork")
             assert await client.request(b"Z0,%x,1" % address) == b"OK"
@@ -351,8 +351,8 @@ async def test_a_packet_sent_again_before_any_ack_is_not_run_twice(machine):
 
 
 @pytest.mark.parametrize("how, message", [
-    (BREAK + b"g", b"sysrq: DEBUG\nkgdb: Entering KGDB\n"),
-    (b"\x03", b"kgdb: Entering KGDB\n"),
+    (BREAK + b"g", b"sysrq: DEBUG\nKGDB: Entering KGDB\n"),
+    (b"\x03", b"KGDB: Entering KGDB\n"),
 ])
 async def test_a_break_in_stops_the_machine_running_free(machine, how, message):
     line, kernel, debugger, options = machine

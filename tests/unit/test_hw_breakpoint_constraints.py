@@ -2,8 +2,8 @@
 
 First Linux's KUnit suite for it (kernel/events/hw_breakpoint_test.c), case by
 case, on 2 and on 4 CPUs; then the rest of the contract of SlotAccounting:
-binding and attribute checks, wide registration, modify, the debugger's
-reservations.
+binding and attribute checks in the order register_perf_hw_breakpoint makes
+them (the slot first), wide registration, modify, the debugger's reservations.
 """
 import errno
 
@@ -242,10 +242,10 @@ def test_a_disabled_breakpoint_still_holds_its_slot():
 
 def test_ids_are_unique_and_increasing_and_the_list_keeps_registration_order():
     acct = SlotAccounting(cpus=2)
-    first = acct.register(address=BREAK_VARS, length=1, type=X, cpu=0, task=NO_TASK, owner="perf")
+    first = acct.register(address=BREAK_VARS, length=8, type=X, cpu=0, task=NO_TASK, owner="perf")
     second = acct.register(address=USER_DATA, length=4, type=W, cpu=ALL_CPUS, task=5, owner="ptrace")
     acct.unregister(first)
-    third = acct.register(address=BREAK_VARS, length=1, type=X, cpu=1, task=NO_TASK, owner="perf")
+    third = acct.register(address=BREAK_VARS, length=8, type=X, cpu=1, task=NO_TASK, owner="perf")
     assert (first.id, second.id, third.id) == (1, 2, 3)
     assert acct.breakpoints == [second, third]
     assert (third.owner, third.hits, third.enabled) == ("perf", 0, True)
@@ -253,8 +253,8 @@ def test_ids_are_unique_and_increasing_and_the_list_keeps_registration_order():
 
 def test_unregistering_what_is_not_registered_is_a_bug():
     acct = SlotAccounting(cpus=2)
-    bp = acct.register(address=BREAK_VARS, length=1, type=X, cpu=0, task=NO_TASK, owner="perf")
-    twin = acct.register(address=BREAK_VARS, length=1, type=X, cpu=0, task=NO_TASK, owner="perf")
+    bp = acct.register(address=BREAK_VARS, length=8, type=X, cpu=0, task=NO_TASK, owner="perf")
+    twin = acct.register(address=BREAK_VARS, length=8, type=X, cpu=0, task=NO_TASK, owner="perf")
     acct.unregister(bp)
     with pytest.raises(ValueError):
         acct.unregister(bp)
@@ -265,7 +265,7 @@ def test_unregistering_what_is_not_registered_is_a_bug():
 
 def test_hit_counts_are_not_accounting():
     acct = SlotAccounting(cpus=2)
-    bp = acct.register(address=BREAK_VARS, length=1, type=X, cpu=0, task=NO_TASK, owner="perf")
+    bp = acct.register(address=BREAK_VARS, length=8, type=X, cpu=0, task=NO_TASK, owner="perf")
     before = acct.snapshot()
     bp.hits += 3
     assert acct.snapshot() == before
@@ -276,7 +276,7 @@ def test_hit_counts_are_not_accounting():
     hash(before)
 
 
-# ---- bindings and attributes: EINVAL, before any accounting ----------------------
+# ---- bindings and attributes ----------------------------------------------------
 
 
 @pytest.mark.parametrize("cpu", [-1, 2, 7])
@@ -299,39 +299,86 @@ def test_a_breakpoint_with_neither_cpu_nor_task_is_refused():
     assert acct.breakpoints == []
 
 
+# Each with the errno Linux gives it once a slot is reserved, and where.
 MALFORMED = [
-    pytest.param(USER_DATA, 1, R, id="read-only"),
-    pytest.param(USER_DATA, 3, W, id="length-3"),
-    pytest.param(USER_DATA, 16, RW, id="length-16"),
-    pytest.param(USER_DATA, 0, W, id="length-0"),
-    pytest.param(USER_DATA + 2, 4, W, id="misaligned-4"),
-    pytest.param(USER_DATA + 4, 8, RW, id="misaligned-8"),
-    pytest.param(USER_DATA + 1, 2, W, id="misaligned-2"),
-    pytest.param(0x401000, 8, X, id="execute-length-8"),
-    pytest.param(0x401000, 4, X, id="execute-length-4"),
-    pytest.param(-8, 8, W, id="negative-address"),
-    pytest.param(1 << 64, 1, W, id="beyond-64-bits"),
-    pytest.param(USER_DATA, 1, "w", id="not-a-type"),
+    pytest.param(USER_DATA, 1, R, errno.EINVAL, id="read-only"),  # arch_build_bp_info: no x86 type
+    pytest.param(USER_DATA, 3, W, errno.EINVAL, id="length-3"),  # arch_build_bp_info: !is_power_of_2
+    pytest.param(USER_DATA, 0, W, errno.EINVAL, id="length-0"),  # arch_build_bp_info: !is_power_of_2
+    pytest.param(USER_DATA + 8, 16, RW, errno.EINVAL, id="length-16-misaligned"),  # arch_build_bp_info
+    # arch_build_bp_info: a range breakpoint without X86_FEATURE_BPEXT.
+    pytest.param(USER_DATA, 16, RW, errno.EOPNOTSUPP, id="length-16"),
+    pytest.param(USER_DATA, 64, W, errno.EOPNOTSUPP, id="length-64"),
+    pytest.param(USER_DATA + 2, 4, W, errno.EINVAL, id="misaligned-4"),  # hw_breakpoint_arch_parse
+    pytest.param(USER_DATA + 4, 8, RW, errno.EINVAL, id="misaligned-8"),  # hw_breakpoint_arch_parse
+    pytest.param(USER_DATA + 1, 2, W, errno.EINVAL, id="misaligned-2"),  # hw_breakpoint_arch_parse
+    # arch_build_bp_info: an execute breakpoint's bp_len is sizeof(long);
+    # DR7's LEN 00 for it is the register level's (arch_bp_generic_fields).
+    pytest.param(0x401000, 1, X, errno.EINVAL, id="execute-length-1"),
+    pytest.param(0x401000, 4, X, errno.EINVAL, id="execute-length-4"),
+    # arch_build_bp_info: bp_addr + bp_len - 1 wraps around.
+    pytest.param((1 << 64) - 4, 8, X, errno.EINVAL, id="execute-end-overflows"),
+    pytest.param(-8, 8, W, errno.EINVAL, id="negative-address"),
+    pytest.param(1 << 64, 1, W, errno.EINVAL, id="beyond-64-bits"),
 ]
 
 
-@pytest.mark.parametrize("address, length, type", MALFORMED)
-@pytest.mark.parametrize("cpu, task", [(0, NO_TASK), (1, 9), (ALL_CPUS, 9)])
-def test_what_x86_cannot_watch_is_einval_even_when_the_slots_are_full(address, length, type, cpu, task):
+def full_machine():
+    """Two CPUs where neither CPU 0 nor task 9 has a slot left: a wide event
+    holds one slot of each CPU, task 9 the other three."""
     acct = SlotAccounting(cpus=2)
     acct.register_wide(address=BREAK_VARS, length=8, type=W, owner="perf")
     for _ in range(3):
         acct.register(address=USER_DATA, length=8, type=W, cpu=ALL_CPUS, task=9, owner="ptrace")
+    return acct
+
+
+@pytest.mark.parametrize("address, length, type, code", MALFORMED)
+@pytest.mark.parametrize("cpu, task", [(0, NO_TASK), (1, 9), (ALL_CPUS, 9)])
+def test_a_malformed_request_without_a_free_slot_is_enospc(address, length, type, code, cpu, task):
+    # register_perf_hw_breakpoint: reserve_bp_slot comes before hw_breakpoint_parse.
+    acct = full_machine()
     assert not acct.fits(cpu=cpu, task=task)
     before = acct.snapshot()
-    refused(errno.EINVAL, acct.register, address=address, length=length, type=type, cpu=cpu,
+    refused(errno.ENOSPC, acct.register, address=address, length=length, type=type, cpu=cpu,
             task=task, owner="perf")
     assert acct.snapshot() == before
 
 
+@pytest.mark.parametrize("address, length, type, code", MALFORMED)
+@pytest.mark.parametrize("cpu, task", [(0, NO_TASK), (1, 9), (ALL_CPUS, 9)])
+def test_a_malformed_request_with_a_free_slot_gets_the_parsers_errno(address, length, type, code, cpu, task):
+    # register_perf_hw_breakpoint: hw_breakpoint_parse fails, release_bp_slot gives the slot back.
+    acct = SlotAccounting(cpus=2)
+    before = acct.snapshot()
+    refused(code, acct.register, address=address, length=length, type=type, cpu=cpu, task=task, owner="perf")
+    assert acct.snapshot() == before
+
+
+@pytest.mark.parametrize("cpu, task", [(0, NO_TASK), (ALL_CPUS, 9)])
+def test_what_is_no_breakpoint_type_is_einval_before_any_slot_is_counted(cpu, task):
+    # __reserve_bp_slot: HW_BREAKPOINT_EMPTY and _INVALID are refused first.
+    acct = full_machine()
+    refused(errno.EINVAL, acct.register, address=USER_DATA, length=1, type="w", cpu=cpu, task=task, owner="perf")
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_a_malformed_wide_request_gets_the_first_cpus_errno(cpus):
+    # register_wide_hw_breakpoint stops at the first CPU that refuses and
+    # returns its error: ENOSPC when CPU 0 is full, else CPU 0's parse error.
+    for full, code in ((0, errno.ENOSPC), (cpus - 1, errno.EINVAL)):
+        acct = SlotAccounting(cpus=cpus)
+        for offset in range(4):
+            acct.register(address=BREAK_VARS + offset, length=1, type=W, cpu=full, task=NO_TASK, owner="perf")
+        before = acct.snapshot()
+        refused(code, acct.register_wide, address=USER_DATA, length=3, type=W, owner="perf")
+        refused(errno.ENOSPC if full == 0 else errno.EOPNOTSUPP, acct.register_wide, address=USER_DATA,
+                length=16, type=W, owner="perf")
+        assert acct.snapshot() == before
+
+
 @pytest.mark.parametrize("address, length, type", [
     (USER_DATA, 1, W), (USER_DATA + 2, 2, RW), (USER_DATA + 4, 4, W), (USER_DATA + 8, 8, RW),
-    (0x401003, 1, X), ((1 << 64) - 8, 8, W),
+    (0x401003, 8, X), ((1 << 64) - 8, 8, W), ((1 << 64) - 8, 8, X),
 ])
 def test_what_x86_can_watch_is_accepted(address, length, type):
     acct = SlotAccounting(cpus=2)
@@ -348,7 +395,7 @@ def test_ptrace_breakpoints_stay_out_of_kernel_space():
     acct = SlotAccounting(cpus=2)
     for cpu in (ALL_CPUS, 0):
         for address in (0xFFFFFFFF81002000, TASK_SIZE_MAX, 0x0000800000000000):
-            refused(errno.EINVAL, acct.register, address=address, length=1, type=X, cpu=cpu,
+            refused(errno.EINVAL, acct.register, address=address, length=8, type=X, cpu=cpu,
                     task=4, owner="ptrace")
         bp = acct.register(address=TASK_SIZE_MAX - 8, length=8, type=W, cpu=cpu, task=4, owner="ptrace")
         assert bp.exclude_kernel
@@ -363,7 +410,7 @@ def test_in_kernel_users_may_watch_kernel_addresses_per_task_or_per_cpu():
     for cpu, task in ((0, NO_TASK), (ALL_CPUS, 4), (1, 4)):
         bp = acct.register(address=BREAK_VARS, length=8, type=W, cpu=cpu, task=task, owner="perf")
         assert not bp.exclude_kernel
-    acct.register_wide(address=0xFFFFFFFF81002000, length=1, type=X, owner="perf")
+    acct.register_wide(address=0xFFFFFFFF81002000, length=8, type=X, owner="perf")
 
 
 def test_exclude_kernel_is_what_decides_not_the_owner_name():
@@ -429,10 +476,10 @@ def test_modify_changes_what_is_watched_and_keeps_the_slot():
     assert counts == [4, 1]
 
     # A full CPU does not stop an existing breakpoint from changing.
-    acct.modify(bp, address=0x401000, length=1, type=X, enabled=True)
-    assert (bp.address, bp.length, bp.type, bp.enabled) == (0x401000, 1, X, True)
+    acct.modify(bp, address=0x401000, length=8, type=X, enabled=True)
+    assert (bp.address, bp.length, bp.type, bp.enabled) == (0x401000, 8, X, True)
     acct.modify(bp, enabled=False)
-    assert (bp.address, bp.length, bp.type, bp.enabled) == (0x401000, 1, X, False)
+    assert (bp.address, bp.length, bp.type, bp.enabled) == (0x401000, 8, X, False)
     acct.modify(bp, address=USER_DATA + 4, length=4, type=RW)
     assert (bp.address, bp.length, bp.type, bp.enabled) == (USER_DATA + 4, 4, RW, False)
     assert [acct.slots_needed(cpu) for cpu in (0, 1)] == counts
@@ -441,9 +488,10 @@ def test_modify_changes_what_is_watched_and_keeps_the_slot():
 
 @pytest.mark.parametrize("change", [
     dict(type=R), dict(length=3), dict(address=USER_DATA + 1), dict(type=X),
-    dict(length=16, enabled=True), dict(address=USER_DATA + 2, enabled=True),
+    dict(length=16, address=USER_DATA + 8, enabled=True), dict(address=USER_DATA + 2, enabled=True),
 ])
 def test_a_malformed_modify_changes_nothing(change):
+    # modify_user_hw_breakpoint_check parses before it touches anything.
     acct = SlotAccounting(cpus=2)
     bp = acct.register(address=USER_DATA, length=4, type=W, cpu=1, task=6, owner="ptrace", enabled=False)
     before = acct.snapshot()
@@ -459,7 +507,7 @@ def test_the_debugger_can_take_every_free_slot_and_give_all_back(cpus):
     acct = SlotAccounting(cpus=cpus)
     acct.register_wide(address=BREAK_VARS, length=8, type=W, owner="perf")
     acct.register(address=BREAK_VARS + 8, length=8, type=W, cpu=0, task=NO_TASK, owner="perf")
-    acct.register(address=USER_DATA, length=1, type=X, cpu=ALL_CPUS, task=5, owner="ptrace")
+    acct.register(address=USER_DATA, length=8, type=X, cpu=ALL_CPUS, task=5, owner="ptrace")
     before = acct.snapshot()
     free = [4 - acct.slots_needed(cpu) for cpu in range(cpus)]
     assert free == [1] + [2] * (cpus - 1)
@@ -479,13 +527,13 @@ def test_the_debugger_can_take_every_free_slot_and_give_all_back(cpus):
     for cpu in range(cpus):
         refused(errno.ENOSPC, acct.register, address=BREAK_VARS, length=1, type=W, cpu=cpu,
                 task=NO_TASK, owner="perf")
-    refused(errno.ENOSPC, acct.register, address=USER_DATA, length=1, type=X, cpu=cpus - 1,
+    refused(errno.ENOSPC, acct.register, address=USER_DATA, length=8, type=X, cpu=cpus - 1,
             task=5, owner="ptrace")
     # ... but another task may have as many as task 5 has: they take turns in
     # the slot task 5's breakpoint is counted in.  Filling every slot still
     # free cannot take that one away.
-    held.append(acct.register(address=USER_DATA, length=1, type=X, cpu=ALL_CPUS, task=6, owner="ptrace"))
-    refused(errno.ENOSPC, acct.register, address=USER_DATA, length=1, type=X, cpu=ALL_CPUS,
+    held.append(acct.register(address=USER_DATA, length=8, type=X, cpu=ALL_CPUS, task=6, owner="ptrace"))
+    refused(errno.ENOSPC, acct.register, address=USER_DATA, length=8, type=X, cpu=ALL_CPUS,
             task=6, owner="ptrace")
 
     for bp in held:

@@ -25,7 +25,7 @@ KERNEL_DATA = 0xFFFFFFFF82000000
 attributes = st.fixed_dictionaries({
     "address": st.tuples(st.sampled_from([USER_DATA, KERNEL_DATA, TASK_SIZE_MAX - 8]),
                          st.sampled_from([0, 0, 0, 8, 1, 2, 4])).map(sum),
-    "length": st.sampled_from([1, 2, 4, 8, 8, 3]),
+    "length": st.sampled_from([1, 2, 4, 8, 8, 3, 16]),
     "type": st.sampled_from(list(BreakpointType)),
 })
 owners = st.sampled_from(["perf", "ptrace"])
@@ -33,12 +33,19 @@ owners = st.sampled_from(["perf", "ptrace"])
 cpu_numbers = st.integers(0, 3)
 
 
-def well_formed(address, length, type, exclude_kernel):
-    if type is BreakpointType.READ or length not in (1, 2, 4, 8) or address % length:
-        return False
-    if type is BreakpointType.EXECUTE and length != 1:
-        return False
-    return not (exclude_kernel and address + length > TASK_SIZE_MAX)
+def parse_error(address, length, type, exclude_kernel):
+    """hw_breakpoint_parse's errno for these attributes (None: x86 can watch them)."""
+    if type is BreakpointType.READ:
+        return errno.EINVAL
+    if type is BreakpointType.EXECUTE:
+        if length != 8:  # sizeof(long)
+            return errno.EINVAL
+        length = 1  # the instruction, for the kernel-space check
+    elif address % length:
+        return errno.EINVAL
+    elif length not in (1, 2, 4, 8):
+        return errno.EINVAL if length & (length - 1) else errno.EOPNOTSUPP  # no AMD range breakpoints
+    return errno.EINVAL if exclude_kernel and address + length > TASK_SIZE_MAX else None
 
 
 class Model:
@@ -75,12 +82,15 @@ class SlotAccountingMachine(RuleBasedStateMachine):
 
     def attempt(self, new_bindings, exclude_kernel, attrs, call):
         before = self.acct.snapshot()
-        if not well_formed(**attrs, exclude_kernel=exclude_kernel):
-            expected = errno.EINVAL
-        elif not self.model.accepts(*new_bindings):
-            expected = errno.ENOSPC
-        else:
-            expected = None
+        # register_perf_hw_breakpoint reserves the slot, then parses; a wide
+        # request is one such registration per CPU, the first refusal its errno.
+        for cpu in range(len(new_bindings)):
+            if not self.model.accepts(*new_bindings[: cpu + 1]):
+                expected = errno.ENOSPC
+                break
+            expected = parse_error(**attrs, exclude_kernel=exclude_kernel)
+            if expected is not None:
+                break
         try:
             made = call()
         except OSError as refusal:
@@ -136,11 +146,10 @@ class SlotAccountingMachine(RuleBasedStateMachine):
         try:
             self.acct.modify(bp, **attrs, enabled=enabled)
         except OSError as refusal:
-            assert refusal.errno == errno.EINVAL
-            assert not well_formed(**attrs, exclude_kernel=bp.exclude_kernel)
+            assert refusal.errno == parse_error(**attrs, exclude_kernel=bp.exclude_kernel) is not None
             assert self.acct.snapshot() == before
             return
-        assert well_formed(**attrs, exclude_kernel=bp.exclude_kernel)
+        assert parse_error(**attrs, exclude_kernel=bp.exclude_kernel) is None
         assert (bp.address, bp.length, bp.type, bp.enabled) == (
             attrs["address"], attrs["length"], attrs["type"], enabled)
 

@@ -57,7 +57,7 @@ def test_modern_offers_both_features_and_kgdb_neither(machine):
     _, debugger = machine
     offered = reply(Session(debugger, MODERN), b"qSupported:swbreak+").split(b";")
     assert b"ConditionalBreakpoints+" in offered and b"BreakpointCommands+" in offered
-    assert reply(Session(debugger, KGDB), b"qSupported:swbreak+") == b""
+    assert reply(KGDB.session(debugger, KGDB), b"qSupported:swbreak+") == b""
 
 
 def test_a_software_breakpoint_stops_when_any_of_its_conditions_holds(machine, image):
@@ -158,7 +158,7 @@ def test_a_refused_list_changes_nothing(machine, image, options, code):
 
 def test_kgdb_reads_no_further_than_the_length(machine, image):
     kernel, debugger = machine
-    session = Session(debugger, KGDB)
+    session = KGDB.session(debugger, KGDB)
     do_fork = image.address_of("do_fork")
     assert reply(session, b"Z0,%x,1;%s" % (do_fork, x(forks_equal(image, 1000)))) == b"OK"
     assert not debugger.conditions.probed(do_fork)

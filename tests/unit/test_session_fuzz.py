@@ -7,7 +7,7 @@ from kgdbstub import targets
 from kgdbstub.core.debugger import Debugger
 from kgdbstub.kernel.image import Image
 from kgdbstub.kernel.kernel import Kernel
-from kgdbstub.gdbstub.actions import Detach, Reply, Resume
+from kgdbstub.gdbstub.actions import Detach, NoReply, Reply, Resume
 from kgdbstub.gdbstub.dialects import DIALECTS
 from kgdbstub.gdbstub.session import Session
 
@@ -33,10 +33,10 @@ PAYLOAD = st.builds(lambda head, parts: head + b"".join(parts), st.sampled_from(
 def test_any_packet_gets_an_answer_and_nothing_raises(machine, dialect, payloads):
     kernel, debugger = machine
     before = kernel.accounting.snapshot()
-    session = Session(debugger, DIALECTS[dialect], monitor=lambda line: "ok\n")
+    session = DIALECTS[dialect].session(debugger, DIALECTS[dialect], monitor=lambda line: "ok\n")
     for payload in payloads:
         action = session.handle(payload)
-        assert isinstance(action, (Reply, Resume, Detach))
+        assert isinstance(action, (Reply, Resume, Detach, NoReply))
         if isinstance(action, Reply):
             assert isinstance(action.payload, bytes)
     debugger.detach()
@@ -69,3 +69,18 @@ def test_the_fuzz_program_runs_clean_for_a_few_seconds():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "violations 0" in done.stdout
+
+
+def test_a_kgdb_write_longer_than_its_buffer_holds_is_refused_at_once_and_writes_nothing():
+    # Linux would take the data from past remcom_in_buffer (BUFMAX 1024); nothing to copy.
+    kernel = Kernel(Image(targets.resolve("minikernel")), cpus=2)
+    debugger = Debugger(kernel, **DIALECTS["kgdb"].core)
+    debugger.resume()
+    session = DIALECTS["kgdb"].session(debugger, DIALECTS["kgdb"])
+    jiffies = kernel.image.address_of("jiffies")
+    before = kernel.read(jiffies, 0x1000)
+    for packet in (b"M%x,7fffffff:00" % jiffies, b"X%x,7fffffff:\x01" % jiffies, b"M%x,200:00" % jiffies):
+        assert session.handle(packet).payload == b"E22", packet
+    assert kernel.read(jiffies, 0x1000) == before
+    assert session.handle(b"M%x,1:07" % jiffies).payload == b"OK"  # within it: written
+    assert kernel.read(jiffies, 1) == b"\x07"

@@ -89,6 +89,6 @@ def test_an_unknown_annex_is_refused_and_kgdb_has_no_such_packet(stopped):
     _, debugger = stopped
     modern = Session(debugger, MODERN)
     assert modern.handle(b"qXfer:threads:read:other:0,10").payload == b"E00"
-    kgdb = Session(debugger, KGDB)
+    kgdb = KGDB.session(debugger, KGDB)
     assert kgdb.handle(GDB_OFFER).payload == b""  # kgdb's qSupported is empty
     assert kgdb.handle(b"qXfer:threads:read::0,fff").payload == b""

@@ -96,3 +96,12 @@ def test_a_single_step_onto_a_probe_asks_it_and_removing_it_stops_the_asking():
     processor.set_probe(INC, None)
     assert isinstance(processor.run(0, context), Hypercall)
     assert len(asked) == 2
+
+
+def test_an_execute_slot_or_a_probe_at_the_last_byte_of_the_address_space_is_taken():
+    # A debugger may ask for either there (kgdb's Z1 takes any address).
+    processor, context = start(LOOP, [(2**64 - 1, EXEC, 1)])
+    probe, asked = asking()
+    processor.set_probe(2**64 - 2, probe)
+    assert isinstance(processor.run(0, context), Hypercall)
+    assert asked == []

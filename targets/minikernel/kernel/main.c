@@ -33,7 +33,7 @@ static int kernel_init(void *unused)
 	printk("init: started looper as pid %ld\n", pid);
 
 	if (kgdbwait) {
-		printk("kgdb: Waiting for connection from remote gdb...\n");
+		printk("KGDB: Waiting for connection from remote gdb...\n");
 		kgdb_breakpoint();
 	}
 
