@@ -14,6 +14,8 @@ _TYPE_NAMES = {Access.EXECUTE: "x", Access.WRITE: "w", Access.READ_WRITE: "rw", 
 
 def _owner_name(owner) -> str:
     if isinstance(owner, Breakpoint):
+        if owner.owner == "guest":
+            return "guest"  # the image's own MOV DRn
         return f"ptrace:{owner.task}" if owner.owner == "ptrace" else f"perf:{owner.id}"
     return "kgdb"
 

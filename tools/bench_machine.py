@@ -14,6 +14,9 @@
    a write watchpoint hit (c for each stop).
 4. One single step with 1000 software breakpoints set (kgdb's most), which
    it puts in and takes out again as kgdb does, against one with none.
+   A guest MOV DRn, intercepted and run on the machine's registers: the
+   time a loop of them takes against the same loop with a 3-byte nop in
+   its place; and the one-time scan of a code page for them.
 5. Break-in: the latency of Ctrl-C (0x03 to the stop reply) at random
    points of a run with looper busy, p50 and p99, and the share of those
    stops with looper's pc in its loop, against the share of the machine's
@@ -40,7 +43,10 @@ from kgdbstub.core.debugger import Debugger  # noqa: E402
 from kgdbstub.kernel import layout  # noqa: E402
 from kgdbstub.kernel.image import Image  # noqa: E402
 from kgdbstub.kernel.kernel import Kernel  # noqa: E402
+from kgdbstub.x86.codepages import CodePages  # noqa: E402
+from kgdbstub.x86.cpu import Processor  # noqa: E402
 from kgdbstub.x86.debugregs import Access  # noqa: E402
+from kgdbstub.x86.memory import AddressSpace, Mapping  # noqa: E402
 from kgdbstub.client import SyncTarget  # noqa: E402
 
 
@@ -118,6 +124,35 @@ def step_seconds(image: Image, breakpoints: int, steps: int = 50) -> float:
     for _ in range(steps):
         debugger.resume(step=True)
     return (time.perf_counter() - started) / steps
+
+
+def mov_dr_seconds(iterations: int = 20_000) -> float:
+    """Seconds a guest MOV r64, DR7 costs over a 3-byte nop: the interception."""
+    text, stack = 0xFFFFFFFF81000000, 0xFFFFC90000004000
+
+    def loop_seconds(body: bytes) -> float:
+        processor = Processor(AddressSpace([Mapping("text", text, 0x100000, 0x1000),
+                                            Mapping("stack", stack - 0x1000, 0x200000, 0x1000)]))
+        processor.write(text, body + bytes.fromhex("ff c9 75 f9 f4"))  # dec ecx; jnz back; hlt
+        context = processor.new_context(rip=text, rcx=iterations, rsp=stack)
+        started = time.perf_counter()
+        processor.run(0, context)
+        return time.perf_counter() - started
+
+    mov_dr7, nop = bytes.fromhex("0f 21 f8"), bytes.fromhex("0f 1f 00")  # mov rax, dr7; nop dword [rax]
+    return (loop_seconds(mov_dr7) - loop_seconds(nop)) / iterations
+
+
+def code_page_scan_seconds(image: Image, pages: int = 200) -> float:
+    """Seconds to scan one page of the kernel's code for MOV DRn and MOV SS."""
+    text = image.address_of("start_kernel") & ~0xFFF
+    code = b"".join(s.data for s in image.segments if s.address == image.address_of("kthread_trampoline"))
+    code_pages = CodePages(lambda address, size: code[address - text:address - text + size])
+    started = time.perf_counter()
+    for _ in range(pages):
+        code_pages.pages.clear()
+        code_pages.add(text)
+    return (time.perf_counter() - started) / pages
 
 
 def perf_rate(image: Image, scenario_name: str | None, address: str | None, hits: int) -> float:
@@ -316,6 +351,7 @@ def main() -> None:
     iteration_rate = perf_rate(image, None, "looper_iterations", 20000)
     breakpoint_rate, watch_rate = stops_per_second(image, args.seconds)
     bare_step, full_step = step_seconds(image, 0), step_seconds(image, 1000)
+    mov_dr, scan = mov_dr_seconds(), code_page_scan_seconds(image)
     latencies, landed = break_ins(image, args.break_ins)
     share = instruction_share(image)
     rows = [
@@ -329,6 +365,8 @@ def main() -> None:
         ("write watchpoint stops/s (c each)", f"{watch_rate:,.0f}", f"{1e6 / watch_rate:,.0f} us/stop"),
         ("one step, no software breakpoints (ms)", f"{bare_step * 1e3:.3f}", ""),
         ("one step, 1000 software breakpoints set (ms)", f"{full_step * 1e3:.3f}", f"{full_step / bare_step:.0f} x none"),
+        ("guest MOV DRn, intercepted (us each)", f"{mov_dr * 1e6:.1f}", ""),
+        ("scan of a code page for MOV DRn and MOV SS, once (us)", f"{scan * 1e6:.1f}", ""),
         (f"break-in latency, {len(latencies)} Ctrl-Cs: p50 / p99 ms",
          f"{percentile(latencies, 0.5) * 1e3:.2f} / {percentile(latencies, 0.99) * 1e3:.2f}", ""),
         ("stops inside looper's loop / its share of instructions",

@@ -28,6 +28,7 @@ from ..x86.cpu import read_register, read_registers, write_register
 from ..x86.memory import PAGE_SIZE, MemoryFault
 from . import layout
 from .debugslots import DebugSlots
+from .guestdr import GUEST, GuestDebugRegisters
 from .hostif import CLONE_USER, EAGAIN, EFAULT, EINVAL, Hypercall
 from .hw_breakpoint import Breakpoint, SlotAccounting
 from .image import Image
@@ -47,8 +48,8 @@ RAX, RDI, RSI, RDX, RCX, RSP, RIP, EFLAGS = (
 )
 RED_ZONE = 128
 SYSCALL_SIZE = 2  # 0f 05
-SIGSEGV = 11
-IF = 1 << 9  # RFLAGS.IF: the CPU takes interrupts
+SIGTRAP, SIGSEGV = 5, 11
+TF, IF, RF = 1 << 8, 1 << 9, 1 << 16  # RFLAGS: single step, interrupts, resume
 # A CPU's turn goes on through hypercalls that keep the CPU and ends with one
 # that gives it up (schedule, sleep, exit).
 _KEEP_CPU, _TURN_OVER = "keep", "over"
@@ -99,6 +100,13 @@ class KgdbTrap(GuestError):
     """
 
     vector: int
+
+
+@dataclass(frozen=True)
+class DebugTrap(GuestError):
+    """A debug exception no owner claimed in the kernel -- a single step of the
+    guest's own TF, a general-detect fault -- which the die notifier gives
+    to kgdb (notify_die(DIE_DEBUG), as exc_debug_kernel sends it)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,9 @@ class Kernel:
         self._nmi_pending: list[int | None] = [None] * cpus  # the function an NMI is to call
         self._irq_pending: list[int | None] = [None] * cpus  # the function a device interrupt is to call
         self._host_nmi: list[int | None] = [None] * cpus  # an NMI the host raised (raise_nmi), not the guest
+        # The task and frame depth of the NMI a CPU is handling: until its
+        # IRET the CPU takes no other NMI (SDM §6.7.1); one more is latched.
+        self._in_nmi: list[tuple[Task, int] | None] = [None] * cpus
         self._woken_for_timer = [False] * cpus  # a halted CPU runs its tick, then halts again
         # A delivery (an interrupt, a system call's entry, an exception) whose
         # handler has not yet run a block, and what else undoing it takes.
@@ -165,8 +176,15 @@ class Kernel:
         self.perf = PerfEvents(self.accounting, self.debug_slots, self._pid_on)
         self.ptrace = Ptrace(self.perf)
         self.processor.debug_handler = self._on_debug_exception
+        # The image's own MOV DRn works on a view of its own (guestdr.py).
+        self.guest_debug_registers = GuestDebugRegisters(self.perf, cpus, self.console_write)
+        self.processor.guest_debug_registers = self.guest_debug_registers.views
+        self.processor.guest_wrote_debug_registers = self.guest_debug_registers.written
+        self.processor.user_mode = layout.is_user
         self._tracees_to_stop: set[int] = set()
         self.debugger_slot_fired = False
+        self._unclaimed_debug_exception = False
+        self._host_stepping = False  # a #DB with BS is the host's single step, not the guest's TF
         # Asked when a debug register the debugger owns fires, with the CPU
         # and the owner: False lets the CPU run on (a breakpoint condition
         # that does not hold). None: every such hit stops.
@@ -261,8 +279,6 @@ class Kernel:
         self._halted_at[cpu] = read_register(following.regs, RIP) if self.halted[cpu] else None
         if not following.idle:
             self.perf.task_switched_in(cpu, following.pid)
-        self.processor.set_resume_flag(cpu, following.resume_at)
-        following.resume_at = None
 
     def stop_task(self, pid: int) -> None:
         """Take a task off the CPUs until resume_task (a ptrace stop)."""
@@ -323,10 +339,21 @@ class Kernel:
         """Thread-safe: an NMI whose handler calls an image function, on the first
         CPU that can take one, whatever IF says; False when none can."""
         for cpu in range(self.ncpus):
-            if self.online[cpu] and not self.shut_down[cpu]:
+            if self.online[cpu] and not self.shut_down[cpu] and not self._nmi_blocked(cpu):
                 self._nmi_pending[cpu] = self._host_nmi[cpu] = self.image.address_of(function)
                 return True
         return False
+
+    def _nmi_blocked(self, cpu: int) -> bool:
+        """Whether the CPU is inside an NMI handler, which blocks NMIs until it returns."""
+        handling = self._in_nmi[cpu]
+        if handling is None:
+            return False
+        task, depth = handling
+        if task is not self.current[cpu] or len(task.frames) < depth:
+            self._in_nmi[cpu] = None  # its frame is gone (the task died in it): nothing to return to
+            return False
+        return True
 
     def _take_break_in(self) -> bool:
         clock = self.processor.clock
@@ -367,7 +394,8 @@ class Kernel:
             if self._undo_delivery[cpu] is None and not self.shut_down[cpu]:
                 # Taken at the first instruction boundary where the CPU can: an NMI
                 # at once, the timer once IF is set.
-                if self._nmi_pending[cpu] is not None and (error := self._deliver_nmi(cpu)) is not None:
+                if self._nmi_pending[cpu] is not None and not self._nmi_blocked(cpu) \
+                        and (error := self._deliver_nmi(cpu)) is not None:
                     return Stop(cpu, error)
                 if self._timer_pending[cpu] and (error := self._deliver_timer(cpu)) is not None:
                     return Stop(cpu, error)
@@ -411,7 +439,11 @@ class Kernel:
     def step(self, cpu: int) -> Stop:
         """Run exactly one instruction on a CPU."""
         self._leave_kgdb_traps()
-        exit = self.processor.run(cpu, self.current[cpu].regs, step=True)
+        self._host_stepping = True
+        try:
+            exit = self.processor.run(cpu, self.current[cpu].regs, step=True)
+        finally:
+            self._host_stepping = False
         self._undo_delivery[cpu] = None  # a delivery's handler has begun
         if isinstance(exit, x86.Stepped):
             return Stop(cpu, exit)
@@ -438,10 +470,12 @@ class Kernel:
         if isinstance(exit, x86.TimeUp | x86.Preempted):
             return _TURN_OVER if isinstance(exit, x86.TimeUp) else _KEEP_CPU
         if isinstance(exit, x86.DebugException):
-            debugger = self.debugger_slot_fired
-            self.debugger_slot_fired = False
-            self._stop_tracees(cpu, exit, now=not debugger)
-            return None if debugger else _TURN_OVER
+            debugger, unclaimed = self.debugger_slot_fired, self._unclaimed_debug_exception
+            self.debugger_slot_fired = self._unclaimed_debug_exception = False
+            self._stop_tracees(now=not (debugger or unclaimed))
+            if debugger:
+                return None
+            return DebugTrap(signal=SIGTRAP) if unclaimed else _TURN_OVER
         if isinstance(exit, x86.CpuException) and exit.vector in self._handlers:
             return self._exception(cpu, exit.vector, exit.error_code, exit.address)
         return None
@@ -453,27 +487,38 @@ class Kernel:
         stop = False
         owners = self.debug_slots.owners[cpu]
         self._debug_exceptions += 1
+        guests = None
         for index in exception.slots:
             owner = owners[index]
             if type(owner) is Breakpoint:
                 owner.hits += 1
-                if owner.owner == "ptrace" and self.ptrace.hit(owner, self._debug_exceptions):
-                    self._tracees_to_stop.add(owner.task)
-                    stop = True
+                kind = owner.owner
+                if kind == "ptrace":
+                    if self.ptrace.hit(owner, self._debug_exceptions):
+                        self._tracees_to_stop.add(owner.task)
+                        stop = True
+                elif kind == GUEST:
+                    guests = [*(guests or ()), owner]
             elif owner is not None and (self.debugger_slot_condition is None
                                         or self.debugger_slot_condition(cpu, owner)):
                 self.debugger_slot_fired = True
                 stop = True
+        # What no owner claims -- the image's own breakpoints, a general
+        # detect, the guest's TF -- the die notifier gives to kgdb.
+        if guests or exception.general_detect or exception.single_step and not self._host_stepping:
+            if guests:
+                self.guest_debug_registers.fired(cpu, guests)
+            self._unclaimed_debug_exception = True
+            stop = True
         return stop
 
-    def _stop_tracees(self, cpu: int, exception: x86.DebugException, *, now: bool) -> None:
-        rip = read_register(self.current[cpu].regs, RIP)
+    def _stop_tracees(self, now: bool) -> None:
+        # A tracee stopped at an execute breakpoint resumes with RF set: the
+        # breakpoint's fault is not taken again.
         for pid in self._tracees_to_stop:
             task = self.tasks.get(pid)
             if task is None:
                 continue
-            if not exception.trap and task is self.current[cpu]:
-                task.resume_at = rip  # the breakpoint fault is not taken again on resume
             if self.ptrace.lets_go(pid):
                 self.ptrace.detach(pid)  # its tracer is done with it: the tracee runs on
                 continue
@@ -527,10 +572,13 @@ class Kernel:
 
         def pending_again():
             self._nmi_pending[cpu] = function
+            self._in_nmi[cpu] = None
             self._put_back_to_sleep(cpu, asleep)
 
         if not self._deliver(cpu, function, self._entry["irq_return"], (cpu,), undo=pending_again):
             return TripleFault(signal=SIGSEGV)
+        task = self.current[cpu]
+        self._in_nmi[cpu] = (task, len(task.frames))
         return None
 
     def _deliver_irq(self, cpu: int) -> GuestError | None:
@@ -585,8 +633,7 @@ class Kernel:
         """
         undo, self._undo_delivery[cpu] = self._undo_delivery[cpu], None
         task = self.current[cpu]
-        task.regs, resume_at = task.frames.pop()
-        self.processor.set_resume_flag(cpu, resume_at)
+        task.regs = task.frames.pop()
         undo()
 
     # -- entering the image from the host ----------------------------------------
@@ -603,11 +650,13 @@ class Kernel:
         be written is a double fault; one during the double fault, a triple
         fault (False: the CPU shut down).
 
-        The frame keeps the RF the task was to resume with (pending after an
-        execute breakpoint's stop), as RFLAGS in an interrupt frame does, so
-        that the interrupted instruction does not report its breakpoint again.
-        Until the function runs a block, a break-in withdraws the delivery:
-        the frame is popped and then `undo` runs.
+        The frame keeps the interrupted state whole, RFLAGS.RF with it (set
+        after an execute breakpoint's stop, between two iterations of a rep
+        string, for a fault), so that returning does not report the
+        instruction's breakpoint again; the function runs with RF and TF
+        clear, as the CPU clears them when it calls a handler. Until the
+        function runs a block, a break-in withdraws the delivery: the frame
+        is popped and then `undo` runs.
         """
         task = self.current[cpu]
         regs = task.regs
@@ -623,12 +672,10 @@ class Kernel:
             function, return_to = self._handlers[DOUBLE_FAULT], self._exception_return
             stack = self._double_fault_stack.address + DOUBLE_FAULT_STACK * (cpu + 1)
             rsp, arguments = self._push_frame(saved, stack, return_to, (0,), True)
-        resume_at = self.processor.take_resume_flag(cpu)
-        task.frames.append((saved, resume_at))
+        task.frames.append(saved)
         write_register(regs, RSP, rsp)
         write_register(regs, RIP, function)
-        if not interrupts:
-            write_register(regs, EFLAGS, read_register(regs, EFLAGS) & ~IF)
+        write_register(regs, EFLAGS, read_register(regs, EFLAGS) & ~(RF | TF | (0 if interrupts else IF)))
         for register, value in zip((RDI, RSI, RDX, RCX), arguments):
             write_register(regs, register, value & (2**64 - 1))
         self._undo_delivery[cpu] = undo
@@ -671,7 +718,7 @@ class Kernel:
             # Back at the `syscall`, with the RF it had (an execute slot there had let it through).
             write_register(task.regs, RIP, instruction)
             if self.processor.execute_slot_at(cpu, instruction):
-                self.processor.set_resume_flag(cpu, instruction)
+                write_register(task.regs, EFLAGS, read_register(task.regs, EFLAGS) | RF)
 
         # Linux's entry code enables interrupts before the system call runs.
         self._deliver(cpu, self._entry["do_syscall"], self._entry["syscall_return"], (nr, a1, a2, a3),
@@ -680,9 +727,7 @@ class Kernel:
     def _return_from_host_call(self, task: Task, rax: int | None = None) -> bool:
         if not task.frames:
             return False
-        task.regs, resume_at = task.frames.pop()
-        if task.cpu is not None:
-            self.processor.set_resume_flag(task.cpu, resume_at)
+        task.regs = task.frames.pop()
         if rax is not None:
             write_register(task.regs, RAX, rax)
         return True
@@ -693,7 +738,7 @@ class Kernel:
         """Show the faulting context as the task's registers while the debugger has the machine."""
         if task.frames:
             task.kgdb_handler_regs = task.regs
-            task.regs = task.frames[-1][0]
+            task.regs = task.frames[-1]
 
     def _leave_kgdb_traps(self) -> None:
         """The handlers go on; what the debugger changed is what they return to."""
@@ -749,6 +794,9 @@ class Kernel:
             result = self._cpu_up(a0, a1)
             outcome = _TURN_OVER
         elif call in (Hypercall.SYSRET, Hypercall.IRET):
+            if call is Hypercall.IRET and self._in_nmi[cpu] is not None \
+                    and self._in_nmi[cpu][0] is task and self._in_nmi[cpu][1] == len(task.frames):
+                self._in_nmi[cpu] = None  # the NMI handler's IRET: NMIs are taken again
             if not self._return_from_host_call(task, a0 if call is Hypercall.SYSRET else None):
                 result = -EINVAL  # nothing to return to: the stub's BUG() follows
             elif task.idle and not task.frames and self._woken_for_timer[cpu]:

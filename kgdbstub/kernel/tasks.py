@@ -21,11 +21,9 @@ class Task:
     state: State = State.RUNNING
     cpu: int | None = None  # the CPU it is current on, if any
     wake_at: int = 0
-    # (register state, pending RF) to return to: the user context under a system call,
+    # Register states to return to: the user context under a system call,
     # the interrupted context under an interrupt.
     frames: list = field(default_factory=list)
-    # RF for when the task runs again: it stopped at an execute breakpoint here.
-    resume_at: int | None = None
     # Inside HC_KGDB_TRAP: the handler's registers, while regs shows the faulting context.
     kgdb_handler_regs: object = None
 

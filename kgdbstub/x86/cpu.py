@@ -5,15 +5,24 @@ translation cache and the machine stays deterministic. A CPU's register
 state lives in a unicorn context between turns; `run` loads it, executes
 until the CPU leaves to the host (a hypercall, a system call, an exception)
 and stores it back.
+
+Debug exceptions follow the Intel SDM (Vol. 3 §18, §6.8.3, §6.9), which
+unicorn does not: the debug registers here are the machine's own (a guest
+MOV DRn is intercepted and emulated on them), instruction breakpoints are
+code hooks and data breakpoints are watched pages whose accesses a second
+engine sees instruction by instruction. RF is RFLAGS bit 16 of the CPU's
+state, tied to the next instruction the CPU begins; a repeated string
+instruction is one instruction to breakpoints, RF and single steps count
+its iterations as hardware does; a MOV SS holds debug exceptions off for
+one instruction.
 """
 from __future__ import annotations
 
 import ctypes
 import mmap
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 
 from unicorn import (
     UC_ARCH_X86,
@@ -37,6 +46,7 @@ from unicorn import (
     UC_PROT_ALL,
     UC_PROT_EXEC,
     UC_PROT_READ,
+    UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
     Uc,
     UcError,
@@ -47,13 +57,25 @@ from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
-from .debugregs import DR6_RESERVED_ONES, Access, DebugRegisters
+from .codepages import CodePages
+from .debugregs import DR7_GD, Access, DebugRegisterFault, DebugRegisters
 from .hothooks import STOPPED_BY_LIMIT, GuestClock
+from .instructions import MAX_LENGTH, MovDebugRegister, mov_debug_register, mov_ss_length
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
 from .stepper import Stepper
 
 HLT = 0xF4
 INT3 = 0xCC
+INT_N = 0xCD
+
+RFLAGS_TF = 1 << 8
+RFLAGS_RF = 1 << 16
+CR4_DE = 1 << 3  # debug extensions: DR4 and DR5 are #UD instead of DR6 and DR7
+DR6_BS = 1 << 14
+# The general registers as ModR/M and REX number them.
+GENERAL_REGISTERS = tuple(getattr(X, f"UC_X86_REG_{name}") for name in (
+    "RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI",
+    "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15"))
 
 # Exception vectors the host reports.
 DIVIDE_ERROR = 0
@@ -112,24 +134,32 @@ class DataAccess:
 
 @dataclass(frozen=True)
 class DebugException:
-    """A debug-register slot fired (#DB); DR6 of the CPU says which.
+    """A debug exception (#DB); DR6 of the CPU says what made it.
 
     An execute breakpoint is a fault: rip is at the instruction, which has
-    not run. A data breakpoint is a trap: the instruction ran once and rip
-    is past it.
+    not run; RF is set in RFLAGS, as the handler sets it before it returns
+    (Linux's hw_breakpoint_handler does, before any debugger looks), so
+    that resuming runs the instruction once. General detect (a MOV DRn
+    while DR7.GD is set, SDM §18.3.1.3) is a fault too: rip at the MOV,
+    and GD clear. A data breakpoint and a single step are traps: the
+    instruction ran once and rip is past it -- or at it, with RF set, after
+    an iteration of a repeated string instruction but the last.
     """
 
     slots: tuple[int, ...]
     accesses: tuple[DataAccess, ...] = ()
+    single_step: bool = False  # DR6.BS: a single step (the host's, or the guest's TF)
+    general_detect: bool = False  # DR6.BD
+    # DR6.B0-B3 for this exception: a bit for every slot (a plain attribute:
+    # an execute breakpoint's hook reads it at every hit).
+    b_bits: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "b_bits", sum(1 << slot for slot in self.slots))
 
     @property
     def trap(self) -> bool:
-        return bool(self.accesses)
-
-    @cached_property
-    def dr6(self) -> int:
-        """DR6 as the CPU sets it for this exception: a B bit for every slot."""
-        return DR6_RESERVED_ONES | sum(1 << slot for slot in self.slots)
+        return bool(self.accesses) or self.single_step
 
 
 @dataclass(frozen=True)
@@ -164,8 +194,23 @@ class ProbeVerdict(Enum):
 
 @dataclass(frozen=True)
 class _WatchedPageTouched:
-    """Internal: an access hit a page some data slot watches."""
+    """Internal: an access hit a page some data slot watches, or wrote to a code page."""
 
+
+@dataclass(frozen=True)
+class _Intercepted:
+    """Internal: a MOV DRn is about to run; the emulator runs it instead."""
+
+    address: int
+    instruction: MovDebugRegister
+
+
+@dataclass(frozen=True)
+class _Traced:
+    """Internal: the guest's TF made a single-step trap after an instruction."""
+
+
+WATCHED_PAGE_TOUCHED, TRACED = _WatchedPageTouched(), _Traced()
 
 Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | TimeUp | Probed
 
@@ -174,7 +219,7 @@ Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preemp
 # exit to it: straight to unicorn, a third of what the binding's generic
 # reg_read costs (which works out each register's type at every call).
 _context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
-_engine_reg_read = _uclib.uc_reg_read
+_engine_reg_read, _engine_reg_write = _uclib.uc_reg_read, _uclib.uc_reg_write
 
 
 def read_registers(context, *registers: int) -> list[int]:
@@ -203,6 +248,13 @@ class Processor:
     def __init__(self, address_space: AddressSpace, cpus: int = 1):
         self.address_space = address_space
         self.debug_registers = [DebugRegisters() for _ in range(cpus)]
+        # What a guest MOV DRn reads and writes, and who is told of a write:
+        # by default the CPU's own registers, as on bare hardware; a kernel
+        # that shares them gives the guest a view of its own.
+        self.guest_debug_registers: list[DebugRegisters] = list(self.debug_registers)
+        self.guest_wrote_debug_registers: Callable[[int], None] = self.debug_registers_changed
+        # Whether code at an address runs at CPL 3 (MOV DRn there is #GP).
+        self.user_mode: Callable[[int], bool] = lambda address: False
         # Derived from the debug registers alone (see debug_registers_changed).
         self._execute_hooks: dict[int, int] = {}
         self._execute_slots: list[dict[int, DebugException]] = [{} for _ in range(cpus)]
@@ -211,10 +263,27 @@ class Processor:
         self._derived_from: list[tuple | None] = [None] * cpus  # (DR0-3, DR7) the above came from
         self._tlb_holds: int | None = None  # whose watched pages the TLB reflects
         self._watch_fault: int | None = None
-        self._resume_at: list[int | None] = [None] * cpus  # RF, per CPU
-        self._resume_flag: int | None = None
         self._probes: dict[int, Callable[[int], ProbeVerdict]] = {}
         self._hooks_done_at: int | None = None  # an instruction run again after its hooks ran
+        # The running CPU at an instruction boundary (see run): its RF; whether
+        # it is between two iterations of a repeated string instruction; and
+        # whether the instruction it begins next is in a MOV SS shadow.
+        self._rf = False
+        self._mid_rep = False
+        self._shadow = False
+        self._rf_decided = False  # a hook stopped the engine and set _rf
+        self._started_at = 0  # where the last run of the engine began
+        # Passes a hook must not take for an instruction's beginning: the pass
+        # at _exempt_at entered as the next block after _exempt_blocks skips
+        # the instruction-breakpoint check (RF, a MOV SS shadow), the one at
+        # _continuing_at every check (the next iteration of a rep string).
+        self._exempt_at: int | None = None
+        self._exempt_blocks = 0
+        self._continuing_at: int | None = None
+        self._continuing_blocks = 0
+        self._exempt_shadow = False  # _exempt_at is the instruction after a MOV SS
+        # Hooked addresses where a MOV DRn or MOV SS may start, or a rep string is.
+        self._special: set[int] = set()
         # Called with (cpu, DebugException) when a slot fires; False means the
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
@@ -230,8 +299,8 @@ class Processor:
         # The guest's memory as the host holds it, by virtual address, for read_int.
         self._host_views = [(m.virtual, m.virtual + m.size, memoryview(self._memory[m.physical]))
                             for m in address_space.mappings]
-        self._code_pages: set[int] = set()
-        self._stepper = Stepper(address_space, host_memory, self._code_pages)
+        self._code = CodePages(self._read_available)
+        self._stepper = Stepper(address_space, host_memory, self._fetching)
         uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL)
         # Hooks the hot paths call go in raw, without the binding's wrappers:
         # the TLB is refilled after every flush, and the watched-page step
@@ -241,15 +310,21 @@ class Processor:
         self._accesses: list[tuple[int, int, bool]] = []
         self._hook_error: BaseException | None = None
         self._record_access_hook = _HOOK_MEM_CFUNC(self._record_access)
-        self._execute_hook = _HOOK_CODE_CFUNC(self._on_execute)  # one callback for every execute slot
+        self._execute_hook = _HOOK_CODE_CFUNC(self._on_execute)  # one callback for every hooked address
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.clock = GuestClock(uc)
+        self._handle = uc._uch
+        self._rip_value = ctypes.c_uint64()
+        self._rip_reference = ctypes.byref(self._rip_value)
+        self._eflags_value = ctypes.c_uint64()
+        self._eflags_reference = ctypes.byref(self._eflags_value)
         self._blank = uc.context_save()
         self._stop: Exit | None = None
         self._unmapped: int | None = None
         self._unmapped_access = UC_MEM_READ
         self._hlt_at: dict[int, bool] = {}  # whether an address holds hlt; forgotten on writes
+        self._code_unsettled = False  # code was written since the hooks were last made from it
         self.running_cpu: int | None = None
 
     # -- register states -------------------------------------------------
@@ -289,6 +364,19 @@ class Processor:
                 return int.from_bytes(view[offset : offset + size], "little")
         return int.from_bytes(self.read(address, size), "little")  # across mappings, or a fault
 
+    def _read_available(self, address: int, size: int) -> bytes:
+        """Up to size bytes at address, as many as memory holds there without a gap."""
+        data = bytearray()
+        while len(data) < size:
+            here = address + len(data)
+            for start, end, view in self._host_views:
+                if start <= here < end:
+                    data += view[here - start : min(end, address + size) - start]
+                    break
+            else:
+                break
+        return bytes(data)
+
     def write(self, address: int, data: bytes) -> None:
         if not data:
             return
@@ -302,13 +390,27 @@ class Processor:
             for _, physical, length in pieces:
                 self.uc.mem_write(physical, bytes(data[offset : offset + length]))
                 offset += length
-        # Code may live there: drop translations made from the old bytes. Most
-        # writes are the host's frames on stacks, where no code ever ran.
-        if any(page in self._code_pages for page in range(address & PAGE_MASK, end, PAGE_SIZE)):
-            self.uc.ctl_remove_cache(address, end)
-            self._stepper.forget_code(address, end)
-            for known in [a for a in self._hlt_at if address <= a < end]:
-                del self._hlt_at[known]
+        self._code_written(address, end)
+
+    def _code_written(self, begin: int, end: int) -> None:
+        """Bytes [begin, end) changed: if code may live there, forget what was made of the old bytes.
+
+        Most writes are the host's frames on stacks, where no code ever ran.
+        """
+        if not self._code.written(begin, end):
+            return
+        self.uc.ctl_remove_cache(begin, min(end, (1 << 64) - 1))
+        self._stepper.forget_code(begin, end)
+        for known in [a for a in self._hlt_at if begin - MAX_LENGTH < a < end]:
+            del self._hlt_at[known]
+        self._code_unsettled = True
+
+    def _settle_code(self) -> None:
+        """Before the CPUs run on: hooks for what the writes to code made or unmade."""
+        if self._code_unsettled:
+            self._code_unsettled = False
+            self._code.settle()
+            self._sync_execute_hooks()
 
     # -- execution -----------------------------------------------------------
 
@@ -319,114 +421,230 @@ class Processor:
         It also stops, at an instruction boundary, when it has run `budget`
         blocks of guest time (TimeUp), and when a stop is requested or the
         monotonic clock passes `deadline` (Preempted). A single step runs
-        its instruction whatever is requested.
+        its instruction whatever is requested: one iteration of a repeated
+        string instruction, and a MOV SS with the instruction after it.
         """
         uc = self.uc
         uc.context_restore(context)
         self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
-        self._resume_flag, self._resume_at[cpu] = self._resume_at[cpu], None
         if self._tlb_armed != self._armed or (
                 self._tlb_holds != cpu and self._watched_pages[cpu] != self._watched_of(self._tlb_holds)):
             self.flush_tlb()
         self._tlb_holds = cpu
         self._hook_error = None
+        self._settle_code()
+        # RF lives in RFLAGS between runs; while the CPU runs, here (unicorn
+        # would clear it at the end of a translation block, not an instruction).
+        eflags = self._eflags()
+        self._rf, self._mid_rep, self._shadow = bool(eflags & RFLAGS_RF), False, False
+        if self._rf:
+            self._set_eflags(eflags & ~RFLAGS_RF)
         try:
-            if step and (exit := self._step_in_stepper(cpu)) is not None:
-                return exit
-            while True:
-                exit = self._run_once(step)
-                if self._hook_error is not None:
-                    raise self._hook_error
-                if not isinstance(exit, _WatchedPageTouched):
-                    return exit
-                exit = self._step_on_watched_page(cpu)
-                if exit is not None or step:
-                    return exit or Stepped()
-                if self.clock.stop_requested or self.clock.past_deadline():
-                    return Preempted()
+            return self._single_step(cpu) if step else self._run(cpu)
         finally:
-            if self._resume_flag is not None and self._rip() == self._resume_flag:
-                self._resume_at[cpu] = self._resume_flag  # stopped before the instruction ran: RF stays
+            eflags = self._eflags()
+            if bool(eflags & RFLAGS_RF) != self._rf:
+                self._set_eflags(eflags ^ RFLAGS_RF)
             self.running_cpu = None
             uc.context_update(context)
 
-    def _run_once(self, step: bool) -> Exit:
+    def _run(self, cpu: int) -> Exit:
+        while True:
+            exit = self._engine_run(cpu)
+            if exit is WATCHED_PAGE_TOUCHED:
+                # The instruction began here and touched a protected page: it
+                # runs again on its own, seen access by access.
+                exit = self._instruction_and_shadow(cpu, touched=True)
+            elif isinstance(exit, _Intercepted):
+                exit = self._emulate_mov_debug_register(cpu, exit.address, exit.instruction)
+            elif isinstance(exit, _Traced):
+                exit = self._after_traced(cpu)
+            else:
+                return exit
+            if exit is not None:
+                return exit
+            if self.clock.stop_requested or self.clock.past_deadline():
+                return Preempted()
+
+    def _single_step(self, cpu: int) -> Exit:
+        """The host's single step: what TF does (SDM §18.3.1.4), DR6.BS set."""
+        exit = self._instruction_and_shadow(cpu, touched=False, stepping=True)
+        return Stepped() if exit is None else exit
+
+    def _engine_run(self, cpu: int, count: int | None = None) -> Exit:
+        """One run of the engine from rip, `count` instructions or until it stops.
+
+        RF and the state of the instruction at rip become hook markers; the
+        RF the CPU is left with is worked out from how the run ended.
+        """
+        clock = self.clock
+        start, blocks = self._rip(), clock.blocks
+        was = self._rf, self._mid_rep, self._shadow
+        if self._rf or self._shadow or self._mid_rep:
+            self._exempt_at = start if self._rf or self._shadow else None
+            self._exempt_shadow = self._shadow
+            self._continuing_at = start if self._mid_rep else None
+            self._exempt_blocks = self._continuing_blocks = blocks
+            self._mid_rep = self._shadow = False
+        else:
+            self._exempt_at = self._continuing_at = None
+        self._rf_decided = False
+        self._started_at = start
+        exit = self._run_once(start, count)
+        if self._rf_decided or exit is WATCHED_PAGE_TOUCHED:
+            return exit  # a hook decided RF; or the instruction is to run again on its own
+        if clock.blocks == blocks and isinstance(exit, Preempted | TimeUp):
+            self._rf, self._mid_rep, self._shadow = was  # nothing began
+        elif isinstance(exit, Preempted | TimeUp):
+            self._rf = self._mid_rep = self._between_blocks()
+        elif isinstance(exit, CpuException):
+            self._rf = not self._trap_class(exit)  # a fault's frame holds RF = 1 (SDM §18.3.1.1)
+        elif isinstance(exit, Hypercall | SystemCall):
+            self._rf = False
+        return exit
+
+    def _run_once(self, start: int, count: int | None) -> Exit:
         uc = self.uc
-        start = self._rip()
         self._unmapped, self._unmapped_access = None, UC_MEM_READ
         self._watch_fault = None
+        self._stop = None
         try:
-            if step:
+            if count:
                 # Translations made without an instruction count would run on
                 # past the one instruction (unicorn issue 1606).
                 uc.ctl_remove_cache(start, start + 1)
-                uc.emu_start(start, 0, count=1)
+                uc.emu_start(start, 0, count=count)
             else:
                 uc.emu_start(start, 0)
-            return self._stop or self._clock_stop() or self._finished(start, step)
+            if self._hook_error is not None:
+                raise self._hook_error
+            return self._stop or self._clock_stop() or self._finished(start, bool(count))
         except UcError as error:
+            if self._hook_error is not None:
+                raise self._hook_error from None
             if self._stop:
                 return self._stop
             if self._watch_fault is not None:
-                return _WatchedPageTouched()
+                return WATCHED_PAGE_TOUCHED
             return self._fault(error)
 
-    def _step_on_watched_page(self, cpu: int) -> Exit | None:
-        """Run the instruction that touched a watched page, seeing its accesses.
+    def _between_blocks(self) -> bool:
+        """The CPU stopped at the start of a block after others ran: whether it is inside a rep string.
 
-        The stepper runs it; when it cannot, this engine does, as the
-        stepper would but slowly. Returns the data breakpoint that fired,
-        another exit the step ended with, or None.
+        Between two iterations, RF is 1 as an interrupt there pushes it
+        (SDM §18.3.1.1). Unicorn makes one pass more after the last
+        iteration, to find the count spent; stopped before it, the CPU is
+        moved past the instruction as hardware would have left it.
         """
-        accesses = self._stepper.step(self.uc)
-        if accesses is None:
-            exit, accesses = self._step_here(cpu)
-            if not isinstance(exit, Stepped):
-                return exit
-        return self._data_exit(cpu, accesses)
+        rip = self._rip()
+        last = self.clock.last_block
+        if last is None or not last[0] <= rip < last[1]:
+            return False
+        rep = self._code.rep_string(rip)
+        if rep is None:
+            return False
+        if rep.done(self._read(X.UC_X86_REG_RCX)):
+            self._write(X.UC_X86_REG_RIP, rip + rep.length)
+            return False
+        return True
 
-    def _step_in_stepper(self, cpu: int) -> Exit | None:
-        """A single step run by the stepper; None when this engine must run it.
+    # -- one instruction on its own ----------------------------------------------
 
-        The stepper always counts instructions, so one instruction is all it
-        runs; this engine's count would not hold once a jump or a return
-        reaches code it translated without counting (unicorn issue 1606).
-        This engine runs the instructions its hooks must see: one with an
-        execute slot armed on it or a probe, a hlt (a hypercall), and any that does not
-        simply complete (a system call, an exception, a fault).
+    def _instruction_and_shadow(self, cpu: int, *, touched: bool, stepping: bool = False) -> Exit | None:
+        """Run the instruction at rip on its own, and the one after it if it was a MOV SS.
+
+        A MOV SS holds debug exceptions and single-step traps off until the
+        next instruction has run (SDM §6.8.3): the data breakpoints both
+        fire are one trap after the second. Returns the exit to report, or
+        None when the CPU goes on (no trap, or its owners dealt with it).
+        `touched`: the first instruction already began in the engine, past
+        its hooks, and touched a protected page. `stepping`: the host
+        single-steps, which traps with DR6.BS (and is then not an exit).
         """
-        uc = self.uc
-        start = uc.reg_read(X.UC_X86_REG_RIP)
-        if start in self._probes or (
-                self._armed and start in self._execute_slots[cpu] and self._resume_flag != start):
-            return None
-        if self._is_hlt(start):
-            return None
-        accesses = self._stepper.step(uc)
-        if accesses is None:
-            return None
-        return self._data_exit(cpu, accesses, single_step=True) or Stepped()
+        hits: list[DataAccess] = []
+        traced = False
+        while True:
+            exit, accesses = self._one_instruction(cpu, touched=touched)
+            touched = False
+            if accesses:
+                hits += self._data_hits(cpu, accesses)
+            if exit is not None:
+                if type(exit) is not _Traced:
+                    return exit  # it did not complete: a fault, the host's call, a hook's stop
+                traced = True
+            if not self._shadow:
+                break
+        return self._trap(cpu, hits, single_step=stepping or traced, host_step=stepping)
 
-    def _data_exit(self, cpu: int, accesses, single_step: bool = False) -> DebugException | None:
-        """The data breakpoint the accesses of one instruction fire, if any and if it stops the CPU."""
-        if not self._armed:
-            return None
-        hits = []
-        for physical, size, write in accesses:
-            address = self.address_space.virtual(physical)
-            for slot in self._data_slots[cpu]:
-                if slot.matches_data(address, size, write):
-                    hits.append(DataAccess(slot.index, address, size, write))
-        if not hits:
-            return None
-        slots = tuple(sorted({hit.slot for hit in hits}))
-        self.debug_registers[cpu].report(list(slots), single_step=single_step)
-        exception = DebugException(slots, tuple(hits))
-        if self.debug_handler and not self.debug_handler(cpu, exception):
-            return None
-        return exception
+    def _one_instruction(self, cpu: int, *, touched: bool) -> tuple[Exit | None, list]:
+        """One instruction (one iteration of a rep string) on its own, and its accesses.
+
+        The exit is None or _Traced when it completed; anything else when
+        it did not. The stepper runs it, unless a hook must see it first or
+        it leaves to the host; then this engine does.
+        """
+        start = self._started_at if touched else self._rip()
+        shadowed = self._shadow
+        if touched or not self._hooked(cpu, start):
+            step = self._stepper.step(self.uc)
+            if step is not None:
+                physical, traced = step
+                accesses = [(self.address_space.virtual(p), size, write) for p, size, write in physical]
+                self._after_instruction(start, accesses, shadowed)
+                return (TRACED if traced else None), accesses
+            if touched:
+                exit, physical = self._step_here(cpu)
+                accesses = [(self.address_space.virtual(p), size, write) for p, size, write in physical]
+                return self._completed(exit, start, accesses, shadowed), accesses
+        exit = self._engine_run(cpu, count=1)
+        if isinstance(exit, _WatchedPageTouched):
+            self._shadow = shadowed
+            return self._one_instruction(cpu, touched=True)
+        if isinstance(exit, _Intercepted):
+            return self._emulate_mov_debug_register(cpu, exit.address, exit.instruction), []
+        return self._completed(exit, start, [], shadowed), []
+
+    def _completed(self, exit: Exit, start: int, accesses, shadowed: bool) -> Exit | None:
+        """After the engine ran one instruction: None or _Traced if it completed, else the exit."""
+        if isinstance(exit, Stepped | _Traced):
+            self._after_instruction(start, accesses, shadowed)
+            return None if isinstance(exit, Stepped) else TRACED
+        if isinstance(exit, CpuException):
+            self._rf = not self._trap_class(exit)
+        elif isinstance(exit, Hypercall | SystemCall):
+            self._rf = False
+        return exit
+
+    def _hooked(self, cpu: int, address: int) -> bool:
+        """Whether a hook must see the instruction at address (or it is a hypercall)."""
+        self._fetching(address & PAGE_MASK)
+        return (address in self._probes or address in self._code.candidates or self._is_hlt(address)
+                or (self._armed and address in self._execute_slots[cpu] and not (self._rf or self._shadow)))
+
+    def _after_instruction(self, start: int, accesses, shadowed: bool) -> None:
+        """An instruction at start ran on its own: the state it leaves (RF, rep, MOV SS, code written).
+
+        `shadowed`: it ran in a MOV SS shadow, so that if it is a MOV SS too
+        it makes none (of consecutive ones only the first is sure to
+        inhibit, SDM §6.8.3; this one, as unicorn, counts only the first).
+        """
+        self._mid_rep = False
+        if (rep := self._code.rep_string(start)) is not None and self._rip() == start:
+            if rep.done(self._read(X.UC_X86_REG_RCX)):
+                self._write(X.UC_X86_REG_RIP, start + rep.length)  # unicorn's extra pass, made here
+            else:
+                self._mid_rep = True
+        # A trap after an iteration but the last pushes RF = 1 (SDM §18.3.1.1).
+        self._rf = self._mid_rep
+        self._shadow = not shadowed and start in self._code.candidates and \
+            mov_ss_length(self._read_available(start, MAX_LENGTH)) is not None
+        code_pages = self._code.pages
+        for address, size, write in accesses:
+            if write and (address & PAGE_MASK in code_pages or (address + size - 1) & PAGE_MASK in code_pages):
+                self._code_written(address, address + size)
+        self._settle_code()
 
     def _step_here(self, cpu: int) -> tuple[Exit, list[tuple[int, int, bool]]]:
         """One instruction in this engine, with the page unwatched and its accesses recorded."""
@@ -438,10 +656,10 @@ class Processor:
         # (no execute slot there, or RF let it through, and its probe said
         # run): running it again must not report an execute breakpoint or
         # ask its probe a second time.
-        self._hooks_done_at = uc.reg_read(X.UC_X86_REG_RIP)
+        self._hooks_done_at = self._rip()
         hook = uc._Uc__do_hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._record_access_hook, 1, 0)
         try:
-            exit = self._run_once(step=True)
+            exit = self._run_once(self._hooks_done_at, 1)
         finally:
             uc.hook_del(hook)
             self._hooks_done_at = None
@@ -452,6 +670,42 @@ class Processor:
     def _record_access(self, _engine, kind, physical, size, _value, _):
         self._accesses.append((physical, size, kind == UC_MEM_WRITE))
 
+    def _data_hits(self, cpu: int, accesses) -> list[DataAccess]:
+        """The data slots the accesses (virtual address, size, write) of one instruction match."""
+        if not self._armed:
+            return []
+        hits = []
+        for address, size, write in accesses:
+            for slot in self._data_slots[cpu]:
+                if slot.matches_data(address, size, write):
+                    hits.append(DataAccess(slot.index, address, size, write))
+        return hits
+
+    def _trap(self, cpu: int, hits: list[DataAccess], *, single_step: bool, host_step: bool = False) -> Exit | None:
+        """The debug trap after an instruction: its data breakpoints and single step, one #DB.
+
+        None when there is none, or when its owners dealt with it and the
+        CPU goes on. The host's own single step sets DR6.BS but is not
+        given to the handler unless a slot fired with it.
+        """
+        if not hits and not single_step:
+            return None
+        slots = (hits[0].slot,) if len(hits) == 1 else tuple(sorted({hit.slot for hit in hits}))
+        exception = DebugException(slots, tuple(hits), single_step=single_step)
+        self.debug_registers[cpu].report(exception.b_bits, single_step=single_step)
+        if host_step and not hits:
+            return None
+        if self.debug_handler and not self.debug_handler(cpu, exception):
+            return None
+        return exception
+
+    def _after_traced(self, cpu: int) -> Exit | None:
+        """The engine took the guest's single-step trap after the instruction of its last block."""
+        last = self.clock.last_block
+        if last is not None:
+            self._after_instruction(last[0], [], shadowed=False)  # with TF set a block is one instruction
+        return self._trap(cpu, [], single_step=True)
+
     def _watched_of(self, cpu: int | None) -> dict[int, bool] | None:
         return None if cpu is None else self._watched_pages[cpu]
 
@@ -460,9 +714,22 @@ class Processor:
         self._tlb_armed = self._armed
 
     def _rip(self) -> int:
-        value = ctypes.c_uint64()
-        _engine_reg_read(self.uc._uch, X.UC_X86_REG_RIP, ctypes.byref(value))
-        return value.value
+        _engine_reg_read(self._handle, X.UC_X86_REG_RIP, self._rip_reference)
+        return self._rip_value.value
+
+    def _eflags(self) -> int:
+        _engine_reg_read(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
+        return self._eflags_value.value
+
+    def _set_eflags(self, value: int) -> None:
+        self._eflags_value.value = value
+        _engine_reg_write(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
+
+    def _read(self, register: int) -> int:
+        return self.uc.reg_read(register)
+
+    def _write(self, register: int, value: int) -> None:
+        self.uc.reg_write(register, value & 0xFFFF_FFFF_FFFF_FFFF)
 
     def _clock_stop(self) -> Exit | None:
         stopped_by = self.clock.stopped_by
@@ -489,10 +756,20 @@ class Processor:
             return CpuException(INVALID_OPCODE)
         return CpuException(GENERAL_PROTECTION)
 
+    def _trap_class(self, exit: CpuException) -> bool:
+        """Whether an exception came after its instruction (int3, INT n) rather than instead of it."""
+        if exit.vector == BREAKPOINT:
+            return True
+        rip = self._rip()
+        try:
+            return self.read(rip - 2, 2) == bytes([INT_N, exit.vector])
+        except MemoryFault:
+            return False
+
     def _is_hlt(self, address: int) -> bool:
         known = self._hlt_at.get(address)
         if known is None:
-            self._code_pages.add(address & PAGE_MASK)  # a write there must forget the answer
+            self._fetching(address & PAGE_MASK)  # a write there must forget the answer
             try:
                 known = self.read(address, 1)[0] == HLT
             except MemoryFault:
@@ -500,7 +777,57 @@ class Processor:
             self._hlt_at[address] = known
         return known
 
+    # -- MOV to and from debug registers ------------------------------------------
+
+    def _emulate_mov_debug_register(self, cpu: int, address: int, instruction: MovDebugRegister) -> Exit | None:
+        """Run a guest MOV DRn on the guest's view of the debug registers, as the CPU would.
+
+        The exceptions in the order the emulator checks them (the SDM does
+        not order them): #UD for LOCK, DR8-DR15 and DR4/DR5 with CR4.DE;
+        #GP at CPL 3; #DB with BD while DR7.GD is set (the MOV does not
+        run, and GD is cleared so that the handler may use the registers);
+        #GP for a 1 in bits 63:32 of DR6 or DR7. Without CR4.DE, DR4 and
+        DR5 are DR6 and DR7. None when the MOV ran.
+        """
+        index = instruction.debug_register
+        self._rf = True  # for the faults: their frames hold RF = 1
+        if instruction.lock or index > 7 or (index in (4, 5) and self._read(X.UC_X86_REG_CR4) & CR4_DE):
+            return CpuException(INVALID_OPCODE)
+        if self.user_mode(address):
+            return CpuException(GENERAL_PROTECTION)
+        view = self.guest_debug_registers[cpu]
+        if view.dr7 & DR7_GD:
+            view.dr7 &= ~DR7_GD
+            view.report(0, general_detect=True)
+            exception = DebugException((), general_detect=True)
+            if self.debug_handler and not self.debug_handler(cpu, exception):
+                return None  # dealt with: the MOV runs again, GD clear
+            return exception
+        index = {4: 6, 5: 7}.get(index, index)
+        register = GENERAL_REGISTERS[instruction.register]
+        if instruction.to_debug_register:
+            try:
+                view.write(index, self._read(register))
+            except DebugRegisterFault:
+                return CpuException(GENERAL_PROTECTION)
+            self.guest_wrote_debug_registers(cpu)
+        else:
+            self._write(register, view.read(index))
+        self._write(X.UC_X86_REG_RIP, address + instruction.length)
+        self._rf = False
+        return None
+
     # -- hooks -------------------------------------------------------------
+
+    def _fetching(self, page: int) -> None:
+        """Code is about to be fetched from page: a code page from now on, its MOV DRn and MOV SS hooked."""
+        if page not in self._code:
+            found = self._code.add(page)
+            # No translation of the page exists yet: the new hooks need no flush.
+            for address in found - set(self._execute_hooks):
+                self._execute_hooks[address] = self._add_execute_hook(address)
+            self._special |= found | {a for a in self._execute_hooks
+                                      if a & PAGE_MASK == page and self._code.rep_string(a) is not None}
 
     def _fill_tlb(self, _engine, address, access, entry_pointer, _):
         try:
@@ -519,16 +846,25 @@ class Processor:
         if physical is None:
             self._unmapped, self._unmapped_access = address, access
             return False
+        page = address & PAGE_MASK
         if access == UC_MEM_FETCH:
-            self._code_pages.add(address & PAGE_MASK)
+            self._fetching(page)
         entry.paddr = physical & PAGE_MASK
-        entry.perms = UC_PROT_ALL
-        if self._tlb_holds is not None and self._armed:
-            reads_too = self._watched_pages[self._tlb_holds].get(address & PAGE_MASK)
+        protected = self._tlb_holds is not None
+        if page in self._code:
+            # Code: writes to it are seen, so that new code is scanned too.
+            perms = UC_PROT_READ | UC_PROT_EXEC if protected else UC_PROT_ALL
+            if access == UC_MEM_WRITE and protected:
+                self._watch_fault = address
+        else:
+            perms = UC_PROT_READ | UC_PROT_WRITE  # fetching from it makes it a code page first
+        if protected and self._armed:
+            reads_too = self._watched_pages[self._tlb_holds].get(page)
             if reads_too is not None:
-                entry.perms = UC_PROT_EXEC if reads_too else UC_PROT_READ | UC_PROT_EXEC
+                perms &= ~(UC_PROT_READ | UC_PROT_WRITE) if reads_too else ~UC_PROT_WRITE
                 if access == UC_MEM_WRITE or (reads_too and access == UC_MEM_READ):
                     self._watch_fault = address
+        entry.perms = perms
         return True
 
     def _add_execute_hook(self, address: int) -> int:
@@ -547,44 +883,65 @@ class Processor:
                 self._hooks_done_at = None
                 return
             cpu = self.running_cpu
-            if self._resume_flag == address:
-                # RF: the instruction a breakpoint fault was reported for runs once.
-                self._resume_flag = None
-            elif self._armed:
+            if address == self._continuing_at and self.clock.blocks == self._continuing_blocks + 1:
+                # The next iteration of a rep string: the same instruction.
+                self._continuing_blocks += 1
+                return
+            checked = address == self._exempt_at and self.clock.blocks == self._exempt_blocks + 1
+            if not checked and self._armed:
                 exception = self._execute_slots[cpu].get(address)
                 if exception:
-                    self.debug_registers[cpu].dr6 = exception.dr6
+                    registers = self.debug_registers[cpu]
+                    dr6 = registers.dr6
+                    if dr6 & 0xF != exception.b_bits:
+                        registers.dr6 = dr6 & ~0xF | exception.b_bits
                     if not self.debug_handler or self.debug_handler(cpu, exception):
-                        self._resume_at[cpu] = address
-                        self._stop = exception
-                        self.uc.emu_stop()
+                        self._stop_before(exception, resume_flag=True)
                         return
+                    checked = True  # the handler returned with RF set
             probe = self._probes.get(address)
             if probe is not None:
                 verdict = probe(cpu)
                 if verdict is ProbeVerdict.STOP:
-                    self._stop = Probed(address)
-                    self.uc.emu_stop()
-                elif verdict is ProbeVerdict.PAUSE:
-                    self._resume_at[cpu] = address  # an execute slot here has been dealt with
-                    self._stop = Preempted()
-                    self.uc.emu_stop()
+                    self._stop_before(Probed(address), resume_flag=checked)
+                    return
+                if verdict is ProbeVerdict.PAUSE:
+                    self._stop_before(Preempted(), resume_flag=checked)
+                    return
+            if address in self._special:
+                if address in self._code.candidates:
+                    self._intercept(address)
+                elif self._code.rep_string(address) is not None:
+                    self._continuing_at, self._continuing_blocks = address, self.clock.blocks
         except BaseException as error:  # noqa: BLE001 - re-raised by run()
             self._hook_error = error
             self.uc.emu_stop()
 
-    def set_resume_flag(self, cpu: int, address: int | None) -> None:
-        """RF for the next instruction a CPU runs, if it is at address."""
-        self._resume_at[cpu] = address
+    def _stop_before(self, exit: Exit, *, resume_flag: bool) -> None:
+        """Stop the engine before the hooked instruction begins, with this RF."""
+        self._stop = exit
+        self._rf, self._rf_decided = resume_flag, True
+        self.uc.emu_stop()
+
+    def _intercept(self, address: int) -> None:
+        code = self._read_available(address, MAX_LENGTH)
+        instruction = mov_debug_register(code)
+        if instruction is not None:
+            self._stop_before(_Intercepted(address, instruction), resume_flag=False)
+            return
+        length = mov_ss_length(code)
+        blocks = self.clock.blocks
+        if length is not None and not (
+                self._exempt_shadow and address == self._exempt_at and blocks == self._exempt_blocks + 1):
+            # Nothing may come between it and the next instruction, whose
+            # instruction breakpoint is not taken (SDM §6.8.3). A MOV SS in
+            # the shadow of another makes none, as in unicorn.
+            self._exempt_at, self._exempt_blocks, self._exempt_shadow = address + length, blocks, True
+            self.clock.hold_next_block()
 
     def execute_slot_at(self, cpu: int, address: int) -> bool:
         """Whether an armed execute slot of the CPU matches the instruction at address."""
         return self._armed and address in self._execute_slots[cpu]
-
-    def take_resume_flag(self, cpu: int) -> int | None:
-        """The RF a CPU would resume with, cleared: an interrupt saves it in its frame."""
-        address, self._resume_at[cpu] = self._resume_at[cpu], None
-        return address
 
     # -- what the debug registers ask of the emulator ------------------------
 
@@ -608,7 +965,9 @@ class Processor:
 
         A debugger's conditional breakpoint: unlike an int3 it changes no
         memory, and unlike a debug register it is not armed by DR7 and does
-        not count as one. None removes the probe.
+        not count as one. None removes the probe. Like an int3 it is asked
+        once an execution of a rep string, at its first iteration or where
+        the CPU resumes it.
         """
         if probe is None:
             self._probes.pop(address, None)
@@ -617,8 +976,10 @@ class Processor:
         self._sync_execute_hooks()
 
     def _sync_execute_hooks(self) -> None:
-        """One code hook on every address with an execute slot on some CPU or a probe."""
-        wanted = {address for slots in self._execute_slots for address in slots} | set(self._probes)
+        """One code hook on every address with an execute slot on some CPU, a probe or an intercept."""
+        self._code.settle()
+        wanted = {address for slots in self._execute_slots for address in slots}
+        wanted |= set(self._probes) | self._code.candidates
         for address in set(self._execute_hooks) - wanted:
             self.uc.hook_del(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):
@@ -628,6 +989,8 @@ class Processor:
             # instruction there can have been translated and run on.)
             if address + 1 < 1 << 64:
                 self.uc.ctl_remove_cache(address, address + 1)
+        self._special = self._code.candidates | {a for a in self._execute_hooks
+                                                 if self._code.rep_string(a) is not None}
 
     def _derive(self, cpu: int) -> None:
         registers = self.debug_registers[cpu]
@@ -637,7 +1000,8 @@ class Processor:
         self._derived_from[cpu] = state
         pages: dict[int, bool] = {}
         execute: dict[int, list[int]] = {}
-        enabled = registers.enabled_slots()
+        # An I/O slot (R/W 10) never fires: the machine does no port I/O.
+        enabled = [s for s in registers.enabled_slots() if s.access is not Access.IO]
         self._data_slots[cpu] = [s for s in enabled if s.access is not Access.EXECUTE]
         for slot in enabled:
             if slot.access is Access.EXECUTE:
@@ -659,5 +1023,9 @@ class Processor:
         uc.emu_stop()
 
     def _on_interrupt(self, uc, vector, _):
-        self._stop = CpuException(vector)
+        if vector == DEBUG and uc.reg_read(X.UC_X86_REG_DR6) & DR6_BS:
+            uc.reg_write(X.UC_X86_REG_DR6, 0)  # unicorn's own DR6 only ever says this
+            self._stop = TRACED
+        else:
+            self._stop = CpuException(vector)
         uc.emu_stop()

@@ -15,8 +15,15 @@ from typing import NamedTuple
 SLOTS = 4
 DR7_ALWAYS_ONE = 1 << 10
 DR7_GD = 1 << 13
-DR6_BS = 1 << 14
-DR6_RESERVED_ONES = 0xFFFF0FF0  # bits that read as 1 on x86-64
+# L0-G3, LE, GE, GD and the four R/W-LEN fields. Bits 11, 12, 14 and 15
+# (RTM, IR, TR on some models) are not modelled and read as 0.
+DR7_WRITABLE = 0xFFFF23FF
+DR6_B_BITS = 0xF
+DR6_BD = 1 << 13  # general detect: a MOV DRn while DR7.GD was set
+DR6_BS = 1 << 14  # single step
+DR6_BT = 1 << 15  # task switch
+DR6_WRITABLE = DR6_B_BITS | DR6_BD | DR6_BS | DR6_BT
+DR6_RESERVED_ONES = 0xFFFF0FF0  # bits that read as 1 on x86-64 (BLD and RTM among them: not modelled)
 
 
 class Access(IntEnum):
@@ -36,6 +43,10 @@ _FIELD_OF_LENGTH = {v: k for k, v in _LENGTH_OF_FIELD.items()}
 class DebugRegisterError(OSError):
     def __init__(self, message: str):
         super().__init__(errno.EINVAL, message)
+
+
+class DebugRegisterFault(Exception):
+    """A value MOV DRn may not write: the processor raises #GP(0)."""
 
 
 class Slot(NamedTuple):
@@ -126,11 +137,40 @@ class DebugRegisters:
     def data_hits(self, address: int, size: int, write: bool) -> list[int]:
         return [s.index for s in self.enabled_slots() if s.matches_data(address, size, write)]
 
-    def report(self, indexes, single_step: bool = False) -> None:
-        """Set DR6 as the CPU does when slots fire: B bits for every slot that matched."""
-        dr6 = DR6_RESERVED_ONES
-        for index in indexes:
-            dr6 |= 1 << index
-        if single_step:
-            dr6 |= DR6_BS
-        self.dr6 = dr6
+    def report(self, b_bits: int, *, single_step: bool = False, general_detect: bool = False) -> None:
+        """Set DR6 for a debug exception (SDM Vol. 3 §18.2.3).
+
+        B0-B3 become the slots that matched (the SDM lets a processor clear
+        them at a debug exception; this one always does, and sets none for
+        a slot DR7 does not enable). BD and BS are set as the exception
+        says; they and BT are never cleared by the processor, only by a
+        write to DR6.
+        """
+        self.dr6 = (self.dr6 & ~DR6_B_BITS) | b_bits | (DR6_BS if single_step else 0) | (
+            DR6_BD if general_detect else 0)
+
+    # -- MOV to and from DRn (SDM Vol. 2, MOV--Move to/from Debug Registers) --
+
+    def read(self, index: int) -> int:
+        """DR0-DR3, DR6 or DR7 as MOV r64, DRn reads it."""
+        if index < SLOTS:
+            return self.dr[index]
+        return self.dr6 if index == 6 else self.dr7
+
+    def write(self, index: int, value: int) -> None:
+        """MOV DRn, r64 for DR0-DR3, DR6 and DR7.
+
+        DR0-DR3 take any 64-bit value. A 1 in bits 63:32 of DR6 or DR7 is
+        #GP, raised here as DebugRegisterFault; nothing changes then.
+        Reserved bits read as the processor fixes them.
+        """
+        value &= 2**64 - 1
+        if index < SLOTS:
+            self.dr[index] = value
+            return
+        if value >> 32:
+            raise DebugRegisterFault(f"DR{index} has no bits above 31: {value:#x}")
+        if index == 6:
+            self.dr6 = (value & DR6_WRITABLE) | DR6_RESERVED_ONES
+        else:
+            self.dr7 = (value & DR7_WRITABLE) | DR7_ALWAYS_ONE

@@ -44,6 +44,14 @@ struct hot_state {
 	uint32_t interruptible;
 	uint32_t until_clock;
 	uint32_t stopped_by;
+	/*
+	 * Set by the host: the next block runs whatever is requested (the
+	 * instruction after a MOV SS, which no event may come between).
+	 */
+	uint32_t hold;
+	/* The last block begun, [last_start, last_end): where the CPU has been. */
+	uint64_t last_start;
+	uint64_t last_end;
 	emu_stop_fn emu_stop;
 };
 
@@ -76,8 +84,10 @@ void on_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
 	struct hot_state *state = user_data;
 
-	(void)address;
-	(void)size;
+	if (state->hold) {
+		state->hold = 0;
+		goto run;
+	}
 	if (state->blocks >= state->limit) {
 		stop(uc, state, STOPPED_BY_LIMIT);
 		return;
@@ -95,5 +105,8 @@ void on_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 			}
 		}
 	}
+run:
+	state->last_start = address;
+	state->last_end = address + size;
 	state->blocks++;
 }

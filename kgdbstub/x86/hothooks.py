@@ -43,6 +43,9 @@ class _HotState(ctypes.Structure):
         ("interruptible", ctypes.c_uint32),
         ("until_clock", ctypes.c_uint32),
         ("stopped_by", ctypes.c_uint32),
+        ("hold", ctypes.c_uint32),
+        ("last_start", ctypes.c_uint64),
+        ("last_end", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
     ]
 
@@ -87,6 +90,18 @@ class GuestClock:
         state.interruptible = interruptible
         state.deadline_ns = 0 if deadline is None else max(1, int(deadline * 1e9))
         state.until_clock = 1  # look at the clock at the first block
+        state.hold = 0
+        state.last_start = state.last_end = 0
+
+    def hold_next_block(self) -> None:
+        """From a hook: the next block runs whatever is requested or spent (a MOV SS shadow)."""
+        self._state.hold = 1
+
+    @property
+    def last_block(self) -> tuple[int, int] | None:
+        """[start, end) of the last block this run began, None if it began none."""
+        state = self._state
+        return (state.last_start, state.last_end) if state.last_end else None
 
     @property
     def stopped_by(self) -> int:

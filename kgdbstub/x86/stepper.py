@@ -13,6 +13,8 @@ the registers each way and one instruction: about 10 µs.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from unicorn import (
     UC_ARCH_X86,
     UC_HOOK_INSN,
@@ -24,6 +26,9 @@ from unicorn import (
     UC_MEM_WRITE,
     UC_MODE_64,
     UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
     Uc,
     UcError,
@@ -37,17 +42,22 @@ from .memory import PAGE_MASK, AddressSpace
 # (physical address, size, whether it was a write)
 Access = tuple[int, int, bool]
 
+DEBUG = 1  # #DB
+DR6_BS = 1 << 14
+
 
 class Stepper:
-    def __init__(self, address_space: AddressSpace, host_memory: dict[int, int], code_pages: set[int]):
+    def __init__(self, address_space: AddressSpace, host_memory: dict[int, int],
+                 fetching: Callable[[int], None]):
         """`host_memory` maps each mapping's physical address to the host memory backing it.
 
-        The pages it fetches code from go into `code_pages`, which the
-        processor's writes consult before dropping translations.
+        `fetching(page)` is told of each page it fills its TLB with for an
+        instruction fetch, before it runs code there.
         """
         self._address_space = address_space
-        self._code_pages = code_pages
+        self._fetching = fetching
         self._accesses: list[Access] = []
+        self._traced = False
         self._context = None
         uc = self._uc = Uc(UC_ARCH_X86, UC_MODE_64)
         for mapping in address_space.mappings:
@@ -60,16 +70,19 @@ class Stepper:
         # A system call or an interrupt is the host's to handle: not a step here.
         self._left = False
         uc.hook_add(UC_HOOK_INSN, self._leave, None, 1, 0, X.UC_X86_INS_SYSCALL)
-        uc.hook_add(UC_HOOK_INTR, self._leave)
+        uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
 
-    def step(self, engine: Uc) -> list[Access] | None:
-        """Run the instruction at `engine`'s RIP, in `engine`'s register state; its accesses.
+    def step(self, engine: Uc) -> tuple[list[Access], bool] | None:
+        """Run the instruction at `engine`'s RIP, in `engine`'s register state (one iteration of a rep string).
 
-        On success `engine` holds the state after the instruction. None
+        On success `engine` holds the state after the instruction, and this
+        returns its accesses and whether the guest's TF trapped after it. None
         when the instruction did not simply complete (a system call, an
         interrupt or exception, memory with no mapping): `engine` is then
         untouched and the caller runs the instruction itself, where every
-        exit is handled.
+        exit is handled. The single-step trap of a guest that set TF is
+        not an exit: the instruction completed, and unicorn's own rules
+        (no trap after a MOV SS, say) decided whether the trap follows.
         """
         if self._context is None:
             self._context = engine.context_save()
@@ -79,7 +92,7 @@ class Stepper:
         uc.context_restore(self._context)
         start = uc.reg_read(X.UC_X86_REG_RIP)
         self._accesses = []
-        self._left = False
+        self._left = self._traced = False
         try:
             uc.emu_start(start, 0, count=1)
         except UcError:
@@ -88,7 +101,7 @@ class Stepper:
             return None
         uc.context_update(self._context)
         engine.context_restore(self._context)
-        return self._accesses
+        return self._accesses, self._traced
 
     def forget_code(self, begin: int, end: int) -> None:
         """Drop translations of [begin, end): the code there was written to."""
@@ -98,16 +111,29 @@ class Stepper:
         physical = self._address_space.translate(address)
         if physical is None:
             return False
-        if access == UC_MEM_FETCH:
-            self._code_pages.add(address & PAGE_MASK)
         entry = entry_pointer.contents
         entry.paddr = physical & PAGE_MASK
-        entry.perms = UC_PROT_ALL
+        if access == UC_MEM_FETCH:
+            self._fetching(address & PAGE_MASK)
+            entry.perms = UC_PROT_READ | UC_PROT_EXEC
+        else:
+            # Never writable and executable at once: unicorn keeps such an
+            # entry on its slow write path (see the processor's TLB).
+            entry.perms = UC_PROT_READ | UC_PROT_WRITE
         return True
 
     def _leave(self, uc, *_) -> None:
         self._left = True
         uc.emu_stop()
+
+    def _on_interrupt(self, uc, vector, _) -> None:
+        dr6 = uc.reg_read(X.UC_X86_REG_DR6)
+        if vector == DEBUG and dr6 & DR6_BS:
+            uc.reg_write(X.UC_X86_REG_DR6, 0)  # unicorn's own DR6 only ever says this
+            self._traced = True
+            uc.emu_stop()
+        else:
+            self._leave(uc)
 
     def _record(self, _engine, kind, physical, size, _value, _) -> None:
         self._accesses.append((physical, size, kind == UC_MEM_WRITE))

@@ -9,6 +9,7 @@ runs: every test counts the stops in the server's packet trace, so a stop
 gdb would have swallowed (it checks conditions at every stop too) fails it.
 """
 import re
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,9 @@ from gdbtools import GDB, run_gdb, start_server
 pytestmark = pytest.mark.skipif(GDB is None, reason="gdb is not installed")
 
 TARGET = "set breakpoint condition-evaluation target"
+FORK_C = Path(__file__).resolve().parents[2] / "targets" / "minikernel" / "kernel" / "fork.c"
+# The line of do_fork where its local pid holds the new task's pid.
+PID_KNOWN = 1 + FORK_C.read_text().splitlines().index("\tif (pid > 0) {")
 
 
 def values(output: str) -> list[int]:
@@ -44,7 +48,7 @@ def test_software_breakpoints_stop_only_where_their_conditions_hold(tmp_path):
     output, trace = session(tmp_path, [
         "break do_fork if total_forks == 3",  # a global
         "continue", "print total_forks", "info breakpoints", "delete",
-        "break kernel/fork.c:45 if pid == 6",  # a local, in a register
+        f"break kernel/fork.c:{PID_KNOWN} if pid == 6",  # a local, in a register
         "continue", "print pid", "print total_forks", "delete",
         # a register, and memory through a pointer
         "break do_fork if $rdi == 1 && comm[0] == 108 && comm[5] == 114 && total_forks >= 7",

@@ -22,10 +22,12 @@ from kgdbstub.kernel.kernel import Kernel
 from kgdbstub.kernel.ptrace import dr7_for
 from kgdbstub.kernel.tasks import State
 from kgdbstub.x86.debugregs import Access
+from unicorn.x86_const import UC_X86_REG_EFLAGS as EFLAGS
 from unicorn.x86_const import UC_X86_REG_RIP as RIP
 
 ELF = Path(__file__).resolve().parents[2] / "targets" / "minikernel" / "minikernel.elf"
 INIT, LOOPER = 1, 2
+RESUME_FLAG = 1 << 16  # RFLAGS.RF
 X, W, RW = BreakpointType.EXECUTE, BreakpointType.WRITE, BreakpointType.READ_WRITE
 ACCESS_OF = {X: Access.EXECUTE, W: Access.WRITE, RW: Access.READ_WRITE}
 # Rounds a run may take before the test gives up on its condition: a
@@ -91,15 +93,10 @@ class Machine:
         the tracer can stop it, between any two blocks.
         """
         looper = self.looper
-        if looper.frames:
-            user, resume_flag = looper.frames[0]
-        elif looper.cpu is None:
-            user, resume_flag = looper.regs, looper.resume_at
-        else:
-            user, resume_flag = looper.regs, self.kernel.processor._resume_at[looper.cpu]
+        user = looper.frames[0] if looper.frames else looper.regs
         rip, tick = user.reg_read(RIP), self.address("looper_tick")
-        # At looper_tick the call has hit only if its breakpoint stopped it there (RF is pending).
-        return rip == self.looper_tick_return() or (rip == tick and resume_flag == tick)
+        # At looper_tick the call has hit only if its breakpoint stopped it there (RF is set).
+        return rip == self.looper_tick_return() or (rip == tick and bool(user.reg_read(EFLAGS) & RESUME_FLAG))
 
     def looper_calls(self) -> int:
         """looper_tick calls that have hit so far."""

@@ -87,3 +87,27 @@ def test_a_tick_withdrawn_from_an_idle_cpu_leaves_it_halted():
     cpu, = woken
     assert kernel.halted[cpu] and kernel.current[cpu].idle and not kernel.current[cpu].frames
     assert kernel._timer_pending[cpu] == 1
+
+
+def test_an_nmi_while_the_cpu_handles_one_waits_for_its_iret():
+    """SDM §6.7.1: an NMI handler blocks NMIs until it returns; one more is latched.
+
+    A debugger that arrives over and over stops the machine with an NMI
+    each time (Debugger.request_sysrq_g with announce=False), often before
+    the CPU has left kgdb_breakpoint for the last one. Nested, those NMIs
+    would pile frames on the stack until it overflowed into the kernel's data.
+    """
+    machine = Machine()
+    kernel, debugger = machine.kernel, machine.debugger
+    kgdb_breakpoint = machine.address("kgdb_breakpoint")
+    start, depths = machine.jiffies, []
+    for _ in range(200):
+        debugger.request_sysrq_g(announce=False)
+        stop = machine.resume()
+        task = kernel.current[stop.cpu]
+        assert stop.signal != SIGINT, "each arrival stops the machine in kgdb_breakpoint"
+        assert kgdb_breakpoint <= task.regs.reg_read(X.UC_X86_REG_RIP) < kgdb_breakpoint + 16
+        depths.append(len(task.frames))
+    # Under the NMI's frame, at most what it interrupted: a tick, a system call.
+    assert max(depths) <= 3, f"NMIs were taken inside the handlers of others: {depths}"
+    assert machine.jiffies > start, "the machine runs between the stops"

@@ -72,7 +72,7 @@ def test_execute_slots_match_their_address_only_when_enabled():
 
 def test_dr6_reports_every_slot_that_matched():
     regs = DebugRegisters()
-    regs.report([0, 2])
+    regs.report(0b0101)
     assert regs.dr6 & 0xF == 0b0101
 
 

@@ -15,6 +15,7 @@ void do_exit(long code)
 		panic("Attempted to kill the idle task!");
 	if (info.pid == 1)
 		panic("Attempted to kill init! exitcode=0x%08lx", code);
+	WRITE_ONCE(find_task_by_pid(info.pid)->pid, 0);	/* its task_struct is free */
 	hypercall1(HC_EXIT, (unsigned long)code);
 	__builtin_trap();	/* HC_EXIT does not return */
 }
