@@ -36,10 +36,11 @@ HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
 # How many memory reads a stop keeps the answers of: the latest few, which
 # are the ones gdb asks again (a `dump memory` that reads megabytes keeps no more).
 MEMORY_ANSWERS = 8
-# Packets that change no memory the debugger sees: reads, thread queries and
-# breakpoints (int3s are in memory only while the machine runs). Any other
-# packet forgets the memory answers of this stop.
-_LEAVE_MEMORY_ALONE = (b"m", b"g", b"p", b"H", b"T", b"Z", b"z", b"qfThreadInfo", b"qsThreadInfo",
+# Packets that only ask: reads of memory and registers, thread queries.
+# Any other packet forgets the memory answers of this stop, breakpoints
+# included: while stopped their int3s are out of memory, but whether they
+# are is the debugger's policy, not something the answers should rely on.
+_LEAVE_MEMORY_ALONE = (b"m", b"g", b"p", b"H", b"T", b"qfThreadInfo", b"qsThreadInfo",
                        b"qThreadExtraInfo", b"qXfer:threads:read:", b"qC", b"qAttached")
 
 

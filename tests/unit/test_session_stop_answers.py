@@ -4,8 +4,10 @@
   them from the reply instead of asking, remote.c's process_stop_reply
   supplies them to the regcache) have the values `g` and `p` give.
 - A memory read asked again within one stop is answered as before without
-  reading the machine again, until anything that may change memory comes:
-  a write, a resume, a monitor command.
+  reading the machine again, until a packet other than a query comes: a
+  write, a breakpoint inserted or removed, a register written, a resume, a
+  monitor command. Every answer is byte for byte the one an uncached read
+  gives at that point.
 """
 import pytest
 
@@ -86,34 +88,64 @@ def test_a_read_asked_again_within_a_stop_is_answered_without_reading_again(stop
     reads = CountingReads(debugger)
     jiffies = b"m%x,8" % kernel.image.address_of("jiffies")
     first = session.handle(jiffies)
-    # Reads, thread queries and breakpoints between two reads change no memory.
-    for packet in (b"qXfer:threads:read::0,fff", b"qfThreadInfo", b"qsThreadInfo", b"g", b"p10",
-                   b"Z2,%x,8" % kernel.image.address_of("total_forks"),
-                   b"z2,%x,8" % kernel.image.address_of("total_forks"), b"m0,1"):
+    # Queries between two reads change nothing.
+    for packet in (b"qXfer:threads:read::0,fff", b"qfThreadInfo", b"qsThreadInfo", b"qC", b"g", b"p10", b"Hg2",
+                   b"T2", b"m0,1"):
         session.handle(packet)
     assert session.handle(jiffies) == first
     assert reads.count == 2  # jiffies once, m0,1 once
 
 
-@pytest.mark.parametrize("change", ["M", "X", "resume", "monitor"])
-def test_a_write_a_resume_or_a_monitor_command_makes_the_next_read_read_again(stopped, change):
+@pytest.mark.parametrize("change", ["M", "X", "Z0", "z0", "Z2", "P", "G", "resume", "monitor"])
+def test_any_packet_but_a_query_makes_the_next_read_read_again(stopped, change):
     kernel, debugger, session = stopped
-    address = kernel.image.address_of("jiffies")
+    address, tick = kernel.image.address_of("jiffies"), kernel.image.address_of("looper_tick")
     read = b"m%x,8" % address
-    before = session.handle(read).payload
-    if change == "M":
-        assert session.handle(b"M%x,8:%s" % (address, b"11" * 8)).payload == b"OK"
-    elif change == "X":
-        assert session.handle(b"X%x,8:" % address + b"\x22" * 8).payload == b"OK"
-    elif change == "resume":
-        session.handle(b"Z2,%x,8" % address)
-        resume(session)  # until the timer tick writes jiffies
-    else:
+    session.handle(read)
+    registers_now = session.handle(b"g").payload
+    rip = registers.index_of(MODERN.layout, "rip")
+    packets = {
+        "M": [b"M%x,8:%s" % (address, b"11" * 8)],
+        "X": [b"X%x,8:" % address + b"\x22" * 8],
+        "Z0": [b"Z0,%x,1" % tick],
+        "z0": [b"Z0,%x,1" % tick, read, b"z0,%x,1" % tick],
+        "Z2": [b"Z2,%x,8" % address],
+        "P": [b"P%x=%s" % (rip, session.handle(b"p%x" % rip).payload)],
+        "G": [b"G" + registers_now],
+        "resume": [b"Z2,%x,8" % address, b"vCont;c"],  # until the timer tick writes jiffies
+        "monitor": [b"qRcmd,%s" % b"help".hex().encode()],
+    }[change]
+    if change == "monitor":
         kernel.write(address, b"\x33" * 8)  # as a monitor command could
-        assert isinstance(session.handle(b"qRcmd,%s" % b"help".hex().encode()), Reply)
+    for packet in packets:
+        if packet.startswith(b"vCont"):
+            resume(session, packet)
+        else:
+            session.handle(packet)
+    reads = CountingReads(debugger)
     after = session.handle(read).payload
+    assert reads.count == 1, "answered from before the change"
     assert after == kernel.read(address, 8).hex().encode()
-    assert after != before
+
+
+def test_every_answer_is_the_one_an_uncached_read_gives(stopped):
+    """A stop's packets as gdb and scripts send them, each read checked against a read of the machine."""
+    kernel, debugger, session = stopped
+    image = kernel.image
+    jiffies, tick = image.address_of("jiffies"), image.address_of("looper_tick")
+    probes = [b"m%x,8" % jiffies, b"m%x,4" % tick, b"m%x,1" % tick, b"m0,8"]  # m0,8: an error, kept too
+    rip = registers.index_of(MODERN.layout, "rip")
+    script = [b"Z0,%x,1" % tick, b"z0,%x,1" % tick, b"Z0,%x,1" % tick, b"M%x,2:0102" % (jiffies + 2),
+              b"X%x,1:" % jiffies + b"\x7d\x5d", b"Z2,%x,8" % jiffies, b"vCont;c", b"z2,%x,8" % jiffies,
+              b"p%x" % rip, b"vCont;s", b"qRcmd,%s" % b"help".hex().encode(), b"vCont;c", b"z0,%x,1" % tick]
+    for packet in script:
+        if packet.startswith(b"vCont"):
+            resume(session, packet)
+        else:
+            session.handle(packet)
+        for _ in range(2):  # the second from the cache
+            for probe in probes:
+                assert session.handle(probe) == session._handle(probe), (packet, probe)
 
 
 def test_a_stop_keeps_the_answers_of_its_latest_reads_only(stopped):
