@@ -367,6 +367,17 @@ def start_line_server(
         yield server
 
 
+@contextlib.contextmanager
+def serving(transport: str, *args: str) -> Iterator[Server | LineServer]:
+    """start_server for "tcp", start_line_server with `--pty` for "pty"."""
+    if transport == "tcp":
+        with start_server(*args) as server:
+            yield server
+    else:
+        with start_line_server("--pty", *args) as server:
+            yield server
+
+
 class OpenWatch:
     """Tells when a file is opened (inotify's IN_OPEN), for a `with` block."""
 

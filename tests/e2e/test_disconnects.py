@@ -47,9 +47,8 @@ from gdbtools import (
     parse_values,
     run_gdb,
     spawn_gdb,
-    start_line_server,
-    start_server,
 )
+from gdbtools import serving as serving_transport
 
 from kgdbstub.client import RemoteError, BreakpointRefused, connect
 from kgdbstub.client.connection import Connection
@@ -77,15 +76,8 @@ WAIT_TO_BE_KILLED = f"python gdb.write('{WAITING}\\n'); gdb.flush(); import sele
 # -- the machine and its accounting -----------------------------------------------
 
 
-@contextlib.contextmanager
 def serving(transport: str, scenario: str, dialect: str):
-    args = ("--scenario", scenario, "--dialect", dialect)
-    if transport == "tcp":
-        with start_server(*args) as server:
-            yield server
-    else:
-        with start_line_server("--pty", *args) as server:
-            yield server
+    return serving_transport(transport, "--scenario", scenario, "--dialect", dialect)
 
 
 def symbols(server) -> dict[str, int]:

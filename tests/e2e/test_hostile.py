@@ -22,7 +22,8 @@ from collections import deque
 import pytest
 import trio
 
-from gdbtools import GDB, OpenWatch, run_gdb, start_line_server, start_server
+from gdbtools import GDB, OpenWatch, run_gdb
+from gdbtools import serving as serving_transport
 from kgdbstub.kernel.image import Image
 from kgdbstub.rsp import Ack, Packet, RemoteProtocol, encode_frame
 
@@ -41,14 +42,8 @@ def frame(payload: bytes) -> bytes:
     return encode_frame(payload, run_length_encode=False)
 
 
-@contextlib.contextmanager
 def serving(transport: str, dialect: str, *args: str):
-    if transport == "tcp":
-        with start_server("--dialect", dialect, *args) as server:
-            yield server
-    else:
-        with start_line_server("--pty", "--dialect", dialect, *args) as server:
-            yield server
+    return serving_transport(transport, "--dialect", dialect, *args)
 
 
 class Peer:
@@ -172,8 +167,9 @@ async def test_floods_of_unacknowledged_requests_and_of_naks_cost_bounded_memory
         # One reply never acknowledged, then 16 KiB of '-': each may not bring a copy.
         await peer.send(reads[0])
         await peer.packet("the read's reply")
-        await peer.send(b"-" * 16384 + b"+" + frame(b"qC"))
-        _, copies = await peer.until(lambda reply: reply.startswith(b"QC"), "the reply to qC after the naks")
+        async with trio.open_nursery() as nursery:  # read while sending: each '-' may bring 8 KiB
+            nursery.start_soon(peer.send, b"-" * 16384 + b"+" + frame(b"qC"))
+            _, copies = await peer.until(lambda reply: reply.startswith(b"QC"), "the reply to qC after the naks")
         naked = resident(server)
 
         await peer.send(b"+")

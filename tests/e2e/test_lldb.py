@@ -6,12 +6,12 @@ GDBRemoteCommunicationClient.cpp and ProcessGDBRemote.cpp) or what kgdb does
 """
 from __future__ import annotations
 
-import contextlib
 import re
+from pathlib import Path
 
 import pytest
 
-from gdbtools import REPO_ROOT, start_line_server, start_server
+from gdbtools import REPO_ROOT, serving, start_server
 from kgdbstub.kernel.image import Image
 from lldbtools import FRAME, LLDB, STOP, VARIABLE, LldbConsole, connect_command, read_boot_console, run_lldb
 
@@ -21,14 +21,7 @@ TRANSPORTS = ("tcp", "pty")
 IMAGE = Image(REPO_ROOT / "targets" / "minikernel" / "minikernel.elf")  # what `serve` loads
 
 
-@contextlib.contextmanager
-def serving(transport: str, *args: str):
-    if transport == "tcp":
-        with start_server(*args) as server:
-            yield server
-    else:
-        with start_line_server("--pty", *args) as server:
-            yield server
+INTERRUPT_TRACED = "<- '\\\\x03'"  # how --trace logs a 0x03 it received
 
 
 def stops(output: str) -> list[tuple[str | None, str, str]]:
@@ -129,9 +122,30 @@ def test_register_and_memory_read_and_write(transport):
     assert re.search(r"rip = 0x[0-9a-f]+", output.split("(lldb) thread select 1")[1]), output
 
 
+def interrupt(lldb: LldbConsole, trace: Path, attempts: int = 5) -> re.Match:
+    """^C at a running process, until LLDB passes it on to the stub.
+
+    LLDB prints "Process N resuming" before it hands its terminal to the
+    running process; a ^C that comes in between only ends its own command
+    line and sends the stub nothing, as a user pressing it that early
+    sees. The stub's trace tells: each ^C that LLDB did pass on (a 0x03
+    the stub received) must stop the machine.
+    """
+    for _ in range(attempts):
+        received = trace.read_text().count(INTERRUPT_TRACED)
+        start = lldb.control_c()
+        try:
+            return lldb.expect(r"stop reason = signal SIGINT", start=start, timeout=5)
+        except AssertionError:
+            if trace.read_text().count(INTERRUPT_TRACED) != received:
+                raise  # the stub got the interrupt and the machine did not stop
+    raise AssertionError(f"lldb kept every ^C to itself; screen:\n{lldb.text}")
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_interrupt_while_running(transport):
-    with serving(transport) as server:
+def test_interrupt_while_running(transport, tmp_path):
+    trace = tmp_path / "packets"
+    with serving(transport, "--trace", str(trace)) as server:
         if transport == "pty":
             read_boot_console(server)
         lldb = LldbConsole(server.elf)
@@ -139,11 +153,12 @@ def test_interrupt_while_running(transport):
             lldb.expect(r"\(lldb\) ")
             lldb.expect(r"stop reason = signal SIGTRAP", start=lldb.type(connect_command(server)))
             lldb.expect(r"Process \d+ resuming", start=lldb.type("continue"))
-            stopped = lldb.expect(r"stop reason = signal SIGINT", start=lldb.control_c())
+            stopped = interrupt(lldb, trace)
             lldb.expect(r"frame #0: 0x", start=stopped.end())
             lldb.expect(r"Process \d+ detached", start=lldb.type("process detach"))
         finally:
             lldb.close()
+
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
