@@ -44,6 +44,10 @@ _LEAVE_MEMORY_ALONE = (b"m", b"g", b"p", b"H", b"T", b"qfThreadInfo", b"qsThread
                        b"qThreadExtraInfo", b"qXfer:threads:read:", b"qC", b"qAttached")
 
 
+# Removals of watchpoints, which carry no conditions or commands.
+_WATCH_REMOVALS = (b"z2", b"z3", b"z4")
+
+
 class Malformed(Exception):
     """The packet does not parse: answered with E22 (EINVAL)."""
 
@@ -99,6 +103,13 @@ class Session:
     # Answers to memory reads while the machine is stopped, until a packet
     # that may change memory (a write, a resume, a monitor command) comes.
     _memory_answers: dict = field(default_factory=dict)
+    # A watchpoint removal answered but not yet made: gdb takes its
+    # watchpoints out at each stop it shows and puts them back before it
+    # resumes, with only queries in between. Made before any other packet,
+    # or not at all when the same watchpoint comes back, which spares two
+    # rewrites of every CPU's debug registers. (On a disconnect, detaching
+    # removes everything anyway.)
+    _held_removal: bytes | None = None
     _handlers: dict = field(init=False)
     _commands: dict = field(init=False)
     _conditions: bool = field(init=False)  # Z0/Z1 may carry conditions
@@ -139,6 +150,11 @@ class Session:
     # -- dispatch ------------------------------------------------------------
 
     def handle(self, payload: bytes) -> Action:
+        if self._held_removal is not None and not payload.startswith(_LEAVE_MEMORY_ALONE):
+            held, self._held_removal = self._held_removal, None
+            if payload == b"Z" + held:
+                return Reply(b"OK")  # the same watchpoint back before anything could tell it was gone
+            self._handle(b"z" + held)  # checked when it came: it succeeds
         if payload[:1] == b"m":
             # gdb reads a watched value up to three times at a stop: the
             # memory has not changed in between, and neither has the answer.
@@ -149,7 +165,17 @@ class Session:
             return answer
         if not payload.startswith(_LEAVE_MEMORY_ALONE):
             self._memory_answers.clear()
+            if payload[:2] in _WATCH_REMOVALS and self._can_hold(payload[1:]):
+                self._held_removal = payload[1:]
+                return Reply(b"OK")
         return self._handle(payload)
+
+    def _can_hold(self, args: bytes) -> bool:
+        try:
+            kind, address, length, options = self._breakpoint_args(args)
+        except Malformed:
+            return False
+        return not options and self.debugger.holds_exactly(kind, address, length)
 
     def _handle(self, payload: bytes) -> Action:
         try:

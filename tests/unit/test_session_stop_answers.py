@@ -159,3 +159,60 @@ def test_a_stop_keeps_the_answers_of_its_latest_reads_only(stopped):
     assert reads.count == len(packets)
     assert session.handle(packets[0]) == answers[0]  # read again, and still right
     assert reads.count == len(packets) + 1
+
+
+class CountingCalls:
+    """Calls of a debugger method, counted."""
+
+    def __init__(self, debugger: Debugger, name: str):
+        self.count = 0
+        method = getattr(debugger, name)
+
+        def counted(*args, **kwargs):
+            self.count += 1
+            return method(*args, **kwargs)
+
+        setattr(debugger, name, counted)
+
+
+def test_a_watchpoint_taken_out_and_put_back_with_only_queries_between_stays_as_it_was(stopped):
+    """What gdb does at each stop it shows: z2, reads, the thread list, Z2."""
+    kernel, debugger, session = stopped
+    watched = kernel.image.address_of("looper_iterations")
+    assert session.handle(b"Z2,%x,8" % watched).payload == b"OK"
+    slots = debugger.slot_table()
+    removals, inserts = CountingCalls(debugger, "remove_hardware"), CountingCalls(debugger, "insert_hardware")
+    for packet in (b"z2,%x,8" % watched, b"m%x,8" % watched, b"qXfer:threads:read::0,fff", b"g",
+                   b"Z2,%x,8" % watched):
+        assert not session.handle(packet).payload.startswith(b"E"), packet
+    assert (removals.count, inserts.count) == (0, 0)
+    assert debugger.slot_table() == slots
+    assert b"watch:%x;" % watched in resume(session)
+
+
+@pytest.mark.parametrize("then", [b"?", b"qRcmd,%s" % b"slots".hex().encode(), b"Z2,{address},4", b"Z3,{address},8",
+                                  b"z2,{address},8", b"vCont;c"])
+def test_a_watchpoint_removal_is_made_before_any_packet_but_a_query(stopped, then):
+    kernel, debugger, session = stopped
+    watched = kernel.image.address_of("looper_iterations")
+    session.handle(b"Z2,%x,8" % watched)
+    assert session.handle(b"z2,%x,8" % watched).payload == b"OK"
+    session.handle(b"m%x,8" % watched)
+    assert debugger.holds_exactly(2, watched, 8)  # not made yet
+    packet = then.replace(b"{address}", b"%x" % watched)
+    if packet.startswith(b"vCont"):
+        session.handle(b"Z0,%x,1" % kernel.image.address_of("looper_tick"))  # somewhere to stop
+        assert b"watch:" not in resume(session, packet)
+    else:
+        reply = session.handle(packet).payload
+        if packet.startswith(b"z2"):
+            assert reply.startswith(b"E")  # removed already: nothing left to remove
+    assert not debugger.holds_exactly(2, watched, 8)
+
+
+def test_removing_a_watchpoint_that_is_not_there_is_refused_at_once(stopped):
+    kernel, debugger, session = stopped
+    watched = kernel.image.address_of("looper_iterations")
+    assert session.handle(b"z2,%x,8" % watched).payload.startswith(b"E")
+    session.handle(b"Z2,%x,8" % watched)
+    assert session.handle(b"z2,%x,4" % watched).payload.startswith(b"E")  # another length: not this one
