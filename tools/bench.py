@@ -25,9 +25,11 @@ counted the same way:
   one by one by a code hook on every address (the translation cache is
   flushed when the hook is added, so no block escapes it).
 
-Break-ins come at random wall-clock times, so the two agree when the
-host's own work (Python between two engine runs) draws no stops: the goal
-is the shares within 10 points. The latency depends on the machine's load:
+Break-ins come at random wall-clock times, so the two agree only if the
+host's own work (Python between two engine runs, a third of the time)
+draws no stops: a break-in that comes during it is placed in the engine's
+time (docs/host-interface.md, "Break-ins"). The goal is the shares within
+10 points. The latency depends on the machine's load:
 on a shared machine the tail is time the server's threads and the client
 wait for a CPU.
 """

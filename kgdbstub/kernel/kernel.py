@@ -315,7 +315,13 @@ class Kernel:
     # -- running -------------------------------------------------------------
 
     def request_break_in(self) -> None:
-        """Thread-safe: stop the machine within a block of guest time, wherever it is."""
+        """Thread-safe: stop the machine at an instruction boundary, wherever it is.
+
+        Within a block of guest time; from another thread while the host
+        works between two runs, once the guest has run as long as that work
+        had taken (GuestClock.request_stop), so that stops land where the
+        guest runs.
+        """
         self.processor.clock.request_stop()
 
     def withdraw_break_in(self) -> None:

@@ -515,9 +515,10 @@ class Processor:
                 # Translations made without an instruction count would run on
                 # past the one instruction (unicorn issue 1606).
                 uc.ctl_remove_cache(start, start + 1)
-                uc.emu_start(start, 0, count=count)
-            else:
-                uc.emu_start(start, 0)
+            try:
+                uc.emu_start(start, 0, count=count or 0)
+            finally:
+                self.clock.engine_returned()
             if self._hook_error is not None:
                 raise self._hook_error
             return self._stop or self._clock_stop() or self._finished(start, bool(count))

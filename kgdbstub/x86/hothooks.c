@@ -49,10 +49,23 @@ struct hot_state {
 	 * instruction after a MOV SS, which no event may come between).
 	 */
 	uint32_t hold;
+	volatile uint32_t stop_deferred;
 	/* The last block begun, [last_start, last_end): where the CPU has been. */
 	uint64_t last_start;
 	uint64_t last_end;
 	emu_stop_fn emu_stop;
+	/* When the engine last gave the CPU to the host; 0 while it runs. */
+	volatile uint64_t host_since_ns;
+	/*
+	 * A stop requested while the host had the CPU, placed in the engine's
+	 * own time (see request_stop in hothooks.py): set by another thread
+	 * after owed_ns, it becomes a stop_request once the engine has run
+	 * owed_ns more.  due_ns is when that is in the current run, 0 until
+	 * the run's first block looks; looked_ns when a block last looked.
+	 */
+	volatile uint64_t owed_ns;
+	uint64_t due_ns;
+	uint64_t looked_ns;
 };
 
 uint64_t hot_state_size(void)
@@ -72,6 +85,27 @@ static void stop(void *uc, struct hot_state *state, uint32_t why)
 {
 	state->stopped_by = why;
 	state->emu_stop(uc);
+}
+
+/*
+ * Whether a deferred stop is due: the engine has run owed_ns since it
+ * took the CPU back.  Read only while one is pending, so that the clock is
+ * looked at every block only then.
+ */
+static int deferred_stop_due(struct hot_state *state)
+{
+	uint64_t now = monotonic_ns();
+
+	if (!state->due_ns)
+		state->due_ns = now + state->owed_ns;
+	if (now < state->due_ns) {
+		state->looked_ns = now;
+		return 0;
+	}
+	state->due_ns = 0;
+	state->stop_deferred = 0;
+	state->stop_request = 1;
+	return 1;
 }
 
 /*
@@ -97,6 +131,10 @@ void on_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 			stop(uc, state, STOPPED_BY_REQUEST);
 			return;
 		}
+		if (state->stop_deferred && deferred_stop_due(state)) {
+			stop(uc, state, STOPPED_BY_REQUEST);
+			return;
+		}
 		if (--state->until_clock == 0) {
 			state->until_clock = CLOCK_EVERY;
 			if (state->deadline_ns && monotonic_ns() >= state->deadline_ns) {
@@ -106,6 +144,7 @@ void on_block(void *uc, uint64_t address, uint32_t size, void *user_data)
 		}
 	}
 run:
+	state->host_since_ns = 0;
 	state->last_start = address;
 	state->last_end = address + size;
 	state->blocks++;

@@ -1,10 +1,15 @@
-"""A break-in that comes while the host delivers something takes precedence, as an NMI does.
+"""A break-in that comes while the host delivers something.
 
 The host's time spent entering a system call or delivering the tick is not
-guest time: a break-in that finds a delivery whose handler has not run yet
-withdraws it (the CPU stops at the instruction boundary the delivery found)
-and the delivery happens again, once, when the machine goes on.
+guest time. A break-in the machine's own thread makes there, or one taken
+before the handler has run a block, withdraws the delivery (the CPU stops
+at the instruction boundary the delivery found) and the delivery happens
+again, once, when the machine goes on. A Ctrl-C from another thread is
+placed in the engine's time instead, so that the host's work draws no
+stops of its own (docs/host-interface.md, "Break-ins").
 """
+import threading
+
 import pytest
 from kernel_harness import LOOPER, Machine
 from unicorn import x86_const as X
@@ -66,6 +71,32 @@ def test_a_break_in_before_the_tick_handler_runs_leaves_the_tick_pending():
     handler = kernel.perf.register(address=timer, length=8, type=X_BREAKPOINT, cpu=None, task=LOOPER)
     machine.run(lambda: handler.hits > 0)
     assert handler.hits == 1 and kernel.rounds == rounds and kernel._timer_pending[cpu] == 0
+
+
+
+def test_a_ctrl_c_that_comes_while_the_host_delivers_the_tick_stops_in_guest_time():
+    """A break-in from another thread (the server's event loop reading a 0x03)
+    that comes while the host works is placed in the engine's time: the tick's
+    handler runs, as the guest would have had the host's work taken no time,
+    and the machine stops later, wherever the guest then is."""
+    machine = Machine()
+    kernel, timer = machine.kernel, machine.address("timer_interrupt")
+    deliver = kernel._deliver_timer
+
+    def deliver_then_ctrl_c(cpu):
+        error = deliver(cpu)
+        if kernel.current[cpu] is machine.looper and registers(machine, "rip")[0] == timer:
+            ctrl_c = threading.Thread(target=machine.debugger.request_interrupt)
+            ctrl_c.start()
+            ctrl_c.join(10)
+            kernel._deliver_timer = deliver
+        return error
+
+    handler = kernel.perf.register(address=timer, length=8, type=X_BREAKPOINT, cpu=None, task=LOOPER)
+    kernel._deliver_timer = deliver_then_ctrl_c
+    assert machine.resume().signal == SIGINT
+    assert kernel._deliver_timer is deliver, "the tick was never delivered to the looper"
+    assert handler.hits >= 1, "the break-in withdrew the tick: it landed where the host's work ended"
 
 
 def test_a_tick_withdrawn_from_an_idle_cpu_leaves_it_halted():

@@ -121,3 +121,59 @@ def test_a_write_over_code_that_ran_takes_effect():
     context.reg_write(X.UC_X86_REG_RIP, CODE)
     assert processor.run(0, context) == Hypercall()
     assert context.reg_read(X.UC_X86_REG_RAX) == 2
+
+
+# The counting loop with a hypercall in it: inc rax; inc qword [rbx]; hlt; jmp back.
+COUNTING_LOOP_WITH_HYPERCALL = bytes.fromhex("48ffc0" "48ff03" "f4" "ebf7")
+
+
+def request_from_another_thread(processor: Processor) -> None:
+    requester = threading.Thread(target=processor.clock.request_stop)
+    requester.start()
+    requester.join(10)
+    assert not requester.is_alive()
+
+
+@pytest.mark.timeout(60)
+def test_a_stop_another_thread_requests_while_the_host_works_is_placed_in_guest_time():
+    """A Ctrl-C that comes between two runs of the engine (the host handling a
+    hypercall) must not land where the host's work ends, every time: the guest
+    runs on for as long as the host had been working, then stops at an
+    instruction boundary, so that the host's time draws no stops of its own."""
+    processor, context = processor_with(COUNTING_LOOP_WITH_HYPERCALL)
+    assert processor.run(0, context) == Hypercall()  # one iteration; the host has the CPU
+    request_from_another_thread(processor)
+    blocks = processor.clock.blocks
+    runs = 0
+    while (exit := processor.run(0, context)) == Hypercall():
+        runs += 1
+        assert runs < 1_000_000, "the deferred stop never came"
+    assert exit == Preempted()
+    assert processor.clock.blocks > blocks, "it stopped where the host's work ended"
+    assert processor.clock.stop_requested  # taken as any stop request
+    processor.clock.withdraw_stop()
+    rax, memory = counts(processor, context)
+    assert rax == memory  # at an instruction boundary: nothing skipped or run twice
+    assert processor.run(0, context) == Hypercall()  # and on from there
+
+
+def test_a_stop_the_running_thread_requests_between_runs_is_taken_there():
+    """The machine's own thread asks at a point of its work (the kernel between
+    two turns): nothing more runs."""
+    processor, context = processor_with(COUNTING_LOOP_WITH_HYPERCALL)
+    assert processor.run(0, context) == Hypercall()
+    processor.clock.request_stop()
+    assert processor.run(0, context) == Preempted()
+    assert counts(processor, context) == (1, 1)
+
+
+@pytest.mark.timeout(60)
+def test_a_deferred_stop_is_taken_anyway_when_the_engine_hardly_runs():
+    """Every CPU idle: the host does not wait for guest time that does not come."""
+    processor, context = processor_with(COUNTING_LOOP_WITH_HYPERCALL)
+    assert processor.run(0, context) == Hypercall()
+    request_from_another_thread(processor)
+    while not processor.clock.stop_requested:  # the host polls, as the kernel's run loop does
+        time.sleep(0.001)
+    assert processor.run(0, context) == Preempted()
+    assert counts(processor, context) == (1, 1)
