@@ -41,7 +41,7 @@ from .gdbstub.actions import PACKET_SIZE, Detach, NoReply, Reply, Resume
 from .gdbstub.dialects import DIALECTS, Dialect
 from .trace import Trace
 from .transport.line import BREAK
-from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, SysRqG
+from .transport import Arrival, ConsoleBuffer, FdLine, LineConnection, LineWatcher, ReplyStream, SysRqG
 
 # How console output reaches an attached debugger while the machine runs.
 # Linux sends the console to gdb as O packets only with `kgdbcon`, which
@@ -135,7 +135,7 @@ class _Wire:
         while (event := self.codec.next_event()) is not None:
             if isinstance(event, Packet):
                 self._trace("<-", event.payload)
-                verdict = self._on_line(event.payload)
+                verdict = self._on_line(event.payload) if self._line is not None else None
                 if verdict == "repeat":
                     self._trace("<-!", b"sent again before any ack: acknowledged, not run twice")
                     continue
@@ -413,9 +413,10 @@ async def serve_stream(stream: trio.abc.Stream, debugger: Debugger, *, dialect: 
                 stop = await run_machine(action)
                 if wire.closed:
                     break
-                if console is not None:
+                if console is not None and len(console):
                     await forward_console()  # what the run printed last comes before its stop
-                await forward_breakpoint_output()
+                if debugger.conditions.output:
+                    await forward_breakpoint_output()
                 await wire.send(session.stop_reply(stop))
             elif isinstance(action, Detach):
                 detached = True
@@ -468,6 +469,8 @@ async def serve_listener(listener: trio.abc.Listener, debugger: Debugger, *, onc
             try:
                 if console is not None:
                     console.attach(debugger.kernel, backlog=False)
+                if isinstance(stream, trio.SocketStream):
+                    stream = ReplyStream(stream)
                 detached = await serve_stream(stream, debugger, dialect=dialect, console=console, received=first,
                                               **options)
             finally:

@@ -311,6 +311,15 @@ class Debugger:
         if kind == Kind.EXECUTE and not self._executes_at(address):
             self.conditions.discard(HARDWARE, address)
 
+    def holds_exactly(self, kind: int, address: int, length: int) -> bool:
+        """Whether remove_hardware(kind, address, length) would remove a request of just this
+        kind, address and length (kgdb matches on the address alone), and succeed."""
+        try:
+            request, _ = self.hardware.without_request(Kind(kind), address, length)
+        except (BreakpointRefused, ValueError):
+            return False
+        return (request.kind, request.address, request.length) == (Kind(kind), address, length)
+
     def _executes_at(self, address: int) -> bool:
         return any(r.kind is Kind.EXECUTE and r.address == address for r in self.hardware.requests)
 

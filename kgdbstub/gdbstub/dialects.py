@@ -13,7 +13,7 @@ from ..rsp import RemoteProtocol
 from ..x86 import registers
 from .actions import PACKET_SIZE
 from .conditions import BreakpointCommands, ConditionalBreakpoints
-from .extensions import Extension, NoAckMode, StopReason, TargetDescription, VContSupported
+from .extensions import Extension, NoAckMode, StopReason, TargetDescription, ThreadList, VContSupported
 from .hostio import ExecFile, HostIO
 from .kgdb import KgdbSession
 from .lldb import EXTENSIONS as LLDB_EXTENSIONS
@@ -50,7 +50,7 @@ class Dialect:
 MODERN = Dialect(
     "modern",
     Session,
-    (NoAckMode(), TargetDescription(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
+    (NoAckMode(), TargetDescription(), ThreadList(), StopReason("swbreak"), StopReason("hwbreak"), VContSupported(),
      ConditionalBreakpoints(), BreakpointCommands(), ExecFile(), HostIO(), *LLDB_EXTENSIONS),
     registers.MODERN,
     core=dict(split_regions=True, user_memory=True, rewind_int3=True),

@@ -70,3 +70,54 @@ class StopReason(Extension):
 class VContSupported(Extension):
     def advertise(self, offered):
         return "vContSupported+"
+
+
+class ThreadList(Extension):
+    """`qXfer:threads:read`: the whole thread list, names included, in one reply.
+
+    gdb refreshes its thread list at every stop it shows (normal_stop in
+    infrun.c calls update_thread_list); with this it takes one packet where
+    qfThreadInfo and qsThreadInfo take two, and it no longer asks
+    qThreadExtraInfo for a new thread's name (remote.c's extra_thread_info
+    uses the text of the thread's element). The list is the one
+    qfThreadInfo sends, each thread's text what qThreadExtraInfo answers.
+    """
+
+    def advertise(self, offered):
+        return "qXfer:threads:read+"
+
+    def handlers(self, session):
+        document = b""
+
+        def read(args: bytes) -> Action:
+            nonlocal document
+            match = re.fullmatch(rb":([0-9a-fA-F]+),([0-9a-fA-F]+)", args)
+            if not match:
+                return Reply(b"E00")  # the qXfer convention for an unknown annex
+            offset, length = (int(g, 16) for g in match.groups())
+            if offset == 0:  # a new reading: later offsets continue this document
+                document = threads_xml(session.debugger)
+            chunk = document[offset : offset + min(length, PACKET_SIZE - 16)]
+            more = offset + len(chunk) < len(document)
+            return Reply((b"m" if more else b"l") + chunk)
+
+        return {"qXfer:threads:read:": read}
+
+
+def threads_xml(debugger) -> bytes:
+    """The thread list as gdb's threads.dtd describes it: an element per thread, its name as text."""
+    lines = ['<?xml version="1.0"?>', "<threads>"]
+    for thread in debugger.threads():
+        lines.append(f'<thread id="{thread & 0xFFFFFFFF:08x}">{_xml_text(debugger.thread_name(thread))}</thread>')
+    lines.append("</threads>")
+    return "\n".join(lines).encode()
+
+
+# XML 1.0 has no way to write these characters, not even as references.
+_NOT_IN_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _xml_text(text: str) -> str:
+    """`text` as XML character data: markup escaped, the characters XML cannot hold as \\xNN."""
+    text = _NOT_IN_XML.sub(lambda c: f"\\x{ord(c[0]):02x}", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

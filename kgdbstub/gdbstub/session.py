@@ -21,14 +21,31 @@ from ..core.breakinfo import Kind
 from ..core.debugger import Debugger, DebuggerError, StopEvent
 from ..rsp import decode_hex, encode_hex
 from ..x86 import registers
+from ..x86.cpu import read_registers
 from .actions import PACKET_SIZE, Action, Detach, Reply, Resume
 from .conditions import BadOptions, BreakpointCommands, ConditionalBreakpoints, parse_options
+from .extensions import Extension
 from .kgdb import KGDB_MAX_THREAD_QUERY, error_packet, monitor_output
 
 if TYPE_CHECKING:
     from .dialects import Dialect
 
 HARDWARE_KINDS = frozenset(kind.value for kind in Kind)
+
+
+# How many memory reads a stop keeps the answers of: the latest few, which
+# are the ones gdb asks again (a `dump memory` that reads megabytes keeps no more).
+MEMORY_ANSWERS = 8
+# Packets that only ask: reads of memory and registers, thread queries.
+# Any other packet forgets the memory answers of this stop, breakpoints
+# included: while stopped their int3s are out of memory, but whether they
+# are is the debugger's policy, not something the answers should rely on.
+_LEAVE_MEMORY_ALONE = (b"m", b"g", b"p", b"H", b"T", b"qfThreadInfo", b"qsThreadInfo",
+                       b"qThreadExtraInfo", b"qXfer:threads:read:", b"qC", b"qAttached")
+
+
+# Removals of watchpoints, which carry no conditions or commands.
+_WATCH_REMOVALS = (b"z2", b"z3", b"z4")
 
 
 class Malformed(Exception):
@@ -83,6 +100,16 @@ class Session:
     requested: set[str] = field(default_factory=set)  # features the client turned on by a packet of their own
     register_thread: int | None = None  # Hg; None: the thread that stopped
     _thread_batches: list = field(default_factory=list)
+    # Answers to memory reads while the machine is stopped, until a packet
+    # that may change memory (a write, a resume, a monitor command) comes.
+    _memory_answers: dict = field(default_factory=dict)
+    # A watchpoint removal answered but not yet made: gdb takes its
+    # watchpoints out at each stop it shows and puts them back before it
+    # resumes, with only queries in between. Made before any other packet,
+    # or not at all when the same watchpoint comes back, which spares two
+    # rewrites of every CPU's debug registers. (On a disconnect, detaching
+    # removes everything anyway.)
+    _held_removal: bytes | None = None
     _handlers: dict = field(init=False)
     _commands: dict = field(init=False)
     _conditions: bool = field(init=False)  # Z0/Z1 may carry conditions
@@ -95,6 +122,19 @@ class Session:
         for extension in self.dialect.extensions:
             for prefix, handler in extension.handlers(self).items():
                 self._handlers[prefix.encode()] = handler
+        # The extensions' packets by their first byte, in the order above:
+        # a packet is compared with the few that could be it.
+        self._handlers_by_first_byte = {}
+        for prefix, handler in self._handlers.items():
+            self._handlers_by_first_byte.setdefault(prefix[0], []).append((prefix, handler))
+        # Only extensions that add to stop replies are asked at each stop.
+        self._stop_field_extensions = [e for e in self.dialect.extensions
+                                       if type(e).stop_fields is not Extension.stop_fields]
+        layout = self.dialect.layout
+        self._expedited = [registers.index_of(layout, name) for name in registers.EXPEDITED]
+        # Read from the thread's saved register state in one go: they are 64-bit registers.
+        assert all(layout[n].size == 8 and layout[n].uc_id is not None for n in self._expedited)
+        self._expedited_ids = [layout[n].uc_id for n in self._expedited]
         self._commands = {
             b"?": self._status, b"g": self._read_registers, b"G": self._write_registers,
             b"p": self._read_register, b"P": self._write_register, b"m": self._read_memory,
@@ -110,6 +150,34 @@ class Session:
     # -- dispatch ------------------------------------------------------------
 
     def handle(self, payload: bytes) -> Action:
+        if self._held_removal is not None and not payload.startswith(_LEAVE_MEMORY_ALONE):
+            held, self._held_removal = self._held_removal, None
+            if payload == b"Z" + held:
+                return Reply(b"OK")  # the same watchpoint back before anything could tell it was gone
+            self._handle(b"z" + held)  # checked when it came: it succeeds
+        if payload[:1] == b"m":
+            # gdb reads a watched value up to three times at a stop: the
+            # memory has not changed in between, and neither has the answer.
+            if (answer := self._memory_answers.get(payload)) is None:
+                if len(self._memory_answers) >= MEMORY_ANSWERS:
+                    del self._memory_answers[next(iter(self._memory_answers))]  # the oldest
+                answer = self._memory_answers[payload] = self._handle(payload)
+            return answer
+        if not payload.startswith(_LEAVE_MEMORY_ALONE):
+            self._memory_answers.clear()
+            if payload[:2] in _WATCH_REMOVALS and self._can_hold(payload[1:]):
+                self._held_removal = payload[1:]
+                return Reply(b"OK")
+        return self._handle(payload)
+
+    def _can_hold(self, args: bytes) -> bool:
+        try:
+            kind, address, length, options = self._breakpoint_args(args)
+        except Malformed:
+            return False
+        return not options and self.debugger.holds_exactly(kind, address, length)
+
+    def _handle(self, payload: bytes) -> Action:
         try:
             return self._dispatch(payload)
         except (Malformed, registers.RegisterRefused):
@@ -118,7 +186,7 @@ class Session:
             return error(failure.errno)
 
     def _dispatch(self, payload: bytes) -> Action:
-        for prefix, handler in self._handlers.items():
+        for prefix, handler in self._handlers_by_first_byte.get(payload[0], ()) if payload else ():
             if payload.startswith(prefix):
                 return handler(payload[len(prefix):])
         handler = self._commands.get(payload[:1])
@@ -138,19 +206,14 @@ class Session:
             reply += b"swbreak:;"
         if stop.hardware:
             reply += self._hardware_reason(stop.hardware)
-        for extension in self.dialect.extensions:
+        for extension in self._stop_field_extensions:
             reply += extension.stop_fields(self, stop)
         return reply
 
     def expedited_registers(self, thread: int) -> list[tuple[int, bytes]]:
-        """(number, value in hex) of the registers a stop reply carries for a thread."""
-        regs, layout = self.registers_of(thread), self.dialect.layout
-        pairs = []
-        for name in registers.EXPEDITED:
-            number = registers.index_of(layout, name)
-            value = registers.read_value(regs, layout[number])
-            pairs.append((number, encode_hex(value.to_bytes(layout[number].size, "little"))))
-        return pairs
+        """(number, value in hex) of the registers a stop reply carries for a thread, as `p` reads them."""
+        values = read_registers(self.registers_of(thread), *self._expedited_ids)
+        return [(number, encode_hex(value.to_bytes(8, "little"))) for number, value in zip(self._expedited, values)]
 
     def _hardware_reason(self, hit) -> bytes:
         if hit.request.kind is Kind.EXECUTE:

@@ -162,10 +162,11 @@ class RemoteProtocol:
         undo escapes in packets that carry binary data (gdb does so for those
         alone), so other payloads should not contain those four bytes.
         """
-        try:
-            payload = memoryview(payload).tobytes()
-        except TypeError:
-            raise ProtocolError(f"send_packet wants bytes, not {type(payload).__name__}") from None
+        if type(payload) is not bytes:
+            try:
+                payload = memoryview(payload).tobytes()
+            except TypeError:
+                raise ProtocolError(f"send_packet wants bytes, not {type(payload).__name__}") from None
         frame = encode_frame(payload, self._run_length_encode)
         if not self._ack_mode:
             self._outgoing += frame

@@ -1,6 +1,7 @@
 """Byte streams a debugger reaches the stub over.
 
-TCP connections are trio's own streams. A pty (pty.py) or a serial port
+TCP connections are trio's socket streams, with sends and receives at
+request-and-reply pace (tcp.py). A pty (pty.py) or a serial port
 (serial.py) is a *line*: it outlives debugger sessions and carries the
 kernel console too (line.py, console.py), and kgdboc.py recognises a
 debugger, a Ctrl-C or SysRq-G among the console traffic on it.
@@ -10,6 +11,7 @@ from .kgdboc import Arrival, BreakIn, LineWatcher, SysRqG
 from .line import BREAK, FdLine, LineConnection, LineLost
 from .pty import PtyLine
 from .serial import BreakMarks, SerialLine
+from .tcp import ReplyStream
 
 __all__ = [
     "BREAK",
@@ -22,6 +24,7 @@ __all__ = [
     "LineLost",
     "LineWatcher",
     "PtyLine",
+    "ReplyStream",
     "SerialLine",
     "SysRqG",
 ]

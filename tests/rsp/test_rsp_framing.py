@@ -115,6 +115,7 @@ def test_runs_are_left_alone_when_run_length_encoding_is_off():
         (98, b"0*~"),  # 97 more: the largest count
         (99, b"0*~0"),
         (102, b"0*~0* "),
+        (3 * 98 + 7, b"0*~0*~0*~0*\"0"),  # whole counts first, then the rest as above
     ],
 )
 def test_run_lengths_that_need_care(length, wire):
