@@ -176,6 +176,8 @@ class Kernel:
         self.perf = PerfEvents(self.accounting, self.debug_slots, self._pid_on)
         self.ptrace = Ptrace(self.perf)
         self.processor.debug_handler = self._on_debug_exception
+        self.processor.hit_budget = self._hit_budget
+        self.processor.hits_counted = self._on_hits_counted
         # The image's own MOV DRn works on a view of its own (guestdr.py).
         self.guest_debug_registers = GuestDebugRegisters(self.perf, cpus, self.console_write)
         self.processor.guest_debug_registers = self.guest_debug_registers.views
@@ -517,6 +519,42 @@ class Kernel:
             self._unclaimed_debug_exception = True
             stop = True
         return stop
+
+    def _hit_budget(self, cpu: int) -> list[tuple[int, int]]:
+        """For each DR of a CPU: (pool, debug exceptions its owner counts before one must stop).
+
+        A perf event only counts; a tracee's breakpoints share its tracer's
+        continues, one a stop, the last of which keeps it stopped; kgdb
+        (whose conditions decide each hit) and the image's own breakpoints
+        stop at every hit.
+        """
+        budgets: list[tuple[int, int]] = []
+        pool_of_tracee: dict[int, int] = {}
+        for index, owner in enumerate(self.debug_slots.owners[cpu]):
+            budget = 0
+            pool = index
+            if type(owner) is Breakpoint and owner.owner != GUEST:
+                budget = x86.UNLIMITED
+                if owner.owner == "ptrace" and (found := self.ptrace.owner_of(owner)) is not None:
+                    tracee = found[0]
+                    pool = pool_of_tracee.setdefault(tracee.pid, index)
+                    budget = max(tracee.continues_left - 1, 0)
+            budgets.append((pool, budget))
+        return budgets
+
+    def _on_hits_counted(self, cpu: int, counted: x86.CountedHits) -> None:
+        """Hits counted without a stop: what _on_debug_exception would have done, in bulk."""
+        owners = self.debug_slots.owners[cpu]
+        self._debug_exceptions += counted.exceptions
+        for index, hits in enumerate(counted.slot_hits):
+            if hits:
+                owners[index].hits += hits
+        for pool, exceptions in enumerate(counted.pool_exceptions):
+            owner = owners[pool]
+            if exceptions and type(owner) is Breakpoint and owner.owner == "ptrace":
+                last = [owners[i] for i in range(len(owners)) if counted.pool_last[pool] >> i & 1]
+                hits = {owners[i]: n for i, n in enumerate(counted.slot_hits) if n}
+                self.ptrace.counted(owner.task, hits, exceptions, last, self._debug_exceptions)
 
     def _stop_tracees(self, now: bool) -> None:
         # A tracee stopped at an execute breakpoint resumes with RF set: the

@@ -137,6 +137,26 @@ class Ptrace:
                 return tracee, index
         return None
 
+    def counted(self, pid: int, hits: dict[Breakpoint, int], exceptions: int, last: list[Breakpoint],
+                last_exception: int) -> None:
+        """Stops of a tracee that its tracer continued through, counted in bulk (see hit).
+
+        `hits`: the hits of breakpoints (any task's: those of others are
+        skipped); `exceptions`: the debug exceptions they made, none of them
+        the tracee's last continue; `last`: the breakpoints of the last one,
+        whose DR6 the tracer read, numbered `last_exception`.
+        """
+        tracee = self.tracees.get(pid)
+        if tracee is None:
+            return
+        events = tracee.events
+        for index, event in enumerate(events):
+            if event is not None and event in hits:
+                tracee.hits[index] += hits[event]
+        tracee.continues_left -= exceptions
+        tracee.dr6 = sum(1 << index for index, event in enumerate(events) if event is not None and event in last)
+        tracee.last_exception = last_exception
+
     def hit(self, event: Breakpoint, exception: int | None = None) -> bool:
         """A tracee's breakpoint fired: True if the tracee must now stay stopped.
 

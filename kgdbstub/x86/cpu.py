@@ -14,7 +14,8 @@ engine sees instruction by instruction. RF is RFLAGS bit 16 of the CPU's
 state, tied to the next instruction the CPU begins; a repeated string
 instruction is one instruction to breakpoints, RF and single steps count
 its iterations as hardware does; a MOV SS holds debug exceptions off for
-one instruction.
+one instruction. A hit whose owner only counts it is counted in C, without
+stopping the engine (counting.py), as the same debug exceptions.
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CF
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from .codepages import CodePages
-from .debugregs import DR7_GD, Access, DebugRegisterFault, DebugRegisters
+from .counting import UNLIMITED, WIDEST_ACCESS, CountedHits, HitCounter, PageHeat
+from .debugregs import DR7_GD, SLOTS, Access, DebugRegisterFault, DebugRegisters
 from .hothooks import STOPPED_BY_LIMIT, GuestClock
 from .instructions import MAX_LENGTH, MovDebugRegister, mov_debug_register, mov_ss_length
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
@@ -287,6 +289,23 @@ class Processor:
         # Called with (cpu, DebugException) when a slot fires; False means the
         # owner dealt with it (a perf count, say) and the CPU runs on.
         self.debug_handler = None
+        # Hits whose owners only count them need no handler: hit_budget(cpu)
+        # says, for each DR of a CPU, (pool, budget): how many more debug
+        # exceptions its owner counts without stopping (UNLIMITED, or 0 when
+        # every hit goes to debug_handler); DRs in one pool share a budget,
+        # one unit an exception. hits_counted(cpu, CountedHits) is told of
+        # the hits counted so, before debug_handler hears of any later one.
+        self.hit_budget: Callable[[int], list[tuple[int, int]]] | None = None
+        self.hits_counted: Callable[[int, CountedHits], None] | None = None
+        self.heat = PageHeat(cpus)
+        self._hot: list[frozenset[int]] = [frozenset()] * cpus  # hot pages the TLB lets through, per CPU
+        self._counting_for: int | None = None  # the CPU whose slots the counter holds
+        self._counting_stale = True  # the slots, hooks or heat changed since
+        self._nothing_counts = [False] * cpus  # hit_budget said so, and nothing changed since
+        self._pools: list[int] = []  # the pool of each DR of that CPU
+        self._hot_order: tuple[int, ...] = ()  # its hot pages, as the counter numbers them
+        self._hot_suspended = False  # the host runs an instruction on its own: hot pages are protected
+        self._carried: list[tuple[int, int, bool]] = []  # counted accesses the next trap reports instead
         self._armed = True
         self._tlb_armed = True  # whether the TLB holds watched pages as armed
         uc = self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
@@ -314,6 +333,7 @@ class Processor:
         uc.hook_add(UC_HOOK_INSN, self._on_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
         self.clock = GuestClock(uc)
+        self._counter = HitCounter(uc, self.clock.blocks_address, self._execute_hook)
         self._handle = uc._uch
         self._rip_value = ctypes.c_uint64()
         self._rip_reference = ctypes.byref(self._rip_value)
@@ -429,12 +449,14 @@ class Processor:
         self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
-        if self._tlb_armed != self._armed or (
-                self._tlb_holds != cpu and self._watched_pages[cpu] != self._watched_of(self._tlb_holds)):
-            self.flush_tlb()
-        self._tlb_holds = cpu
         self._hook_error = None
         self._settle_code()
+        self._prepare_counting(cpu)
+        if self._tlb_armed != self._armed or (self._tlb_holds != cpu and (
+                self._watched_pages[cpu] != self._watched_of(self._tlb_holds)
+                or self._hot[cpu] != self._hot_of(self._tlb_holds))):
+            self.flush_tlb()
+        self._tlb_holds = cpu
         # RF lives in RFLAGS between runs; while the CPU runs, here (unicorn
         # would clear it at the end of a translation block, not an instruction).
         eflags = self._eflags()
@@ -444,6 +466,8 @@ class Processor:
         try:
             return self._single_step(cpu) if step else self._run(cpu)
         finally:
+            if self._counter.pending:  # a hook's error ended the run: nothing counted is lost
+                self._collect(cpu)
             eflags = self._eflags()
             if bool(eflags & RFLAGS_RF) != self._rf:
                 self._set_eflags(eflags ^ RFLAGS_RF)
@@ -453,10 +477,20 @@ class Processor:
     def _run(self, cpu: int) -> Exit:
         while True:
             exit = self._engine_run(cpu)
+            if self._counter.hot_pages and type(exit) is not Preempted:
+                # Not where a stop request or the wall clock ended the run: a
+                # page turning cold changes guest time (a touch becomes a fault
+                # again), so it happens at points the guest alone decides.
+                self._cool(cpu)
             if exit is WATCHED_PAGE_TOUCHED:
                 # The instruction began here and touched a protected page: it
                 # runs again on its own, seen access by access.
+                page = self._watch_fault & PAGE_MASK
                 exit = self._instruction_and_shadow(cpu, touched=True)
+                if page in self._watched_pages[cpu] and self.hit_budget is not None \
+                        and self.heat.touched(cpu, page, self.clock.blocks):
+                    self._counting_stale = True
+                    self._prepare_counting(cpu)
             elif isinstance(exit, _Intercepted):
                 exit = self._emulate_mov_debug_register(cpu, exit.address, exit.instruction)
             elif isinstance(exit, _Traced):
@@ -480,6 +514,10 @@ class Processor:
         RF the CPU is left with is worked out from how the run ended.
         """
         clock = self.clock
+        if self._counting_stale:
+            # The slots changed within the run (the guest's own MOV DRn, or
+            # a handler's doing): the counter follows before the CPU goes on.
+            self._prepare_counting(cpu)
         start, blocks = self._rip(), clock.blocks
         was = self._rf, self._mid_rep, self._shadow
         if self._rf or self._shadow or self._mid_rep:
@@ -490,6 +528,7 @@ class Processor:
             self._mid_rep = self._shadow = False
         else:
             self._exempt_at = self._continuing_at = None
+        self._counter.defer(self._exempt_at, self._continuing_at, self._hooks_done_at)
         self._rf_decided = False
         self._started_at = start
         exit = self._run_once(start, count)
@@ -521,15 +560,43 @@ class Processor:
                 self.clock.engine_returned()
             if self._hook_error is not None:
                 raise self._hook_error
-            return self._stop or self._clock_stop() or self._finished(start, bool(count))
+            exit = self._stop or self._clock_stop() or self._finished(start, bool(count))
         except UcError as error:
             if self._hook_error is not None:
                 raise self._hook_error from None
             if self._stop:
-                return self._stop
-            if self._watch_fault is not None:
-                return WATCHED_PAGE_TOUCHED
-            return self._fault(error)
+                exit = self._stop
+            elif self._watch_fault is not None:
+                exit = WATCHED_PAGE_TOUCHED
+            else:
+                exit = self._fault(error)
+        if self._counter.pending:
+            self._take_back_counted(exit)
+            self._collect(self.running_cpu)
+        return exit
+
+    def _take_back_counted(self, exit: Exit) -> None:
+        """Hits the counter counted for an instruction the host deals with itself, after a run.
+
+        An instruction that did not complete counts none: it runs again on
+        its own (then the hits of the MOV SS it follows are its exception's
+        too), or its fault is delivered. The guest's single-step trap after
+        an instruction is one exception with its data hits.
+        """
+        counter, blocks = self._counter, self.clock.blocks
+        if exit is TRACED:
+            last = self.clock.last_block
+            if last is not None:
+                shadow, own = counter.take(blocks, last[0])
+                self._carried = self._virtual_accesses(shadow + own)
+        elif exit is WATCHED_PAGE_TOUCHED:
+            shadow, _ = counter.take(blocks, self._rip())
+            self._carried = self._virtual_accesses(shadow)
+        elif type(exit) is CpuException and not self._trap_class(exit):
+            counter.take(blocks, self._rip())
+
+    def _virtual_accesses(self, accesses):
+        return [(self.address_space.virtual(p), size, write) for p, size, write in accesses]
 
     def _between_blocks(self) -> bool:
         """The CPU stopped at the start of a block after others ran: whether it is inside a rep string.
@@ -564,19 +631,29 @@ class Processor:
         its hooks, and touched a protected page. `stepping`: the host
         single-steps, which traps with DR6.BS (and is then not an exit).
         """
-        hits: list[DataAccess] = []
+        carried, self._carried = self._carried, []
+        hits: list[DataAccess] = self._data_hits(cpu, carried)
         traced = False
-        while True:
-            exit, accesses = self._one_instruction(cpu, touched=touched)
-            touched = False
-            if accesses:
-                hits += self._data_hits(cpu, accesses)
-            if exit is not None:
-                if type(exit) is not _Traced:
-                    return exit  # it did not complete: a fault, the host's call, a hook's stop
-                traced = True
-            if not self._shadow:
-                break
+        # Accesses one instruction makes here are seen by the host alone: hot pages are protected again.
+        self._hot_suspended = bool(self._hot[cpu])
+        if self._hot_suspended:
+            self.flush_tlb()
+        try:
+            while True:
+                exit, accesses = self._one_instruction(cpu, touched=touched)
+                touched = False
+                if accesses:
+                    hits += self._data_hits(cpu, accesses)
+                if exit is not None:
+                    if type(exit) is not _Traced:
+                        return exit  # it did not complete: a fault, the host's call, a hook's stop
+                    traced = True
+                if not self._shadow:
+                    break
+        finally:
+            if self._hot_suspended:
+                self._hot_suspended = False
+                self.flush_tlb()
         return self._trap(cpu, hits, single_step=stepping or traced, host_step=stepping)
 
     def _one_instruction(self, cpu: int, *, touched: bool) -> tuple[Exit | None, list]:
@@ -658,12 +735,16 @@ class Processor:
         # run): running it again must not report an execute breakpoint or
         # ask its probe a second time.
         self._hooks_done_at = self._rip()
+        self._counter.defer(self._hooks_done_at)
+        self._counter.counting_data(False)  # its accesses are recorded here, and reported by _trap
         hook = uc._Uc__do_hook_add(UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE, self._record_access_hook, 1, 0)
         try:
             exit = self._run_once(self._hooks_done_at, 1)
         finally:
             uc.hook_del(hook)
+            self._counter.counting_data(True)
             self._hooks_done_at = None
+            self._counter.defer()
             self._tlb_holds = cpu
             self.flush_tlb()
         return exit, self._accesses
@@ -693,10 +774,11 @@ class Processor:
             return None
         slots = (hits[0].slot,) if len(hits) == 1 else tuple(sorted({hit.slot for hit in hits}))
         exception = DebugException(slots, tuple(hits), single_step=single_step)
+        self._collect(cpu)
         self.debug_registers[cpu].report(exception.b_bits, single_step=single_step)
         if host_step and not hits:
             return None
-        if self.debug_handler and not self.debug_handler(cpu, exception):
+        if self.debug_handler and not self._must_stop(cpu, exception):
             return None
         return exception
 
@@ -705,10 +787,14 @@ class Processor:
         last = self.clock.last_block
         if last is not None:
             self._after_instruction(last[0], [], shadowed=False)  # with TF set a block is one instruction
-        return self._trap(cpu, [], single_step=True)
+        carried, self._carried = self._carried, []
+        return self._trap(cpu, self._data_hits(cpu, carried), single_step=True)
 
     def _watched_of(self, cpu: int | None) -> dict[int, bool] | None:
         return None if cpu is None else self._watched_pages[cpu]
+
+    def _hot_of(self, cpu: int | None) -> frozenset[int] | None:
+        return None if cpu is None else self._hot[cpu]
 
     def flush_tlb(self) -> None:
         self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
@@ -801,7 +887,7 @@ class Processor:
             view.dr7 &= ~DR7_GD
             view.report(0, general_detect=True)
             exception = DebugException((), general_detect=True)
-            if self.debug_handler and not self.debug_handler(cpu, exception):
+            if self.debug_handler and not self._must_stop(cpu, exception):
                 return None  # dealt with: the MOV runs again, GD clear
             return exception
         index = {4: 6, 5: 7}.get(index, index)
@@ -861,7 +947,7 @@ class Processor:
             perms = UC_PROT_READ | UC_PROT_WRITE  # fetching from it makes it a code page first
         if protected and self._armed:
             reads_too = self._watched_pages[self._tlb_holds].get(page)
-            if reads_too is not None:
+            if reads_too is not None and (self._hot_suspended or page not in self._hot[self._tlb_holds]):
                 perms &= ~(UC_PROT_READ | UC_PROT_WRITE) if reads_too else ~UC_PROT_WRITE
                 if access == UC_MEM_WRITE or (reads_too and access == UC_MEM_READ):
                     self._watch_fault = address
@@ -869,13 +955,13 @@ class Processor:
         return True
 
     def _add_execute_hook(self, address: int) -> int:
-        """A code hook on one address, without the binding's per-call wrapper.
+        """A code hook on one address: the counter's, in C, which counts what
+        the owners only count and passes the rest to _on_execute.
 
-        An execute breakpoint may fire a million times (ptrace-loop); the
-        binding's generic wrapper would double the cost of each. Errors are
-        kept and re-raised by run, as the binding does.
+        An execute breakpoint may fire a million times (ptrace-loop).
+        Errors are kept and re-raised by run, as the binding does.
         """
-        return self.uc._Uc__do_hook_add(UC_HOOK_CODE, self._execute_hook, address, address)
+        return self._counter.add_execute_hook(address)
 
     def _on_execute(self, _engine, address, _size, _user_data):
         # Runs for every execution of a hooked address: keep it lean.
@@ -892,11 +978,12 @@ class Processor:
             if not checked and self._armed:
                 exception = self._execute_slots[cpu].get(address)
                 if exception:
+                    self._collect(cpu)  # the hits counted before this one come first
                     registers = self.debug_registers[cpu]
                     dr6 = registers.dr6
                     if dr6 & 0xF != exception.b_bits:
                         registers.dr6 = dr6 & ~0xF | exception.b_bits
-                    if not self.debug_handler or self.debug_handler(cpu, exception):
+                    if not self.debug_handler or self._must_stop(cpu, exception):
                         self._stop_before(exception, resume_flag=True)
                         return
                     checked = True  # the handler returned with RF set
@@ -938,11 +1025,142 @@ class Processor:
             # instruction breakpoint is not taken (SDM §6.8.3). A MOV SS in
             # the shadow of another makes none, as in unicorn.
             self._exempt_at, self._exempt_blocks, self._exempt_shadow = address + length, blocks, True
+            self._counter.defer(self._exempt_at, self._continuing_at, self._hooks_done_at)
+            self._counter.shadow(blocks, address, address + length)
             self.clock.hold_next_block()
 
     def execute_slot_at(self, cpu: int, address: int) -> bool:
         """Whether an armed execute slot of the CPU matches the instruction at address."""
         return self._armed and address in self._execute_slots[cpu]
+
+    # -- hits that stop nobody, counted in C ----------------------------------
+
+    def hot_pages(self, cpu: int) -> frozenset[int]:
+        """The watched pages of a CPU whose hits a memory hook counts, instead of a fault each touch."""
+        return self._hot[cpu]
+
+    def _prepare_counting(self, cpu: int) -> None:
+        """Before the CPU runs: the counter holds what its slots' owners only count.
+
+        Execute hits are counted at their code hook while the owners' budgets
+        last. A hot watched page (see PageHeat) is let through by the TLB and
+        seen by a memory hook instead, if the owners of every data slot an
+        access to it can reach count without end (perf events): an access
+        the hook sees can never be made to stop. (A budget that could run out
+        would have to be weighed against how long the run may be, which a
+        stop request or the wall clock cut short, and guest time would then
+        depend on them.)
+        """
+        counter = self._counter
+        budgets = self.hit_budget(cpu) if self.hit_budget is not None and self._armed and (
+            self._execute_slots[cpu] or self._data_slots[cpu]) and not self._nothing_counts[cpu] else None
+        if not budgets or not any(budget for _, budget in budgets):
+            # Asked again once the slots change or a handler has counted (a
+            # budget that grows meanwhile only leaves hits to the handler).
+            if budgets is not None:
+                self._nothing_counts[cpu] = True
+            if self._counting_for is not None:
+                self._fold_touches()
+                counter.clear()
+                self._counting_for = None
+            self._counting_stale = False  # loaded afresh when counting resumes
+            self._set_hot(cpu, frozenset())
+            return
+        pools = [pool for pool, _ in budgets]
+        pool_budgets = [0] * len(budgets)
+        for pool, budget in budgets:
+            pool_budgets[pool] = budget
+        hot = self._eligible_hot_pages(cpu, pools, pool_budgets)
+        if self._counting_for != cpu or self._counting_stale or pools != self._pools or hot != self._hot[cpu]:
+            self._fold_touches()
+            executes = [(address, exception.b_bits) for address, exception in self._execute_slots[cpu].items()
+                        if address not in self._probes and address not in self._special]
+            order = tuple(sorted(hot))
+            pieces = []
+            for slot in self._data_slots[cpu]:
+                if slot.start & PAGE_MASK in hot or (slot.start + slot.length - 1) & PAGE_MASK in hot:
+                    for _, physical, length in self.address_space.pieces(slot.start, slot.length):
+                        pieces.append((physical, physical + length, slot.index, slot.access is Access.READ_WRITE))
+            counter.load(pools, executes, pieces, tuple(self.address_space.physical(p) for p in order))
+            self._hot_order = order
+            self._pools, self._counting_for, self._counting_stale = pools, cpu, False
+            self._set_hot(cpu, hot)
+        counter.set_budgets(pool_budgets)
+
+    def _eligible_hot_pages(self, cpu: int, pools: list[int], budgets: list[int]) -> frozenset[int]:
+        """The hot pages of a CPU that a memory hook may count now; the others are dropped."""
+        if not self.heat.hot[cpu]:
+            return frozenset()
+        watched = self._watched_pages[cpu]
+        eligible = set()
+        for page in list(self.heat.hot[cpu]):
+            low, high = page - WIDEST_ACCESS, page + PAGE_SIZE + WIDEST_ACCESS
+            if page in watched and page not in self._code.pages and self._linear_around(page) \
+                    and all(budgets[pools[s.index]] == UNLIMITED for s in self._data_slots[cpu]
+                            if s.start < high and low < s.start + s.length):
+                eligible.add(page)
+            else:
+                self.heat.drop(cpu, page)
+        return frozenset(eligible)
+
+    def _linear_around(self, page: int) -> bool:
+        """Whether the pages next to page, virtual and physical, are each other's or unmapped.
+
+        The memory hook sees an access at the physical address it starts
+        at, and an access can reach into the page from the one below or
+        run on into the one above.
+        """
+        physical = self.address_space.translate(page)
+        for step in (-PAGE_SIZE, PAGE_SIZE):
+            neighbour = self.address_space.translate(page + step) if 0 <= page + step < 1 << 64 else None
+            if neighbour is not None and neighbour != physical + step:
+                return False
+            try:
+                if self.address_space.virtual(physical + step) != page + step:
+                    return False
+            except MemoryFault:
+                pass
+        return True
+
+    def _set_hot(self, cpu: int, pages: frozenset[int]) -> None:
+        if pages != self._hot[cpu]:
+            self._hot[cpu] = pages
+            if self._tlb_holds == cpu:
+                self.flush_tlb()
+
+    def _fold_touches(self) -> bool:
+        """Give PageHeat the touches of the hot pages the counter watched; True if one turned cold."""
+        cpu = self._counting_for
+        if cpu is None or not self._counter.hot_pages:
+            return False
+        now, cooled = self.clock.blocks, False
+        for page, touches in zip(self._hot_order, self._counter.take_page_touches()):
+            cooled |= self.heat.seen(cpu, page, touches, now)
+        return cooled
+
+    def _cool(self, cpu: int) -> None:
+        if self._fold_touches():
+            self._counting_stale = True
+            self._prepare_counting(cpu)
+
+    def _collect(self, cpu: int) -> None:
+        """Give the owners the hits counted so far; DR6 then says what the last of them set."""
+        counted = self._counter.collect()
+        if counted is not None:
+            registers = self.debug_registers[cpu]
+            registers.dr6 = registers.dr6 & ~0xF | counted.last_b_bits
+            self.hits_counted(cpu, counted)
+
+    def _must_stop(self, cpu: int, exception: DebugException) -> bool:
+        """debug_handler's answer; what it counted is no longer in the owners' budgets."""
+        stop = self.debug_handler(cpu, exception)
+        self._nothing_counts = [False] * len(self._nothing_counts)
+        if self._counting_for == cpu and self.hit_budget is not None:
+            budgets = [0] * SLOTS
+            for pool, budget in self.hit_budget(cpu):
+                budgets[pool] = budget
+            self._counter.set_budgets(budgets)
+        return stop
 
     # -- what the debug registers ask of the emulator ------------------------
 
@@ -954,6 +1172,8 @@ class Processor:
         slots while disarmed and the TLB forgets the watched pages.
         """
         self._armed = armed  # the TLB follows when a CPU next runs
+        self._counting_stale = True
+        self._nothing_counts = [False] * len(self._nothing_counts)
 
     def debug_registers_changed(self, cpu: int | None = None) -> None:
         """Derive hooks and watched pages from a CPU's debug registers (every CPU's by default)."""
@@ -982,7 +1202,7 @@ class Processor:
         wanted = {address for slots in self._execute_slots for address in slots}
         wanted |= set(self._probes) | self._code.candidates
         for address in set(self._execute_hooks) - wanted:
-            self.uc.hook_del(self._execute_hooks.pop(address))
+            self._counter.delete_hook(self._execute_hooks.pop(address))
         for address in wanted - set(self._execute_hooks):
             self._execute_hooks[address] = self._add_execute_hook(address)
             # Code translated before the hook existed would not call it. (The
@@ -992,6 +1212,8 @@ class Processor:
                 self.uc.ctl_remove_cache(address, address + 1)
         self._special = self._code.candidates | {a for a in self._execute_hooks
                                                  if self._code.rep_string(a) is not None}
+        self._counting_stale = True
+        self._nothing_counts = [False] * len(self._nothing_counts)
 
     def _derive(self, cpu: int) -> None:
         registers = self.debug_registers[cpu]
@@ -1014,6 +1236,8 @@ class Processor:
                 pages[page] = pages.get(page, False) or reads_too
         # The exceptions hits raise, made once: execute hooks are the hot path.
         self._execute_slots[cpu] = {a: DebugException(tuple(s)) for a, s in execute.items()}
+        self._counting_stale = True
+        self._nothing_counts[cpu] = False
         if pages != self._watched_pages[cpu]:
             self._watched_pages[cpu] = pages
             if self._tlb_holds == cpu:

@@ -101,6 +101,11 @@ class GuestClock:
         """Blocks run so far: the engine's guest time."""
         return self._state.blocks
 
+    @property
+    def blocks_address(self) -> int:
+        """Where the count lives, for other C hooks to read."""
+        return ctypes.addressof(self._state) + _HotState.blocks.offset
+
     def arm(self, budget: int | None, *, interruptible: bool = True, deadline: float | None = None) -> None:
         """Before a run: stop after `budget` more blocks, at a request, at deadline (time.monotonic())."""
         state = self._state
