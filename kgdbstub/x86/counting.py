@@ -8,12 +8,13 @@ makes watched pages hot or cold, and collects what was counted.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 from dataclasses import dataclass
 
 from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_HOOK_MEM_WRITE, Uc, UcError
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+
+from . import native
 
 SLOTS = 4
 EXECUTES = 8
@@ -28,11 +29,7 @@ WIDEST_ACCESS = 8
 
 
 def _load() -> ctypes.CDLL:
-    spec = importlib.util.find_spec(f"{__package__}._counting")
-    if spec is None or spec.origin is None:
-        raise ImportError("kgdbstub's C part (kgdbstub/x86/counting.c) is not built: "
-                          "run `pip install -e .` in the checkout")
-    library = ctypes.CDLL(spec.origin)
+    library = native.load("counting")
     library.count_state_size.restype = ctypes.c_uint64
     library.count_abandon.argtypes = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64)
     library.count_abandon.restype = ctypes.c_int

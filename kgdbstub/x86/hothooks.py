@@ -9,12 +9,13 @@ wall-clock deadline passes.
 from __future__ import annotations
 
 import ctypes
-import importlib.util
 import threading
 import time
 
 from unicorn import UC_HOOK_BLOCK, Uc, UcError
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+
+from . import native
 
 STOPPED_BY_NOTHING, STOPPED_BY_LIMIT, STOPPED_BY_REQUEST, STOPPED_BY_DEADLINE = range(4)
 NO_LIMIT = 2**64 - 1
@@ -31,11 +32,7 @@ GIVE_UP_NS = 5_000_000
 
 
 def _load() -> ctypes.CDLL:
-    spec = importlib.util.find_spec(f"{__package__}._hothooks")
-    if spec is None or spec.origin is None:
-        raise ImportError("kgdbstub's C part (kgdbstub/x86/hothooks.c) is not built: "
-                          "run `pip install -e .` in the checkout")
-    library = ctypes.CDLL(spec.origin)
+    library = native.load("hothooks")
     library.hot_state_size.restype = ctypes.c_uint64
     return library
 
