@@ -41,7 +41,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,14 +60,7 @@ from kgdbstub.kernel.image import Image  # noqa: E402
 GDB = shutil.which("gdb")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# A peer that says nothing when it is ready: gdb keeps trying to connect.
-RETRY = ["set tcp auto-retry on", "set tcp connect-timeout 30"]
+free_port, RETRY = bench_conditions.free_port, bench_conditions.RETRY
 
 
 # -- stops that gdb sees ---------------------------------------------------------------
@@ -142,22 +134,11 @@ NATIVE = "volatile long counter;\nint main(void) { for (;;) counter++; }\n"
 
 
 def gdbserver_stops(stops: int, mode: str) -> Stops | None:
-    gdbserver, cc = shutil.which("gdbserver"), shutil.which("cc") or shutil.which("gcc")
-    if not gdbserver or not cc:
-        return None
-    with tempfile.TemporaryDirectory() as work:
-        source, program = Path(work, "counter.c"), Path(work, "counter")
-        source.write_text(NATIVE)
-        subprocess.run([cc, "-g", "-O0", "-o", str(program), str(source)], check=True)
-        port = free_port()
-        server = subprocess.Popen([gdbserver, f"127.0.0.1:{port}", str(program)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            return gdb_stops([f"file {program}", *RETRY, f"target remote 127.0.0.1:{port}", "watch counter"],
-                             stops, mode, server.pid)
-        finally:
-            server.kill()
-            server.wait(10)
+    with bench_conditions.native_under_gdbserver(NATIVE, "-O0") as native:
+        if native is None:
+            return None
+        attach, pid = native
+        return gdb_stops([*attach, "watch counter"], stops, mode, pid)
 
 
 UDB_SCRIPT = textwrap.dedent("""

@@ -15,6 +15,7 @@ with a note when it is not installed (`apt-get install gdbserver`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
@@ -85,6 +87,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A peer that says nothing when it is ready: gdb keeps trying to connect.
+RETRY = ["set tcp auto-retry on", "set tcp connect-timeout 30"]
+
+
+@contextlib.contextmanager
+def native_under_gdbserver(source: str, optimization: str) -> Iterator[tuple[list[str], int] | None]:
+    """A native program built from C source, run under gdbserver on a free port.
+
+    Yields (the gdb commands that load it and connect, gdbserver's pid), or
+    None when gdbserver or a C compiler is missing.
+    """
+    server_binary, cc = shutil.which("gdbserver"), shutil.which("cc") or shutil.which("gcc")
+    if not server_binary or not cc:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as work:
+        source_path, program = Path(work, "native.c"), Path(work, "native")
+        source_path.write_text(source)
+        subprocess.run([cc, "-g", optimization, "-o", str(program), str(source_path)], check=True)
+        port = free_port()
+        server = subprocess.Popen([server_binary, f"127.0.0.1:{port}", str(program)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield [f"file {program}", *RETRY, f"target remote 127.0.0.1:{port}"], server.pid
+        finally:
+            server.kill()
+            server.wait(10)
+
+
 KGDBSTUB = {"tick": "looper_tick", "counter": "looper_iterations", "done": "user/looper.c:54", "line": "tick"}
 GDBSERVER = {"tick": "tick", "counter": "counter", "done": "main", "line": "tick"}
 
@@ -100,23 +131,11 @@ def kgdbstub(setup: str, hits: int, **options) -> tuple[float, int, int]:
 
 
 def gdbserver(setup: str, hits: int, **options) -> tuple[float, int, int] | None:
-    server_binary, cc = shutil.which("gdbserver"), shutil.which("cc") or shutil.which("gcc")
-    if not server_binary or not cc:
-        return None
-    with tempfile.TemporaryDirectory() as work:
-        source, program = Path(work, "tick.c"), Path(work, "tick")
-        source.write_text(NATIVE)
-        subprocess.run([cc, "-g", "-O1", "-o", str(program), str(source)], check=True)
-        port = free_port()
-        server = subprocess.Popen([server_binary, f"127.0.0.1:{port}", str(program)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            retry = ["set tcp auto-retry on", "set tcp connect-timeout 30"]
-            return timed([f"file {program}", *retry, f"target remote 127.0.0.1:{port}"], GDBSERVER, setup,
-                         hits, **options)
-        finally:
-            server.kill()
-            server.wait(10)
+    with native_under_gdbserver(NATIVE, "-O1") as native:
+        if native is None:
+            return None
+        attach, _ = native
+        return timed(attach, GDBSERVER, setup, hits, **options)
 
 
 def rates(hits: int, host_hits: int, lines: int) -> dict[str, float | None]:
