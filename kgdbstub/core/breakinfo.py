@@ -144,7 +144,8 @@ class BreakTable:
         request = _normal(request)
         self._made[request] = self._made.get(request, 0) + 1
 
-    def without_request(self, kind: Kind, address: int, length: int) -> tuple[Request, list[Entry | None]]:
+    def request_for(self, kind: Kind, address: int, length: int) -> Request:
+        """The request a removal of (kind, address, length) removes."""
         if self.split_regions:
             wanted = _normal(Request(kind, address, length))
             request = wanted if wanted in self._made else None
@@ -153,6 +154,10 @@ class BreakTable:
             request = next((r for r in self._made if r.address == address), None)
         if request is None:
             raise BreakpointRefused(errno.ENOENT, "no such hardware breakpoint")
+        return request
+
+    def without_request(self, kind: Kind, address: int, length: int) -> tuple[Request, list[Entry | None]]:
+        request = self.request_for(kind, address, length)
         entries = list(self.entries)
         for piece in self.pieces_of(request):
             index = next(i for i, e in enumerate(entries) if e and e.piece == piece)

@@ -315,7 +315,7 @@ class Debugger:
         """Whether remove_hardware(kind, address, length) would remove a request of just this
         kind, address and length (kgdb matches on the address alone), and succeed."""
         try:
-            request, _ = self.hardware.without_request(Kind(kind), address, length)
+            request = self.hardware.request_for(Kind(kind), address, length)
         except (BreakpointRefused, ValueError):
             return False
         return (request.kind, request.address, request.length) == (Kind(kind), address, length)

@@ -5,6 +5,7 @@ A dialect is a list of these; its qSupported answer is derived from the list.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -117,6 +118,7 @@ def threads_xml(debugger) -> bytes:
 _NOT_IN_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+@functools.lru_cache(maxsize=256)  # asked for every thread's name at every stop gdb shows
 def _xml_text(text: str) -> str:
     """`text` as XML character data: markup escaped, the characters XML cannot hold as \\xNN."""
     text = _NOT_IN_XML.sub(lambda c: f"\\x{ord(c[0]):02x}", text)

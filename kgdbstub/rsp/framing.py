@@ -6,6 +6,7 @@ raw '#' always ends the body and a raw '$' always starts a new frame, and,
 when the sender chooses, with runs of a byte compressed.
 """
 
+import functools
 import re
 
 ESCAPE = ord("}")
@@ -48,8 +49,23 @@ def checksum(frame_body: bytes) -> int:
 
 def encode_frame(payload: bytes, run_length_encode: bool = True) -> bytes:
     """The complete frame that carries `payload`: $body#cc."""
+    if type(payload) is bytes and len(payload) <= REMEMBERED_PAYLOAD:
+        return _remembered_frame(payload, run_length_encode)
+    return _frame(payload, run_length_encode)
+
+
+def _frame(payload: bytes, run_length_encode: bool) -> bytes:
     body = encode_body(payload, run_length_encode)
     return b"$%s#%02x" % (body, checksum(body))
+
+
+# A stub sends the same short replies again and again: the value gdb reads
+# at each watch stop (up to three times a stop), a stop reply with the same
+# registers, "OK", the thread list. Their frames are kept, the most recently
+# used of them, for payloads up to this size.
+REMEMBERED_PAYLOAD = 512
+REMEMBERED_FRAMES = 256
+_remembered_frame = functools.lru_cache(maxsize=REMEMBERED_FRAMES)(_frame)
 
 
 def encode_body(payload: bytes, run_length_encode: bool = True) -> bytes:

@@ -146,6 +146,8 @@ class RemoteProtocol:
 
     def next_event(self) -> Event | None:
         """The next thing the received bytes say, or None until more arrive."""
+        if not self._received:
+            return None  # every reader waits for more bytes then: asked after each packet, the common case
         while (event := self._read()) is _KEEP_READING:
             pass
         return event

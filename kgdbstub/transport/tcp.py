@@ -50,7 +50,7 @@ class ReplyStream(trio.abc.HalfCloseableStream):
         if fd < 0:
             return await self.stream.receive_some(max_bytes)  # trio's answer to a closed socket
         while True:
-            await trio.lowlevel.wait_readable(self.socket)
+            await trio.lowlevel.wait_readable(fd)
             try:
                 return os.read(fd, max_bytes or RECEIVE_SIZE)
             except BlockingIOError:

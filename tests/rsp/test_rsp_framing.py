@@ -178,3 +178,34 @@ def test_malformed_bodies_are_refused(body, reason):
     with pytest.raises(MalformedBody) as refused:
         decode_body(body)
     assert refused.value.reason == reason
+
+
+def test_a_remembered_frame_is_the_frame_of_its_own_payload():
+    """Short frames are kept for reuse: each payload still gets exactly its own frame,
+    with and without run-length encoding, whatever was framed before it."""
+    from kgdbstub.rsp import framing
+
+    payloads = [b"0200000000000000", b"0300000000000000", b"OK", b"*#}$", b"x" * framing.REMEMBERED_PAYLOAD,
+                b"7" * (framing.REMEMBERED_PAYLOAD + 1)]
+    for _ in range(2):
+        for payload in payloads:
+            for rle in (True, False):
+                assert encode_frame(payload, rle) == framing._frame(payload, rle)
+                assert decode_body(encode_frame(payload, rle)[1:-3]) == payload
+    assert encode_frame(b"0000", True) != encode_frame(b"0000", False)  # the choice is part of the key
+
+
+def test_remembered_frames_are_bounded():
+    from kgdbstub.rsp import framing
+
+    for n in range(framing.REMEMBERED_FRAMES * 2):
+        encode_frame(b"%x" % n)
+    assert framing._remembered_frame.cache_info().currsize <= framing.REMEMBERED_FRAMES
+    assert encode_frame(b"%x" % 0) == b"$0#30"
+
+
+def test_payloads_that_can_change_are_framed_afresh():
+    data = bytearray(b"1111")
+    first = encode_frame(data)
+    data[:] = b"2222"
+    assert encode_frame(data) == encode_frame(b"2222") != first

@@ -92,3 +92,17 @@ def test_an_unknown_annex_is_refused_and_kgdb_has_no_such_packet(stopped):
     kgdb = KGDB.session(debugger, KGDB)
     assert kgdb.handle(GDB_OFFER).payload == b""  # kgdb's qSupported is empty
     assert kgdb.handle(b"qXfer:threads:read::0,fff").payload == b""
+
+
+def test_a_task_renamed_between_two_readings_shows_its_new_name(stopped):
+    """Names are escaped once and kept: the document still follows each task's name as it is now."""
+    kernel, debugger = stopped
+    session = Session(debugger, MODERN)
+    pid = kernel.clone(kernel.image.address_of("looper_main"), 0, "before&", CLONE_USER)
+    names = lambda: [e.text for e in ElementTree.fromstring(read_whole(session, 0x3FFF))]  # noqa: E731
+    assert "before&" in names()
+    task = debugger.task_of(pid)
+    task.comm = "after<"
+    assert "after<" in names() and "before&" not in names()
+    task.comm = "before&"
+    assert names().count("before&") == 1
