@@ -25,6 +25,16 @@ from kgdbstub.x86.memory import PAGE_MASK
 pytestmark = pytest.mark.timeout(120)
 
 
+def machine_counting(counted: bool) -> tuple[Machine, list[int]]:
+    """A machine and its tally of exceptions counted in C; with `counted` False every
+    hit goes to its owner's handler instead (the exact path), and the tally stays 0."""
+    machine = Machine()
+    tally = counting_in_c(machine)
+    if not counted:
+        machine.kernel.processor.hit_budget = None
+    return machine, tally
+
+
 def counting_in_c(machine: Machine) -> list[int]:
     """A running tally of the debug exceptions counted without the handler, per CPU."""
     processor = machine.kernel.processor
@@ -80,11 +90,8 @@ def test_a_tracer_with_continues_left_counts_and_its_last_continue_stops_where_t
     the tracee stops at the same hit, at the same guest time, with the same registers."""
     stopped = []
     for counted in (False, True):
-        machine = Machine()
+        machine, tally = machine_counting(counted)
         kernel = machine.kernel
-        tally = counting_in_c(machine)
-        if not counted:
-            kernel.processor.hit_budget = None
         tracee = machine.trace(1, "looper_tick")
         machine.trace(2, "looper_iterations", type=W, length=8)  # the same tracer's: one budget
         kernel.ptrace.cont(LOOPER, count)
@@ -128,11 +135,8 @@ def test_the_images_own_debug_registers_see_nothing_of_hits_counted_beside_them(
     own DR1: the image's DR6 names its own hit alone, as on the exact path."""
     seen = []
     for counted in (False, True):
-        machine = Machine()
+        machine, tally = machine_counting(counted)
         kernel = machine.kernel
-        tally = counting_in_c(machine)
-        if not counted:
-            kernel.processor.hit_budget = None
         stop = machine.debugger.stop
         assert stop.thread == INIT
         cpu = stop.cpu

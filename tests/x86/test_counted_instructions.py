@@ -48,6 +48,19 @@ class Owners:
             self.hits[slot] += hits
 
 
+def observed(processor, *, counting: bool, budgets=(UNLIMITED,) * 4) -> Owners:
+    """Owners that hear of the processor's hits: every one (the exact path), or,
+    `counting`, those beyond each DR's budget, the rest counted in C on pages
+    hot from their first touch."""
+    owners = Owners()
+    processor.debug_handler = owners.handler
+    if counting:
+        processor.hit_budget = lambda cpu: list(enumerate(budgets))
+        processor.hits_counted = owners.hits_counted
+        processor.heat = PageHeat(1, hot_touches=1)
+    return owners
+
+
 def outcome(program: bytes, slots, *, counting: bool, runs: int = 6, memory=None, flags: int = 0x2,
             budgets=(UNLIMITED,) * 4, **registers):
     """Run the program `runs` times from its start on one machine: what its owners saw, and where it ended.
@@ -55,12 +68,7 @@ def outcome(program: bytes, slots, *, counting: bool, runs: int = 6, memory=None
     `budgets`: what each DR's owner counts without the handler (0: it hears of every hit).
     """
     processor, context = start(program, slots, memory, **registers)
-    owners = Owners()
-    processor.debug_handler = owners.handler
-    if counting:
-        processor.hit_budget = lambda cpu: list(enumerate(budgets))
-        processor.hits_counted = owners.hits_counted
-        processor.heat = PageHeat(1, hot_touches=1)
+    owners = observed(processor, counting=counting, budgets=budgets)
     for _ in range(runs):
         registers.setdefault("rbx", DATA)
         registers.setdefault("rsp", STACK_TOP)
@@ -174,12 +182,7 @@ def test_a_guests_single_step_and_the_data_hits_of_its_instruction_are_one_excep
     processor_outcome = {}
     for counting in (False, True):
         processor, context = start(TRACED, [(DATA + 0x10, W, 8), (DATA + 0x18, RW, 8)])
-        owners = Owners()
-        processor.debug_handler = owners.handler
-        if counting:
-            processor.hit_budget = lambda cpu: [(slot, UNLIMITED) for slot in range(4)]
-            processor.hits_counted = owners.hits_counted
-            processor.heat = PageHeat(1, hot_touches=1)
+        owners = observed(processor, counting=counting)
         for flags in (0x2, 0x2 | TF, 0x2, 0x2 | TF):
             context = processor.new_context(rip=CODE, rbx=DATA, rsp=STACK_TOP, rflags=flags)
             while processor.run(0, context) != Hypercall():
@@ -216,12 +219,7 @@ def test_slots_the_guest_clears_in_the_middle_of_a_run_count_nothing_more():
     # The first run makes the page hot and clears DR7; arm again and run once more.
     for counting in (False, True):
         processor, context = start(WRITES_THEN_MOV_DR7, slots)
-        owners = Owners()
-        processor.debug_handler = owners.handler
-        if counting:
-            processor.hit_budget = lambda cpu: [(slot, UNLIMITED) for slot in range(4)]
-            processor.hits_counted = owners.hits_counted
-            processor.heat = PageHeat(1, hot_touches=1)
+        owners = observed(processor, counting=counting)
         for _ in range(2):
             for index, (address, access, length) in enumerate(slots):
                 processor.debug_registers[0].install(index, address, access, length)
