@@ -14,8 +14,9 @@ system call it surrounds.
 - a receive right after a send expects the peer's next request: the peer
   sends it within a fraction of a millisecond as a rule (a debugger
   answering a stop, a script), so the receive waits up to PROMPT_WAIT for
-  it in one blocking poll of the socket, and reads it, two system calls
-  and no pass through the scheduler;
+  it outside trio (`PromptWait`: a short spin where a CPU is free, then a
+  blocking poll of the socket), and reads it, with no pass through the
+  scheduler;
 - any other receive, and one whose request did not come in time, waits in
   trio for the socket, one pass through the scheduler.
 
@@ -31,14 +32,15 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 
 import trio
 
+from .prompt import PromptWait
+
 RECEIVE_SIZE = 65536
-# How long a receive right after a send waits for the request in a blocking
-# poll (ms): gdb asks its next question within a few hundred microseconds.
-PROMPT_WAIT = 1
+# How long a receive right after a send waits for the request outside trio
+# (s): gdb asks its next question within a few hundred microseconds.
+PROMPT_WAIT = 0.001
 # Prompt receives in a row before one goes through trio's scheduler.
 PROMPT_STREAK = 16
 
@@ -51,8 +53,7 @@ class ReplyStream(trio.abc.HalfCloseableStream):
         self.socket = stream.socket
         self._replied = False  # a send came after the last receive: the peer's next request is due
         self._prompt_streak = 0
-        self._poll = select.poll()
-        self._poll.register(self.socket.fileno(), select.POLLIN)
+        self._prompt = PromptWait(self.socket.fileno())
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         fd = self.socket.fileno()
@@ -73,7 +74,7 @@ class ReplyStream(trio.abc.HalfCloseableStream):
         fd = self.socket.fileno()
         if fd < 0:
             return await self.stream.receive_some(max_bytes)  # trio's answer to a closed socket
-        if self._replied and self._prompt_streak < PROMPT_STREAK and self._poll.poll(PROMPT_WAIT):
+        if self._replied and self._prompt_streak < PROMPT_STREAK and self._prompt.readable_within(PROMPT_WAIT):
             self._replied = False
             self._prompt_streak += 1
             try:
@@ -101,7 +102,7 @@ class ReplyStream(trio.abc.HalfCloseableStream):
 
     async def aclose(self) -> None:
         if self.socket.fileno() >= 0:
-            self._poll.unregister(self.socket.fileno())
+            self._prompt.close()
         await self.stream.aclose()
 
 
