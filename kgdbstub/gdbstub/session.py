@@ -164,10 +164,10 @@ class Session:
                 answer = self._memory_answers[payload] = self._handle(payload)
             return answer
         if not payload.startswith(_LEAVE_MEMORY_ALONE):
-            self._memory_answers.clear()
             if payload[:2] in _WATCH_REMOVALS and self._can_hold(payload[1:]):
                 self._held_removal = payload[1:]
-                return Reply(b"OK")
+                return Reply(b"OK")  # nothing changes yet: the answers stand
+            self._memory_answers.clear()
         return self._handle(payload)
 
     def _can_hold(self, args: bytes) -> bool:

@@ -7,6 +7,7 @@ are asked for, so that start_no_ack_mode, called between two events, governs
 every byte after the packet that led to it.
 """
 
+import functools
 import re
 from collections import deque
 from collections.abc import Iterator
@@ -22,6 +23,14 @@ _BETWEEN_PACKETS_WITH_ACKS = re.compile(rb"[$\x03+\-]")
 _BETWEEN_PACKETS_WITHOUT_ACKS = re.compile(rb"[$\x03]")
 _DISCARDED_BODY_END = re.compile(rb"[#$\x03]")
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+
+@functools.lru_cache(maxsize=None)
+def _whole_frame(max_packet_size: int) -> re.Pattern:
+    """A frame that arrived whole, with no '$' in it to cut it short: the common case."""
+    return re.compile(rb"\$([^$#]{0,%d})#([^$]{2})" % max_packet_size)
+
 
 # Returned by a reader that changed state and has more to parse.
 _KEEP_READING = object()
@@ -70,6 +79,7 @@ class RemoteProtocol:
         if not isinstance(max_packet_size, int) or max_packet_size < 1:
             raise ProtocolError(f"max_packet_size must be a positive int, not {max_packet_size!r}")
         self._max_packet_size = max_packet_size
+        self._whole_frame = _whole_frame(max_packet_size)
         self._run_length_encode = run_length_encode
         self._strict_acks = strict_acks
         self._decode_bodies = decode_bodies
@@ -220,6 +230,12 @@ class RemoteProtocol:
     def _read_between_packets(self):
         if self._strict_acks and self._ack_mode and self._unacknowledged is not None:
             return self._read_ack_strictly()
+        # Nearly always the next packet came whole and is all there is: one
+        # match reads it, as _read_body would.
+        if self._received[0] == PACKET_START and (frame := self._whole_frame.match(self._received)):
+            body, digits = frame.groups()  # before the bytes they are taken from go
+            del self._received[: frame.end()]
+            return self._complete(body, digits)
         pattern = _BETWEEN_PACKETS_WITH_ACKS if self._ack_mode else _BETWEEN_PACKETS_WITHOUT_ACKS
         found = pattern.search(self._received)
         if found is None:

@@ -8,11 +8,25 @@ the socket (empty, as a rule), then waits for it, then yields once more
 after reading. Each pass through the scheduler costs about as much as the
 system call it surrounds.
 
-`ReplyStream` does the common case directly: a send that the socket takes
-whole is done at once, and a receive waits for the socket to be readable
-and then reads it, one pass through the scheduler in all. A send the
-socket cannot take whole goes on through trio's stream, which waits for
-room; closing and half-closing are trio's.
+`ReplyStream` does the common case directly:
+
+- a send that the socket takes whole is done at once;
+- a receive right after a send expects the peer's next request: the peer
+  sends it within a fraction of a millisecond as a rule (a debugger
+  answering a stop, a script), so the receive waits up to PROMPT_WAIT for
+  it outside trio (`PromptWait`: a short spin where a CPU is free, then a
+  blocking poll of the socket), and reads it, with no pass through the
+  scheduler;
+- any other receive, and one whose request did not come in time, waits in
+  trio for the socket, one pass through the scheduler.
+
+A prompt wait holds the event loop: what else runs on it (a newcomer being
+refused, a Ctrl-C of the server) waits PROMPT_WAIT at most, and after
+PROMPT_STREAK prompt receives in a row the next one goes through trio, so
+that a client that keeps the stub busy cannot keep other tasks, or a
+cancellation, waiting for long. A send the socket cannot take whole goes
+on through trio's stream, which waits for room; closing and half-closing
+are trio's.
 """
 from __future__ import annotations
 
@@ -21,7 +35,14 @@ import os
 
 import trio
 
+from .prompt import PromptWait
+
 RECEIVE_SIZE = 65536
+# How long a receive right after a send waits for the request outside trio
+# (s): gdb asks its next question within a few hundred microseconds.
+PROMPT_WAIT = 0.001
+# Prompt receives in a row before one goes through trio's scheduler.
+PROMPT_STREAK = 16
 
 
 class ReplyStream(trio.abc.HalfCloseableStream):
@@ -30,6 +51,9 @@ class ReplyStream(trio.abc.HalfCloseableStream):
     def __init__(self, stream: trio.SocketStream):
         self.stream = stream
         self.socket = stream.socket
+        self._replied = False  # a send came after the last receive: the peer's next request is due
+        self._prompt_streak = 0
+        self._prompt = PromptWait(self.socket.fileno())
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         fd = self.socket.fileno()
@@ -44,11 +68,23 @@ class ReplyStream(trio.abc.HalfCloseableStream):
             raise _stream_error(failure) from failure
         if sent < len(data):
             await self.stream.send_all(memoryview(data)[sent:])
+        self._replied = True
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         fd = self.socket.fileno()
         if fd < 0:
             return await self.stream.receive_some(max_bytes)  # trio's answer to a closed socket
+        if self._replied and self._prompt_streak < PROMPT_STREAK and self._prompt.readable_within(PROMPT_WAIT):
+            self._replied = False
+            self._prompt_streak += 1
+            try:
+                return os.read(fd, max_bytes or RECEIVE_SIZE)
+            except BlockingIOError:
+                pass  # readable, then not: wait in trio
+            except OSError as failure:
+                raise _stream_error(failure) from failure
+        self._replied = False
+        self._prompt_streak = 0
         while True:
             await trio.lowlevel.wait_readable(fd)
             try:
@@ -65,6 +101,8 @@ class ReplyStream(trio.abc.HalfCloseableStream):
         await self.stream.send_eof()
 
     async def aclose(self) -> None:
+        if self.socket.fileno() >= 0:
+            self._prompt.close()
         await self.stream.aclose()
 
 

@@ -6,11 +6,12 @@ is gone and a stream closed here raise trio's errors, and a receive can be
 cancelled.
 """
 import socket
+import threading
 
 import pytest
 import trio
 
-from kgdbstub.transport import ReplyStream
+from kgdbstub.transport import ReplyStream, tcp
 
 pytestmark = pytest.mark.trio
 
@@ -94,3 +95,77 @@ async def test_a_closed_stream_raises_closed_and_a_receive_can_be_cancelled():
     with pytest.raises(trio.ClosedResourceError):
         await stream.receive_some()
     peer.close()
+
+
+async def test_a_client_that_keeps_the_stub_busy_leaves_the_event_loop_to_other_tasks():
+    """A receive right after a send waits for the request in a blocking poll
+    (tcp.py): every PROMPT_STREAK + 1 receives at most, one goes through
+    trio's scheduler, where other tasks run and a cancellation arrives."""
+    stream, peer = await connected_pair()
+    requests = 40 * (tcp.PROMPT_STREAK + 1)
+    answered = threading.Event()
+
+    def busy_client():
+        for n in range(requests):
+            peer.sendall(b"$m%x,8#00" % n)
+            assert peer.recv(100) == b"$%016x#00" % n
+        answered.set()
+
+    turns = 0
+
+    async def other_task():
+        nonlocal turns
+        while True:
+            await trio.lowlevel.checkpoint()
+            turns += 1
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_task)
+            client = threading.Thread(target=busy_client, daemon=True)
+            client.start()
+            for n in range(requests):
+                assert await stream.receive_some() == b"$m%x,8#00" % n
+                await stream.send_all(b"$%016x#00" % n)
+            nursery.cancel_scope.cancel()
+    client.join(10)
+    assert answered.is_set()
+    # The other task ran once per trio pass at least; a stub that never
+    # left its prompt waits would have given it none after the first pass.
+    assert turns >= requests // (tcp.PROMPT_STREAK + 1) - 1, turns
+    await stream.aclose()
+    peer.close()
+
+
+async def test_a_cancellation_reaches_a_receive_while_a_client_keeps_it_busy():
+    stream, peer = await connected_pair()
+    stop = threading.Event()
+
+    def busy_client():
+        n = 0
+        while not stop.is_set():
+            try:
+                peer.sendall(b"$m%x,8#00" % n)
+                if not peer.recv(100):
+                    return
+            except OSError:
+                return
+            n += 1
+
+    client = threading.Thread(target=busy_client, daemon=True)
+    client.start()
+    served = 0
+    with trio.move_on_after(10) as scope:
+        with trio.CancelScope() as busy:
+            while True:
+                await stream.receive_some()
+                await stream.send_all(b"$OK#9a")
+                served += 1
+                if served == 3 * tcp.PROMPT_STREAK:
+                    busy.cancel()  # takes effect at the next pass through trio
+        assert served <= 4 * tcp.PROMPT_STREAK + 1, served
+    assert not scope.cancelled_caught
+    stop.set()
+    await stream.aclose()
+    peer.close()
+    client.join(10)

@@ -190,6 +190,23 @@ def test_a_watchpoint_taken_out_and_put_back_with_only_queries_between_stays_as_
     assert b"watch:%x;" % watched in resume(session)
 
 
+def test_a_held_watchpoint_removal_keeps_the_answers_of_the_stop(stopped):
+    """gdb reads the watched value again after its z2 at a stop it shows: the z2 is only held, nothing changed."""
+    kernel, debugger, session = stopped
+    watched = kernel.image.address_of("looper_iterations")
+    session.handle(b"Z2,%x,8" % watched)
+    session.handle(b"Z0,%x,1" % kernel.image.address_of("looper_tick"))
+    resume(session)
+    first = session.handle(b"m%x,8" % watched)
+    reads = CountingReads(debugger)
+    assert session.handle(b"z2,%x,8" % watched).payload == b"OK"
+    assert session.handle(b"m%x,8" % watched) == first
+    assert reads.count == 0
+    assert session.handle(b"Z2,%x,8" % watched).payload == b"OK"
+    assert session.handle(b"m%x,8" % watched) == first == session._handle(b"m%x,8" % watched)
+    assert reads.count == 1  # only the uncached read above
+
+
 @pytest.mark.parametrize("then", [b"?", b"qRcmd,%s" % b"slots".hex().encode(), b"Z2,{address},4", b"Z3,{address},8",
                                   b"z2,{address},8", b"vCont;c"])
 def test_a_watchpoint_removal_is_made_before_any_packet_but_a_query(stopped, then):
