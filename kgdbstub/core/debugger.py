@@ -342,6 +342,8 @@ class Debugger:
         for cpu, installed in enumerate(self._installed):
             # Pieces removed from the table have left their DRs already; the
             # ones still installed stay where they are.
+            if len(installed) == len(pieces):
+                continue  # every piece has its DR on this CPU
             for piece in pieces:
                 if not any(piece is p for p in installed) and slots.install(
                         cpu, piece, piece.address, piece.length, piece.access) is not None:
@@ -465,7 +467,7 @@ class Debugger:
         exit = stop.exit
         signal, software, hardware = SIGTRAP, False, None
         if isinstance(exit, x86.DebugException):
-            rip = self.kernel.current[stop.cpu].regs.reg_read(X.UC_X86_REG_RIP)
+            rip = x86.read_register(self.kernel.current[stop.cpu].regs, X.UC_X86_REG_RIP)
             hardware = self.hardware.hit(exit, rip)
             if hardware is None:
                 return None
@@ -479,12 +481,12 @@ class Debugger:
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)
             if exit.vector == x86.BREAKPOINT:
                 regs = self.kernel.current[stop.cpu].regs
-                address = regs.reg_read(X.UC_X86_REG_RIP) - 1
+                address = x86.read_register(regs, X.UC_X86_REG_RIP) - 1
                 if address in self.breakpoints:
                     software = True
                     if self.rewind_int3:
                         # Report the PC at the breakpoint, as if it had not run.
-                        regs.reg_write(X.UC_X86_REG_RIP, address)
+                        x86.write_register(regs, X.UC_X86_REG_RIP, address)
         if thread is None:
             thread = self.thread_of(stop.cpu)
         self.stop = StopEvent(signal, stop.cpu, thread, software, hardware)

@@ -222,6 +222,8 @@ Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preemp
 # reg_read costs (which works out each register's type at every call).
 _context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
 _engine_reg_read, _engine_reg_write = _uclib.uc_reg_read, _uclib.uc_reg_write
+# Likewise a CPU's whole state, loaded into the engine and stored back at every run.
+_context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
 
 
 def read_registers(context, *registers: int) -> list[int]:
@@ -444,13 +446,14 @@ class Processor:
         its instruction whatever is requested: one iteration of a repeated
         string instruction, and a MOV SS with the instruction after it.
         """
-        uc = self.uc
-        uc.context_restore(context)
+        handle = self._handle
+        _context_restore(handle, context._context)
         self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
         self._hook_error = None
-        self._settle_code()
+        if self._code_unsettled:
+            self._settle_code()
         self._prepare_counting(cpu)
         if self._tlb_armed != self._armed or (self._tlb_holds != cpu and (
                 self._watched_pages[cpu] != self._watched_of(self._tlb_holds)
@@ -472,7 +475,7 @@ class Processor:
             if bool(eflags & RFLAGS_RF) != self._rf:
                 self._set_eflags(eflags ^ RFLAGS_RF)
             self.running_cpu = None
-            uc.context_update(context)
+            _context_save(handle, context._context)
 
     def _run(self, cpu: int) -> Exit:
         while True:
@@ -632,7 +635,7 @@ class Processor:
         single-steps, which traps with DR6.BS (and is then not an exit).
         """
         carried, self._carried = self._carried, []
-        hits: list[DataAccess] = self._data_hits(cpu, carried)
+        hits: list[DataAccess] = self._data_hits(cpu, carried) if carried else []
         traced = False
         # Accesses one instruction makes here are seen by the host alone: hot pages are protected again.
         self._hot_suspended = bool(self._hot[cpu])
@@ -722,7 +725,8 @@ class Processor:
         for address, size, write in accesses:
             if write and (address & PAGE_MASK in code_pages or (address + size - 1) & PAGE_MASK in code_pages):
                 self._code_written(address, address + size)
-        self._settle_code()
+        if self._code_unsettled:
+            self._settle_code()
 
     def _step_here(self, cpu: int) -> tuple[Exit, list[tuple[int, int, bool]]]:
         """One instruction in this engine, with the page unwatched and its accesses recorded."""
@@ -1054,7 +1058,7 @@ class Processor:
         counter = self._counter
         budgets = self.hit_budget(cpu) if self.hit_budget is not None and self._armed and (
             self._execute_slots[cpu] or self._data_slots[cpu]) and not self._nothing_counts[cpu] else None
-        if not budgets or not any(budget for _, budget in budgets):
+        if not budgets or not any([budget for _, budget in budgets]):
             # Asked again once the slots change or a handler has counted (a
             # budget that grows meanwhile only leaves hits to the handler).
             if budgets is not None:
