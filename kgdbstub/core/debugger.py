@@ -7,8 +7,7 @@ It knows nothing of packets: the session turns its answers into replies.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from unicorn import x86_const as X
@@ -411,10 +410,9 @@ class Debugger:
         with self.resumed(step=step, cpu=cpu, address=address, thread=thread) as run:
             return run()
 
-    @contextmanager
     def resumed(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
-                thread: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
-        """The machine out of the debugger for the block, and a function that runs it.
+                thread: int | None = None) -> Resumed:
+        """The machine out of the debugger for a `with` block, and a function that runs it.
 
         `run()` runs until the machine stops and returns the stop. With a
         deadline (time.monotonic()), `run(deadline)` also returns None once it
@@ -454,13 +452,15 @@ class Debugger:
                 if event is not None:
                     return event
 
+        return Resumed(self, run)
+
+    def _leave_debugger(self) -> None:
         self._activate_breakpoints()
         self._leave_debugger_hardware()
-        try:
-            yield run
-        finally:
-            self._enter_debugger_hardware()
-            self._deactivate_breakpoints()
+
+    def _enter_debugger(self) -> None:
+        self._enter_debugger_hardware()
+        self._deactivate_breakpoints()
 
     def _enter(self, stop: Stop, thread: int | None = None) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
@@ -471,7 +471,7 @@ class Debugger:
             hardware = self.hardware.hit(exit, rip)
             if hardware is None:
                 return None
-        if isinstance(exit, x86.Probed):
+        elif isinstance(exit, x86.Probed):
             software = True  # a software breakpoint whose conditions held (or failed)
         elif exit is None:
             signal = SIGINT
@@ -491,3 +491,21 @@ class Debugger:
             thread = self.thread_of(stop.cpu)
         self.stop = StopEvent(signal, stop.cpu, thread, software, hardware)
         return self.stop
+
+
+class Resumed:
+    """What Debugger.resumed returns: the machine leaves the debugger as the
+    `with` block begins, with `run` for it, and is back in it when the block ends.
+
+    A class rather than a generator: it is made at every resume.
+    """
+
+    def __init__(self, debugger: Debugger, run: Callable[..., StopEvent | None]):
+        self._debugger, self._run = debugger, run
+
+    def __enter__(self) -> Callable[..., StopEvent | None]:
+        self._debugger._leave_debugger()
+        return self._run
+
+    def __exit__(self, *_exception) -> None:
+        self._debugger._enter_debugger()

@@ -157,7 +157,10 @@ class DebugException:
     b_bits: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "b_bits", sum(1 << slot for slot in self.slots))
+        b_bits = 0
+        for slot in self.slots:
+            b_bits |= 1 << slot
+        object.__setattr__(self, "b_bits", b_bits)
 
     @property
     def trap(self) -> bool:
@@ -1068,7 +1071,8 @@ class Processor:
                 counter.clear()
                 self._counting_for = None
             self._counting_stale = False  # loaded afresh when counting resumes
-            self._set_hot(cpu, frozenset())
+            if self._hot[cpu]:
+                self._set_hot(cpu, frozenset())
             return
         pools = [pool for pool, _ in budgets]
         pool_budgets = [0] * len(budgets)
