@@ -338,10 +338,11 @@ class Debugger:
         """Put kgdb's pieces in free DRs, bypassing perf, and arm every CPU's DR7 again."""
         slots = self.kernel.debug_slots
         pieces = self.hardware.active()
+        count = len(pieces)
         for cpu, installed in enumerate(self._installed):
             # Pieces removed from the table have left their DRs already; the
             # ones still installed stay where they are.
-            if len(installed) == len(pieces):
+            if len(installed) == count:
                 continue  # every piece has its DR on this CPU
             for piece in pieces:
                 if not any(piece is p for p in installed) and slots.install(
@@ -454,14 +455,6 @@ class Debugger:
 
         return Resumed(self, run)
 
-    def _leave_debugger(self) -> None:
-        self._activate_breakpoints()
-        self._leave_debugger_hardware()
-
-    def _enter_debugger(self) -> None:
-        self._enter_debugger_hardware()
-        self._deactivate_breakpoints()
-
     def _enter(self, stop: Stop, thread: int | None = None) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
@@ -504,8 +497,12 @@ class Resumed:
         self._debugger, self._run = debugger, run
 
     def __enter__(self) -> Callable[..., StopEvent | None]:
-        self._debugger._leave_debugger()
+        debugger = self._debugger
+        debugger._activate_breakpoints()
+        debugger._leave_debugger_hardware()
         return self._run
 
     def __exit__(self, *_exception) -> None:
-        self._debugger._enter_debugger()
+        debugger = self._debugger
+        debugger._enter_debugger_hardware()
+        debugger._deactivate_breakpoints()

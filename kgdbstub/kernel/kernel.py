@@ -414,9 +414,10 @@ class Kernel:
                 exit = self.processor.run(cpu, self.current[cpu].regs, budget=self._turn_left, deadline=deadline)
                 ran = clock.blocks - before
                 self._turn_left -= ran
-                if ran or not isinstance(exit, x86.Preempted):
+                preempted = type(exit) is x86.Preempted
+                if ran or not preempted:
                     self._undo_delivery[cpu] = None  # its handler has begun: the delivery stands
-                if isinstance(exit, x86.Preempted):
+                if preempted:
                     continue
                 outcome = self._handle(cpu, exit)
                 if outcome is None or isinstance(outcome, GuestError):

@@ -779,12 +779,13 @@ class Processor:
         """
         if not hits and not single_step:
             return None
+        self._collect(cpu)
+        if host_step and not hits:
+            self.debug_registers[cpu].report(0, single_step=True)
+            return None
         slots = (hits[0].slot,) if len(hits) == 1 else tuple(sorted({hit.slot for hit in hits}))
         exception = DebugException(slots, tuple(hits), single_step=single_step)
-        self._collect(cpu)
         self.debug_registers[cpu].report(exception.b_bits, single_step=single_step)
-        if host_step and not hits:
-            return None
         if self.debug_handler and not self._must_stop(cpu, exception):
             return None
         return exception
@@ -915,7 +916,7 @@ class Processor:
 
     def _fetching(self, page: int) -> None:
         """Code is about to be fetched from page: a code page from now on, its MOV DRn and MOV SS hooked."""
-        if page not in self._code:
+        if page not in self._code.pages:
             found = self._code.add(page)
             # No translation of the page exists yet: the new hooks need no flush.
             for address in found - set(self._execute_hooks):
@@ -945,7 +946,7 @@ class Processor:
             self._fetching(page)
         entry.paddr = physical & PAGE_MASK
         protected = self._tlb_holds is not None
-        if page in self._code:
+        if page in self._code.pages:
             # Code: writes to it are seen, so that new code is scanned too.
             perms = UC_PROT_READ | UC_PROT_EXEC if protected else UC_PROT_ALL
             if access == UC_MEM_WRITE and protected:
