@@ -32,6 +32,7 @@ from unicorn import (
     UC_ERR_EXCEPTION,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_INSN_INVALID,
+    UC_ERR_OK,
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_CODE,
@@ -225,8 +226,10 @@ Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preemp
 # reg_read costs (which works out each register's type at every call).
 _context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
 _engine_reg_read, _engine_reg_write = _uclib.uc_reg_read, _uclib.uc_reg_write
-# Likewise a CPU's whole state, loaded into the engine and stored back at every run.
+# Likewise a CPU's whole state, loaded into the engine and stored back at every
+# run, and the run itself, whose error (a watched page touched) is no exception.
 _context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
+_emu_start = _uclib.uc_emu_start
 
 
 def read_registers(context, *registers: int) -> list[int]:
@@ -555,27 +558,33 @@ class Processor:
         self._unmapped, self._unmapped_access = None, UC_MEM_READ
         self._watch_fault = None
         self._stop = None
-        try:
-            if count:
-                # Translations made without an instruction count would run on
-                # past the one instruction (unicorn issue 1606).
-                uc.ctl_remove_cache(start, start + 1)
+        status = UC_ERR_OK
+        if count:
+            # Translations made without an instruction count would run on
+            # past the one instruction (unicorn issue 1606).
             try:
-                uc.emu_start(start, 0, count=count or 0)
+                uc.ctl_remove_cache(start, start + 1)
+            except UcError as error:
+                status = error.errno  # at the last byte of the address space, whose end unicorn cannot name
+        if status == UC_ERR_OK:
+            uc._hook_exception = None  # where the binding's own hooks (syscall, interrupt) leave an error
+            try:
+                status = _emu_start(self._handle, start, 0, 0, count or 0)
             finally:
                 self.clock.engine_returned()
-            if self._hook_error is not None:
-                raise self._hook_error
-            exit = self._stop or self._clock_stop() or self._finished(start, bool(count))
-        except UcError as error:
-            if self._hook_error is not None:
-                raise self._hook_error from None
+        if self._hook_error is not None:
+            raise self._hook_error
+        if status != UC_ERR_OK:
             if self._stop:
                 exit = self._stop
             elif self._watch_fault is not None:
                 exit = WATCHED_PAGE_TOUCHED
             else:
-                exit = self._fault(error)
+                exit = self._fault(status)
+        elif uc._hook_exception is not None:
+            raise uc._hook_exception
+        else:
+            exit = self._stop or self._clock_stop() or self._finished(start, bool(count))
         if self._counter.pending:
             self._take_back_counted(exit)
             self._collect(self.running_cpu)
@@ -843,11 +852,12 @@ class Processor:
         # emu_start's `until` address 0: the code jumped to address 0.
         return CpuException(PAGE_FAULT, rip, PF_INSTR)
 
-    def _fault(self, error: UcError) -> Exit:
-        if error.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_EXCEPTION):
+    def _fault(self, error: int) -> Exit:
+        """The exception an error of the engine (a UC_ERR_*) stands for."""
+        if error in (UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_EXCEPTION):
             # The TLB fill that found no page says what the access was.
             return CpuException(PAGE_FAULT, self._unmapped, _PF_ERROR_OF_ACCESS.get(self._unmapped_access, 0))
-        if error.errno == UC_ERR_INSN_INVALID:
+        if error == UC_ERR_INSN_INVALID:
             return CpuException(INVALID_OPCODE)
         return CpuException(GENERAL_PROTECTION)
 
