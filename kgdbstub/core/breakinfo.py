@@ -62,7 +62,11 @@ class Request:
     def satisfied_by(self, address: int, size: int, write: bool) -> bool:
         if not (address < self.address + self.length and self.address < address + size):
             return False
-        return {Kind.WRITE: write, Kind.READ: not write, Kind.ACCESS: True}.get(self.kind, False)
+        if self.kind is Kind.WRITE:
+            return write
+        if self.kind is Kind.READ:
+            return not write
+        return self.kind is Kind.ACCESS
 
 
 def split(address: int, length: int) -> list[tuple[int, int]]:

@@ -25,6 +25,7 @@ from unicorn import (
     UC_HOOK_TLB_FILL,
     UC_MEM_FETCH,
     UC_MEM_WRITE,
+    UC_ERR_OK,
     UC_MODE_64,
     UC_PROT_ALL,
     UC_PROT_EXEC,
@@ -32,7 +33,6 @@ from unicorn import (
     UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
     Uc,
-    UcError,
 )
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
@@ -50,7 +50,7 @@ DR6_BS = 1 << 14
 # A step copies the registers each way: straight to unicorn, without the
 # binding's wrappers around each call.
 _context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
-_reg_read = _uclib.uc_reg_read
+_reg_read, _emu_start = _uclib.uc_reg_read, _uclib.uc_emu_start
 
 
 class Stepper:
@@ -102,10 +102,11 @@ class Stepper:
         start = self._rip.value
         self._accesses = []
         self._left = self._traced = False
-        try:
-            uc.emu_start(start, 0, count=1)
-        except UcError:
+        uc._hook_exception = None  # where the binding's hooks (syscall, interrupt) leave an error
+        if _emu_start(uc._uch, start, 0, 0, 1) != UC_ERR_OK:
             return None
+        if uc._hook_exception is not None:
+            raise uc._hook_exception
         if self._left:
             return None
         _context_save(uc._uch, context)
