@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from unicorn import (
     UC_ARCH_X86,
+    UC_ERR_OK,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
@@ -25,7 +26,6 @@ from unicorn import (
     UC_HOOK_TLB_FILL,
     UC_MEM_FETCH,
     UC_MEM_WRITE,
-    UC_ERR_OK,
     UC_MODE_64,
     UC_PROT_ALL,
     UC_PROT_EXEC,
