@@ -222,10 +222,15 @@ Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preemp
 
 
 # The host reads and writes the 64-bit registers of saved states at every
-# exit to it: straight to unicorn, a third of what the binding's generic
-# reg_read costs (which works out each register's type at every call).
-_context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
-_engine_reg_read, _engine_reg_write = _uclib.uc_reg_read, _uclib.uc_reg_write
+# exit to it: straight to unicorn, under half of what the binding's generic
+# reg_read costs (which works out each register's type at every call). The
+# functions come from a handle of our own on the library, which declares no
+# argument types: each argument is passed as it is (a ctypes object, a
+# register number), where checking it against declared types would cost as
+# much as the call.
+_unicorn = ctypes.CDLL(_uclib._name)
+_context_reg_read, _context_reg_write = _unicorn.uc_context_reg_read, _unicorn.uc_context_reg_write
+_engine_reg_read, _engine_reg_write = _unicorn.uc_reg_read, _unicorn.uc_reg_write
 # Likewise a CPU's whole state, loaded into the engine and stored back at every
 # run, and the run itself, whose error (a watched page touched) is no exception.
 _context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore

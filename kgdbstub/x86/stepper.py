@@ -48,9 +48,11 @@ DEBUG = 1  # #DB
 DR6_BS = 1 << 14
 
 # A step copies the registers each way: straight to unicorn, without the
-# binding's wrappers around each call.
+# binding's wrappers around each call (and its rip read without argument
+# types to check, as the processor's: see cpu.py).
 _context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
-_reg_read, _emu_start = _uclib.uc_reg_read, _uclib.uc_emu_start
+_emu_start = _uclib.uc_emu_start
+_reg_read = ctypes.CDLL(_uclib._name).uc_reg_read
 
 
 class Stepper:
