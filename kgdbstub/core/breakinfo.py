@@ -183,8 +183,11 @@ class BreakTable:
     def active(self) -> list[Piece]:
         return [e.piece for e in self.entries if e]
 
-    def hit(self, exception: DebugException, rip: int) -> Hit | None:
-        """The request a debug exception satisfies, or None (a write to a read watch)."""
+    def hit(self, exception: DebugException, rip: int | None) -> Hit | None:
+        """The request a debug exception satisfies, or None (a write to a read watch).
+
+        `rip` is the CPU's pc, which only a fault (not a trap) needs.
+        """
         if not exception.trap:
             for request in self._made:
                 if request.kind is Kind.EXECUTE and request.address == rip:

@@ -460,7 +460,8 @@ class Debugger:
         exit = stop.exit
         signal, software, hardware = SIGTRAP, False, None
         if isinstance(exit, x86.DebugException):
-            rip = x86.read_register(self.kernel.current[stop.cpu].regs, X.UC_X86_REG_RIP)
+            # A fault (an instruction breakpoint) is told apart by the pc; a trap by its accesses.
+            rip = None if exit.trap else x86.read_register(self.kernel.current[stop.cpu].regs, X.UC_X86_REG_RIP)
             hardware = self.hardware.hit(exit, rip)
             if hardware is None:
                 return None
