@@ -62,7 +62,11 @@ class Request:
     def satisfied_by(self, address: int, size: int, write: bool) -> bool:
         if not (address < self.address + self.length and self.address < address + size):
             return False
-        return {Kind.WRITE: write, Kind.READ: not write, Kind.ACCESS: True}.get(self.kind, False)
+        if self.kind is Kind.WRITE:
+            return write
+        if self.kind is Kind.READ:
+            return not write
+        return self.kind is Kind.ACCESS
 
 
 def split(address: int, length: int) -> list[tuple[int, int]]:
@@ -179,8 +183,11 @@ class BreakTable:
     def active(self) -> list[Piece]:
         return [e.piece for e in self.entries if e]
 
-    def hit(self, exception: DebugException, rip: int) -> Hit | None:
-        """The request a debug exception satisfies, or None (a write to a read watch)."""
+    def hit(self, exception: DebugException, rip: int | None) -> Hit | None:
+        """The request a debug exception satisfies, or None (a write to a read watch).
+
+        `rip` is the CPU's pc, which only a fault (not a trap) needs.
+        """
         if not exception.trap:
             for request in self._made:
                 if request.kind is Kind.EXECUTE and request.address == rip:

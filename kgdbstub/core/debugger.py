@@ -7,8 +7,7 @@ It knows nothing of packets: the session turns its answers into replies.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from unicorn import x86_const as X
@@ -339,9 +338,12 @@ class Debugger:
         """Put kgdb's pieces in free DRs, bypassing perf, and arm every CPU's DR7 again."""
         slots = self.kernel.debug_slots
         pieces = self.hardware.active()
+        count = len(pieces)
         for cpu, installed in enumerate(self._installed):
             # Pieces removed from the table have left their DRs already; the
             # ones still installed stay where they are.
+            if len(installed) == count:
+                continue  # every piece has its DR on this CPU
             for piece in pieces:
                 if not any(piece is p for p in installed) and slots.install(
                         cpu, piece, piece.address, piece.length, piece.access) is not None:
@@ -409,10 +411,9 @@ class Debugger:
         with self.resumed(step=step, cpu=cpu, address=address, thread=thread) as run:
             return run()
 
-    @contextmanager
     def resumed(self, *, step: bool = False, cpu: int | None = None, address: int | None = None,
-                thread: int | None = None) -> Iterator[Callable[..., StopEvent | None]]:
-        """The machine out of the debugger for the block, and a function that runs it.
+                thread: int | None = None) -> Resumed:
+        """The machine out of the debugger for a `with` block, and a function that runs it.
 
         `run()` runs until the machine stops and returns the stop. With a
         deadline (time.monotonic()), `run(deadline)` also returns None once it
@@ -452,24 +453,19 @@ class Debugger:
                 if event is not None:
                     return event
 
-        self._activate_breakpoints()
-        self._leave_debugger_hardware()
-        try:
-            yield run
-        finally:
-            self._enter_debugger_hardware()
-            self._deactivate_breakpoints()
+        return Resumed(self, run)
 
     def _enter(self, stop: Stop, thread: int | None = None) -> StopEvent | None:
         """What the stop means to gdb, or None when it means nothing (go on)."""
         exit = stop.exit
         signal, software, hardware = SIGTRAP, False, None
         if isinstance(exit, x86.DebugException):
-            rip = self.kernel.current[stop.cpu].regs.reg_read(X.UC_X86_REG_RIP)
+            # A fault (an instruction breakpoint) is told apart by the pc; a trap by its accesses.
+            rip = None if exit.trap else x86.read_register(self.kernel.current[stop.cpu].regs, X.UC_X86_REG_RIP)
             hardware = self.hardware.hit(exit, rip)
             if hardware is None:
                 return None
-        if isinstance(exit, x86.Probed):
+        elif isinstance(exit, x86.Probed):
             software = True  # a software breakpoint whose conditions held (or failed)
         elif exit is None:
             signal = SIGINT
@@ -479,13 +475,35 @@ class Debugger:
             signal = _SIGNAL_OF_VECTOR.get(exit.vector, SIGTRAP)
             if exit.vector == x86.BREAKPOINT:
                 regs = self.kernel.current[stop.cpu].regs
-                address = regs.reg_read(X.UC_X86_REG_RIP) - 1
+                address = x86.read_register(regs, X.UC_X86_REG_RIP) - 1
                 if address in self.breakpoints:
                     software = True
                     if self.rewind_int3:
                         # Report the PC at the breakpoint, as if it had not run.
-                        regs.reg_write(X.UC_X86_REG_RIP, address)
+                        x86.write_register(regs, X.UC_X86_REG_RIP, address)
         if thread is None:
             thread = self.thread_of(stop.cpu)
         self.stop = StopEvent(signal, stop.cpu, thread, software, hardware)
         return self.stop
+
+
+class Resumed:
+    """What Debugger.resumed returns: the machine leaves the debugger as the
+    `with` block begins, with `run` for it, and is back in it when the block ends.
+
+    A class rather than a generator: it is made at every resume.
+    """
+
+    def __init__(self, debugger: Debugger, run: Callable[..., StopEvent | None]):
+        self._debugger, self._run = debugger, run
+
+    def __enter__(self) -> Callable[..., StopEvent | None]:
+        debugger = self._debugger
+        debugger._activate_breakpoints()
+        debugger._leave_debugger_hardware()
+        return self._run
+
+    def __exit__(self, *_exception) -> None:
+        debugger = self._debugger
+        debugger._enter_debugger_hardware()
+        debugger._deactivate_breakpoints()

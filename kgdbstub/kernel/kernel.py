@@ -370,7 +370,7 @@ class Kernel:
             return True
         return False
 
-    def run(self, interrupted: Callable[[], bool] = lambda: False, deadline: float | None = None,
+    def run(self, interrupted: Callable[[], bool] | None = None, deadline: float | None = None,
             pause: Callable[[], bool] | None = None) -> Stop | None:
         """Run the machine until something needs the debugger or a break-in is requested.
 
@@ -386,7 +386,7 @@ class Kernel:
         self._wake_moved_idle_tasks()
         clock = self.processor.clock
         while True:
-            if interrupted() or self._take_break_in():
+            if (interrupted is not None and interrupted()) or self._take_break_in():
                 for cpu in range(self.ncpus):
                     if self._undo_delivery[cpu] is not None:
                         self._withdraw_delivery(cpu)
@@ -414,9 +414,10 @@ class Kernel:
                 exit = self.processor.run(cpu, self.current[cpu].regs, budget=self._turn_left, deadline=deadline)
                 ran = clock.blocks - before
                 self._turn_left -= ran
-                if ran or not isinstance(exit, x86.Preempted):
+                preempted = type(exit) is x86.Preempted
+                if ran or not preempted:
                     self._undo_delivery[cpu] = None  # its handler has begun: the delivery stands
-                if isinstance(exit, x86.Preempted):
+                if preempted:
                     continue
                 outcome = self._handle(cpu, exit)
                 if outcome is None or isinstance(outcome, GuestError):
@@ -480,7 +481,8 @@ class Kernel:
         if isinstance(exit, x86.DebugException):
             debugger, unclaimed = self.debugger_slot_fired, self._unclaimed_debug_exception
             self.debugger_slot_fired = self._unclaimed_debug_exception = False
-            self._stop_tracees(now=not (debugger or unclaimed))
+            if self._tracees_to_stop:
+                self._stop_tracees(now=not (debugger or unclaimed))
             if debugger:
                 return None
             return DebugTrap(signal=SIGTRAP) if unclaimed else _TURN_OVER

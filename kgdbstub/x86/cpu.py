@@ -32,6 +32,7 @@ from unicorn import (
     UC_ERR_EXCEPTION,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_INSN_INVALID,
+    UC_ERR_OK,
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_CODE,
@@ -157,7 +158,10 @@ class DebugException:
     b_bits: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "b_bits", sum(1 << slot for slot in self.slots))
+        b_bits = 0
+        for slot in self.slots:
+            b_bits |= 1 << slot
+        object.__setattr__(self, "b_bits", b_bits)
 
     @property
     def trap(self) -> bool:
@@ -218,10 +222,19 @@ Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preemp
 
 
 # The host reads and writes the 64-bit registers of saved states at every
-# exit to it: straight to unicorn, a third of what the binding's generic
-# reg_read costs (which works out each register's type at every call).
-_context_reg_read, _context_reg_write = _uclib.uc_context_reg_read, _uclib.uc_context_reg_write
-_engine_reg_read, _engine_reg_write = _uclib.uc_reg_read, _uclib.uc_reg_write
+# exit to it: straight to unicorn, under half of what the binding's generic
+# reg_read costs (which works out each register's type at every call). The
+# functions come from a handle of our own on the library, which declares no
+# argument types: each argument is passed as it is (a ctypes object, a
+# register number), where checking it against declared types would cost as
+# much as the call.
+_unicorn = ctypes.CDLL(_uclib._name)
+_context_reg_read, _context_reg_write = _unicorn.uc_context_reg_read, _unicorn.uc_context_reg_write
+_engine_reg_read, _engine_reg_write = _unicorn.uc_reg_read, _unicorn.uc_reg_write
+# Likewise a CPU's whole state, loaded into the engine and stored back at every
+# run, and the run itself, whose error (a watched page touched) is no exception.
+_context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
+_emu_start = _uclib.uc_emu_start
 
 
 def read_registers(context, *registers: int) -> list[int]:
@@ -444,13 +457,14 @@ class Processor:
         its instruction whatever is requested: one iteration of a repeated
         string instruction, and a MOV SS with the instruction after it.
         """
-        uc = self.uc
-        uc.context_restore(context)
+        handle = self._handle
+        _context_restore(handle, context._context)
         self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
         self._hook_error = None
-        self._settle_code()
+        if self._code_unsettled:
+            self._settle_code()
         self._prepare_counting(cpu)
         if self._tlb_armed != self._armed or (self._tlb_holds != cpu and (
                 self._watched_pages[cpu] != self._watched_of(self._tlb_holds)
@@ -472,7 +486,7 @@ class Processor:
             if bool(eflags & RFLAGS_RF) != self._rf:
                 self._set_eflags(eflags ^ RFLAGS_RF)
             self.running_cpu = None
-            uc.context_update(context)
+            _context_save(handle, context._context)
 
     def _run(self, cpu: int) -> Exit:
         while True:
@@ -549,27 +563,33 @@ class Processor:
         self._unmapped, self._unmapped_access = None, UC_MEM_READ
         self._watch_fault = None
         self._stop = None
-        try:
-            if count:
-                # Translations made without an instruction count would run on
-                # past the one instruction (unicorn issue 1606).
-                uc.ctl_remove_cache(start, start + 1)
+        status = UC_ERR_OK
+        if count:
+            # Translations made without an instruction count would run on
+            # past the one instruction (unicorn issue 1606).
             try:
-                uc.emu_start(start, 0, count=count or 0)
+                uc.ctl_remove_cache(start, start + 1)
+            except UcError as error:
+                status = error.errno  # at the last byte of the address space, whose end unicorn cannot name
+        if status == UC_ERR_OK:
+            uc._hook_exception = None  # where the binding's own hooks (syscall, interrupt) leave an error
+            try:
+                status = _emu_start(self._handle, start, 0, 0, count or 0)
             finally:
                 self.clock.engine_returned()
-            if self._hook_error is not None:
-                raise self._hook_error
-            exit = self._stop or self._clock_stop() or self._finished(start, bool(count))
-        except UcError as error:
-            if self._hook_error is not None:
-                raise self._hook_error from None
+        if self._hook_error is not None:
+            raise self._hook_error
+        if status != UC_ERR_OK:
             if self._stop:
                 exit = self._stop
             elif self._watch_fault is not None:
                 exit = WATCHED_PAGE_TOUCHED
             else:
-                exit = self._fault(error)
+                exit = self._fault(status)
+        elif uc._hook_exception is not None:
+            raise uc._hook_exception
+        else:
+            exit = self._stop or self._clock_stop() or self._finished(start, bool(count))
         if self._counter.pending:
             self._take_back_counted(exit)
             self._collect(self.running_cpu)
@@ -632,7 +652,7 @@ class Processor:
         single-steps, which traps with DR6.BS (and is then not an exit).
         """
         carried, self._carried = self._carried, []
-        hits: list[DataAccess] = self._data_hits(cpu, carried)
+        hits: list[DataAccess] = self._data_hits(cpu, carried) if carried else []
         traced = False
         # Accesses one instruction makes here are seen by the host alone: hot pages are protected again.
         self._hot_suspended = bool(self._hot[cpu])
@@ -722,7 +742,8 @@ class Processor:
         for address, size, write in accesses:
             if write and (address & PAGE_MASK in code_pages or (address + size - 1) & PAGE_MASK in code_pages):
                 self._code_written(address, address + size)
-        self._settle_code()
+        if self._code_unsettled:
+            self._settle_code()
 
     def _step_here(self, cpu: int) -> tuple[Exit, list[tuple[int, int, bool]]]:
         """One instruction in this engine, with the page unwatched and its accesses recorded."""
@@ -772,12 +793,13 @@ class Processor:
         """
         if not hits and not single_step:
             return None
+        self._collect(cpu)
+        if host_step and not hits:
+            self.debug_registers[cpu].report(0, single_step=True)
+            return None
         slots = (hits[0].slot,) if len(hits) == 1 else tuple(sorted({hit.slot for hit in hits}))
         exception = DebugException(slots, tuple(hits), single_step=single_step)
-        self._collect(cpu)
         self.debug_registers[cpu].report(exception.b_bits, single_step=single_step)
-        if host_step and not hits:
-            return None
         if self.debug_handler and not self._must_stop(cpu, exception):
             return None
         return exception
@@ -835,11 +857,12 @@ class Processor:
         # emu_start's `until` address 0: the code jumped to address 0.
         return CpuException(PAGE_FAULT, rip, PF_INSTR)
 
-    def _fault(self, error: UcError) -> Exit:
-        if error.errno in (UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_EXCEPTION):
+    def _fault(self, error: int) -> Exit:
+        """The exception an error of the engine (a UC_ERR_*) stands for."""
+        if error in (UC_ERR_FETCH_UNMAPPED, UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_EXCEPTION):
             # The TLB fill that found no page says what the access was.
             return CpuException(PAGE_FAULT, self._unmapped, _PF_ERROR_OF_ACCESS.get(self._unmapped_access, 0))
-        if error.errno == UC_ERR_INSN_INVALID:
+        if error == UC_ERR_INSN_INVALID:
             return CpuException(INVALID_OPCODE)
         return CpuException(GENERAL_PROTECTION)
 
@@ -908,7 +931,7 @@ class Processor:
 
     def _fetching(self, page: int) -> None:
         """Code is about to be fetched from page: a code page from now on, its MOV DRn and MOV SS hooked."""
-        if page not in self._code:
+        if page not in self._code.pages:
             found = self._code.add(page)
             # No translation of the page exists yet: the new hooks need no flush.
             for address in found - set(self._execute_hooks):
@@ -938,7 +961,7 @@ class Processor:
             self._fetching(page)
         entry.paddr = physical & PAGE_MASK
         protected = self._tlb_holds is not None
-        if page in self._code:
+        if page in self._code.pages:
             # Code: writes to it are seen, so that new code is scanned too.
             perms = UC_PROT_READ | UC_PROT_EXEC if protected else UC_PROT_ALL
             if access == UC_MEM_WRITE and protected:
@@ -1054,7 +1077,7 @@ class Processor:
         counter = self._counter
         budgets = self.hit_budget(cpu) if self.hit_budget is not None and self._armed and (
             self._execute_slots[cpu] or self._data_slots[cpu]) and not self._nothing_counts[cpu] else None
-        if not budgets or not any(budget for _, budget in budgets):
+        if not budgets or not any([budget for _, budget in budgets]):
             # Asked again once the slots change or a handler has counted (a
             # budget that grows meanwhile only leaves hits to the handler).
             if budgets is not None:
@@ -1064,7 +1087,8 @@ class Processor:
                 counter.clear()
                 self._counting_for = None
             self._counting_stale = False  # loaded afresh when counting resumes
-            self._set_hot(cpu, frozenset())
+            if self._hot[cpu]:
+                self._set_hot(cpu, frozenset())
             return
         pools = [pool for pool, _ in budgets]
         pool_budgets = [0] * len(budgets)

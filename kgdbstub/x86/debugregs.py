@@ -64,7 +64,8 @@ class Slot(NamedTuple):
         return self.address & ~(self.length - 1)
 
     def overlaps(self, address: int, size: int) -> bool:
-        return address < self.start + self.length and self.start < address + size
+        start = self.start
+        return address < start + self.length and start < address + size
 
     def matches_data(self, address: int, size: int, write: bool) -> bool:
         if not self.enabled or self.access is Access.EXECUTE:

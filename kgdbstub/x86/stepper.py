@@ -13,10 +13,12 @@ the registers each way and one instruction: about 10 µs.
 """
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 
 from unicorn import (
     UC_ARCH_X86,
+    UC_ERR_OK,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_READ,
@@ -31,11 +33,11 @@ from unicorn import (
     UC_PROT_WRITE,
     UC_TLB_VIRTUAL,
     Uc,
-    UcError,
 )
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
+from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
 from .memory import PAGE_MASK, AddressSpace
 
@@ -44,6 +46,13 @@ Access = tuple[int, int, bool]
 
 DEBUG = 1  # #DB
 DR6_BS = 1 << 14
+
+# A step copies the registers each way: straight to unicorn, without the
+# binding's wrappers around each call (and its rip read without argument
+# types to check, as the processor's: see cpu.py).
+_context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
+_emu_start = _uclib.uc_emu_start
+_reg_read = ctypes.CDLL(_uclib._name).uc_reg_read
 
 
 class Stepper:
@@ -71,6 +80,8 @@ class Stepper:
         self._left = False
         uc.hook_add(UC_HOOK_INSN, self._leave, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INTR, self._on_interrupt)
+        self._rip = ctypes.c_uint64()
+        self._rip_reference = ctypes.byref(self._rip)
 
     def step(self, engine: Uc) -> tuple[list[Access], bool] | None:
         """Run the instruction at `engine`'s RIP, in `engine`'s register state (one iteration of a rep string).
@@ -86,21 +97,22 @@ class Stepper:
         """
         if self._context is None:
             self._context = engine.context_save()
-        else:
-            engine.context_update(self._context)
-        uc = self._uc
-        uc.context_restore(self._context)
-        start = uc.reg_read(X.UC_X86_REG_RIP)
+        uc, context = self._uc, self._context._context
+        _context_save(engine._uch, context)
+        _context_restore(uc._uch, context)
+        _reg_read(uc._uch, X.UC_X86_REG_RIP, self._rip_reference)
+        start = self._rip.value
         self._accesses = []
         self._left = self._traced = False
-        try:
-            uc.emu_start(start, 0, count=1)
-        except UcError:
+        uc._hook_exception = None  # where the binding's hooks (syscall, interrupt) leave an error
+        if _emu_start(uc._uch, start, 0, 0, 1) != UC_ERR_OK:
             return None
+        if uc._hook_exception is not None:
+            raise uc._hook_exception
         if self._left:
             return None
-        uc.context_update(self._context)
-        engine.context_restore(self._context)
+        _context_save(uc._uch, context)
+        _context_restore(engine._uch, context)
         return self._accesses, self._traced
 
     def forget_code(self, begin: int, end: int) -> None:
