@@ -74,6 +74,8 @@ class _Wire:
         self._trace = trace
         self._line = stream if isinstance(stream, LineConnection) else None
         self._sysrq = SysRqG()
+        # A stream paced for request and reply waits for a request outside trio (transport/tcp.py).
+        self._receive_request = getattr(stream, "receive_request", stream.receive_some)
         self._early: deque[Packet | BadPacket] = deque()  # packets that came while the machine ran
         self._last_payload: bytes | None = None
         self._packets = 0  # packets this session took
@@ -97,7 +99,7 @@ class _Wire:
             paused = self.codec.paused  # what it has read waits for what it sends
             await self.flush()
             if not paused:
-                await self._receive()
+                await self._receive(self._receive_request)
 
     async def watch_while_running(self) -> None:
         """Read while the machine runs, for interrupts and for the debugger going away.
@@ -124,7 +126,7 @@ class _Wire:
                 self._gone()  # reset under our acks: as a hang-up
                 return
             if not paused:
-                await self._receive()
+                await self._receive(self.stream.receive_some)
 
     async def until_acknowledged(self) -> None:
         """Until nothing sent waits for a '+' (at once in no-ack mode), or the debugger is gone."""
@@ -180,9 +182,9 @@ class _Wire:
             return "new debugger"
         return None
 
-    async def _receive(self) -> None:
+    async def _receive(self, receive) -> None:
         try:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            data = await receive(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = b""
         if not data:

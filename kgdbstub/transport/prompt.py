@@ -10,7 +10,10 @@ stub's time per request went there.
 
 `PromptWait` first polls the socket without sleeping for up to SPIN_LIMIT,
 then sleeps in poll for the rest of the wait, as QEMU's adaptive polling
-of its event loop does. It spins only when that costs nobody a CPU: while
+of its event loop does. Between two looks it yields the CPU: a task the
+scheduler woke onto this CPU (the peer reading the reply just sent, when
+the other CPUs were busy a moment) would otherwise wait for the spin to
+end. It spins only when that costs nobody a CPU: while
 the tasks ready to run (this one and the peer it just woke among them) fit
 the CPUs this process may use, as the kernel counts them in /proc/loadavg.
 And it spins only while spinning pays: a wait whose answer came later than
@@ -51,7 +54,7 @@ class PromptWait:
         if spin and _cpus_to_spare(self._cpus):
             spin_end = started + spin
             while not (ready := bool(self._poll.poll(0))) and time.perf_counter() < spin_end:
-                pass
+                os.sched_yield()  # a task woken onto this CPU meanwhile (the peer, as a rule) runs at once
         if not ready:
             left = seconds - (time.perf_counter() - started)
             ready = left > 0 and bool(self._poll.poll(max(1, round(left * 1000))))

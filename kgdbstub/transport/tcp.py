@@ -11,20 +11,21 @@ system call it surrounds.
 `ReplyStream` does the common case directly:
 
 - a send that the socket takes whole is done at once;
-- a receive right after a send expects the peer's next request: the peer
-  sends it within a fraction of a millisecond as a rule (a debugger
-  answering a stop, a script), so the receive waits up to PROMPT_WAIT for
-  it outside trio (`PromptWait`: a short spin where a CPU is free, then a
-  blocking poll of the socket), and reads it, with no pass through the
-  scheduler;
-- any other receive, and one whose request did not come in time, waits in
-  trio for the socket, one pass through the scheduler.
+- `receive_request`, the next request right after a reply: the peer sends
+  it within a fraction of a millisecond as a rule (a debugger answering a
+  stop, a script), so it waits up to PROMPT_WAIT for it outside trio
+  (`PromptWait`: a short spin where a CPU is free, then a blocking poll of
+  the socket), and reads it, with no pass through the scheduler;
+- any other receive (`receive_some`: what may come while the machine
+  runs), and a request that did not come in time, waits in trio for the
+  socket, one pass through the scheduler.
 
 A prompt wait holds the event loop: what else runs on it (a newcomer being
 refused, a Ctrl-C of the server) waits PROMPT_WAIT at most, and after
 PROMPT_STREAK prompt receives in a row the next one goes through trio, so
 that a client that keeps the stub busy cannot keep other tasks, or a
-cancellation, waiting for long. A send the socket cannot take whole goes
+cancellation, waiting for long. A reader that waits for whatever may come
+never spins: while the machine runs, a spin would take a CPU from it. A send the socket cannot take whole goes
 on through trio's stream, which waits for room; closing and half-closing
 are trio's.
 """
@@ -70,21 +71,32 @@ class ReplyStream(trio.abc.HalfCloseableStream):
             await self.stream.send_all(memoryview(data)[sent:])
         self._replied = True
 
+    async def receive_request(self, max_bytes: int | None = None) -> bytes:
+        """What the peer sends next, when it is the request that follows a reply.
+
+        Only a reader at request-and-reply pace calls this (a session whose
+        machine is stopped); one that waits for whatever may come, such as
+        a Ctrl-C while the machine runs, calls receive_some.
+        """
+        fd = self.socket.fileno()
+        if fd >= 0 and self._replied and self._prompt_streak < PROMPT_STREAK:
+            self._replied = False
+            if self._prompt.readable_within(PROMPT_WAIT):
+                self._prompt_streak += 1
+                try:
+                    return os.read(fd, max_bytes or RECEIVE_SIZE)
+                except BlockingIOError:
+                    pass  # readable, then not: wait in trio
+                except OSError as failure:
+                    raise _stream_error(failure) from failure
+        return await self.receive_some(max_bytes)
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self._replied = False
+        self._prompt_streak = 0
         fd = self.socket.fileno()
         if fd < 0:
             return await self.stream.receive_some(max_bytes)  # trio's answer to a closed socket
-        if self._replied and self._prompt_streak < PROMPT_STREAK and self._prompt.readable_within(PROMPT_WAIT):
-            self._replied = False
-            self._prompt_streak += 1
-            try:
-                return os.read(fd, max_bytes or RECEIVE_SIZE)
-            except BlockingIOError:
-                pass  # readable, then not: wait in trio
-            except OSError as failure:
-                raise _stream_error(failure) from failure
-        self._replied = False
-        self._prompt_streak = 0
         while True:
             await trio.lowlevel.wait_readable(fd)
             try:

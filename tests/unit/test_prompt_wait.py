@@ -56,12 +56,15 @@ def test_an_answer_that_is_there_is_seen_at_once(pair, monkeypatch):
 def test_an_answer_that_comes_while_sleeping_is_seen(pair, monkeypatch):
     ours, peer = pair
     monkeypatch.setattr(prompt, "_cpus_to_spare", lambda cpus: True)
+    yields = []
+    monkeypatch.setattr(prompt.os, "sched_yield", lambda: yields.append(1))
     wait, polls = counted(ours.fileno())
     sender = threading.Timer(0.05, peer.send, (b"$g#67",))
     sender.start()
     assert wait.readable_within(5.0)
     sender.join()
     assert polls.spins >= 1 and polls.sleeps == 1  # it spun, found nothing, slept and woke for it
+    assert len(yields) == polls.spins - 1  # the CPU offered to others between two looks
 
 
 def test_no_answer_is_no_answer_and_spinning_that_does_not_pay_stops(pair, monkeypatch):

@@ -97,6 +97,28 @@ async def test_a_closed_stream_raises_closed_and_a_receive_can_be_cancelled():
     peer.close()
 
 
+async def test_only_a_request_after_a_reply_is_awaited_outside_trio(monkeypatch):
+    """receive_some, the reader of whatever may come while the machine runs, never waits in a spin or poll."""
+    stream, peer = await connected_pair()
+    prompt_waits = []
+    monkeypatch.setattr(stream._prompt, "readable_within",
+                        lambda seconds, wait=stream._prompt.readable_within: prompt_waits.append(seconds) or wait(seconds))
+    with trio.fail_after(10):
+        await stream.send_all(b"$OK#9a")
+        peer.sendall(b"$g#67")
+        assert await stream.receive_some() == b"$g#67"
+        assert prompt_waits == []
+        peer.sendall(b"$g#67")
+        assert await stream.receive_request() == b"$g#67"  # no reply since the last receive: trio's wait
+        assert prompt_waits == []
+        await stream.send_all(b"$OK#9a")
+        peer.sendall(b"$g#67")
+        assert await stream.receive_request() == b"$g#67"
+        assert prompt_waits == [tcp.PROMPT_WAIT]
+    await stream.aclose()
+    peer.close()
+
+
 async def test_a_client_that_keeps_the_stub_busy_leaves_the_event_loop_to_other_tasks():
     """A receive right after a send waits for the request in a blocking poll
     (tcp.py): every PROMPT_STREAK + 1 receives at most, one goes through
@@ -125,7 +147,7 @@ async def test_a_client_that_keeps_the_stub_busy_leaves_the_event_loop_to_other_
             client = threading.Thread(target=busy_client, daemon=True)
             client.start()
             for n in range(requests):
-                assert await stream.receive_some() == b"$m%x,8#00" % n
+                assert await stream.receive_request() == b"$m%x,8#00" % n
                 await stream.send_all(b"$%016x#00" % n)
             nursery.cancel_scope.cancel()
     client.join(10)
@@ -158,7 +180,7 @@ async def test_a_cancellation_reaches_a_receive_while_a_client_keeps_it_busy():
     with trio.move_on_after(10) as scope:
         with trio.CancelScope() as busy:
             while True:
-                await stream.receive_some()
+                await stream.receive_request()
                 await stream.send_all(b"$OK#9a")
                 served += 1
                 if served == 3 * tcp.PROMPT_STREAK:
