@@ -25,8 +25,11 @@ echo turned on and storms of programs opening the slave, writing and
 closing it.
 
 Checked as it goes: nothing raises; every good packet gets exactly one
-answer (a resume, its stop reply); a connection ends when its client hangs
-up; and after each connection the slot accounting is what it was before.
+answer (a resume, its stop reply; but a SysRq-G that CPU 0 never takes
+because the fuzzed registers left its interrupts disabled stops nothing,
+as in Linux, and the machine is booted anew after the hang-up that stops
+it); a connection ends when its client hangs up; and after each
+connection the slot accounting is what it was before.
 A refused register write changes nothing; the breakpoint tables stay
 within their bounds; a failing log is one line on stderr. Floods are
 answered without anything held for an ack, a flood of '-' brings at most
@@ -251,6 +254,12 @@ async def serve_one(debugger: Debugger, rng: random.Random, dialect: str,
     except Exception:  # noqa: BLE001 - a violation to report, not to hide
         problem = traceback.format_exc()
     got = _answers(received)
+    if problem and problem.startswith("no answer") and dialect == "kgdb" and debugger.kernel.interrupt_waiting(0):
+        # SysRq-G is the serial port's interrupt on CPU 0 (sysrq_handle_dbg),
+        # which a CPU that keeps interrupts disabled never takes, in Linux as
+        # here; the fuzzed registers left it so. The hang-up stopped the
+        # machine all the same (an NMI), which is what is asked of the stub.
+        return sent, got, None
     if problem is None and got != expected:
         problem = f"{expected} packets sent, {got} answered"
     return sent, got, problem
@@ -493,6 +502,11 @@ def fuzz(debugger: Debugger, rng: random.Random, deadline: float, connection) ->
     connections = fed = answered = violations = 0
     while time.monotonic() < deadline:
         connections += 1
+        if debugger.kernel.interrupt_waiting(0):
+            # CPU 0 keeps interrupts disabled for good: no SysRq-G gets in any
+            # more, so the next connections get a machine booted anew.
+            debugger = booted(debugger.kernel.image)
+            baseline = debugger.kernel.accounting.snapshot()
         sent, answers, problem = connection(debugger, rng)
         fed += sent
         answered += answers

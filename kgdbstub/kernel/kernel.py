@@ -335,6 +335,10 @@ class Kernel:
         takes it at its next instruction boundary with interrupts enabled."""
         self._irq_pending[cpu] = self.image.address_of(function)
 
+    def interrupt_waiting(self, cpu: int) -> bool:
+        """Whether a device interrupt raised on the CPU waits for it still (it keeps interrupts disabled)."""
+        return self._irq_pending[cpu] is not None
+
     def withdraw_interrupts(self) -> None:
         """Drop what raise_interrupt and raise_nmi asked for and no CPU took yet."""
         self._irq_pending = [None] * self.ncpus
