@@ -5,20 +5,20 @@ twice when it wakes: the wake-up itself (an interrupt to another CPU; a
 loopback round trip between two sleeping processes takes about 60 us on
 this project's 2-CPU machines, 19 us when both share one CPU), and code
 that then runs on cold caches, two to five times slower than warm. A
-debugger's round trips are back to back, so at gdb's pace most of the
-stub's time per request went there.
+debugger's round trips are back to back, so at gdb's pace that is most
+of what a request costs a stub that sleeps between requests.
 
 `PromptWait` first polls the socket without sleeping for up to SPIN_LIMIT,
 then sleeps in poll for the rest of the wait, as QEMU's adaptive polling
 of its event loop does. Between two looks it yields the CPU: a task the
 scheduler woke onto this CPU (the peer reading the reply just sent, when
 the other CPUs were busy a moment) would otherwise wait for the spin to
-end. It spins only when that costs nobody a CPU: while
-the tasks ready to run (this one and the peer it just woke among them) fit
-the CPUs this process may use, as the kernel counts them in /proc/loadavg.
-And it spins only while spinning pays: a wait whose answer came later than
-SPIN_LIMIT halves the next spin, down to none; an answer within it brings
-the whole spin back.
+end. It spins only when that costs nobody a CPU: while the tasks ready
+to run (this one and the peer it just woke among them) fit the CPUs this
+process may use, as the kernel counts them in /proc/loadavg. And it spins
+only while spinning pays: a wait whose answer came later than SPIN_LIMIT
+halves the next spin, down to none; an answer within it brings the whole
+spin back.
 """
 from __future__ import annotations
 
