@@ -485,8 +485,7 @@ class Kernel:
         if isinstance(exit, x86.DebugException):
             debugger, unclaimed = self.debugger_slot_fired, self._unclaimed_debug_exception
             self.debugger_slot_fired = self._unclaimed_debug_exception = False
-            if self._tracees_to_stop:
-                self._stop_tracees(now=not (debugger or unclaimed))
+            self._stop_tracees(now=not (debugger or unclaimed))
             if debugger:
                 return None
             return DebugTrap(signal=SIGTRAP) if unclaimed else _TURN_OVER

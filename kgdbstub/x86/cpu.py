@@ -57,13 +57,18 @@ from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_CODE_CFUNC as _HOOK_CODE_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
-from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
+from . import ucdirect
 from .codepages import CodePages
 from .counting import UNLIMITED, WIDEST_ACCESS, CountedHits, HitCounter, PageHeat
 from .debugregs import DR7_GD, SLOTS, Access, DebugRegisterFault, DebugRegisters
 from .hothooks import STOPPED_BY_LIMIT, GuestClock
-from .instructions import MAX_LENGTH, MovDebugRegister, mov_debug_register, mov_ss_length
+from .instructions import (
+    MAX_LENGTH,
+    MovDebugRegister,
+    mov_debug_register,
+    mov_ss_length,
+)
 from .memory import PAGE_MASK, PAGE_SIZE, AddressSpace, MemoryFault
 from .stepper import Stepper
 
@@ -221,42 +226,26 @@ WATCHED_PAGE_TOUCHED, TRACED = _WatchedPageTouched(), _Traced()
 Exit = Hypercall | SystemCall | Stepped | CpuException | DebugException | Preempted | TimeUp | Probed
 
 
-# The host reads and writes the 64-bit registers of saved states at every
-# exit to it: straight to unicorn, under half of what the binding's generic
-# reg_read costs (which works out each register's type at every call). The
-# functions come from a handle of our own on the library, which declares no
-# argument types: each argument is passed as it is (a ctypes object, a
-# register number), where checking it against declared types would cost as
-# much as the call.
-_unicorn = ctypes.CDLL(_uclib._name)
-_context_reg_read, _context_reg_write = _unicorn.uc_context_reg_read, _unicorn.uc_context_reg_write
-_engine_reg_read, _engine_reg_write = _unicorn.uc_reg_read, _unicorn.uc_reg_write
-# Likewise a CPU's whole state, loaded into the engine and stored back at every
-# run, and the run itself, whose error (a watched page touched) is no exception.
-_context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
-_emu_start = _uclib.uc_emu_start
-
-
 def read_registers(context, *registers: int) -> list[int]:
     """64-bit registers (general, rip, rflags) of a saved register state."""
     handle, value = context._context, ctypes.c_uint64()
     reference = ctypes.byref(value)
     values = []
     for register in registers:
-        _context_reg_read(handle, register, reference)
+        ucdirect.context_reg_read(handle, register, reference)
         values.append(value.value)
     return values
 
 
 def read_register(context, register: int) -> int:
     value = ctypes.c_uint64()
-    _context_reg_read(context._context, register, ctypes.byref(value))
+    ucdirect.context_reg_read(context._context, register, ctypes.byref(value))
     return value.value
 
 
 def write_register(context, register: int, value: int) -> None:
     """Set a 64-bit register (general, rip, rflags) of a saved register state."""
-    _context_reg_write(context._context, register, ctypes.byref(ctypes.c_uint64(value & 0xFFFF_FFFF_FFFF_FFFF)))
+    ucdirect.context_reg_write(context._context, register, ctypes.byref(ctypes.c_uint64(value & 0xFFFF_FFFF_FFFF_FFFF)))
 
 
 class Processor:
@@ -458,13 +447,12 @@ class Processor:
         string instruction, and a MOV SS with the instruction after it.
         """
         handle = self._handle
-        _context_restore(handle, context._context)
+        ucdirect.context_restore(handle, context._context)
         self.clock.arm(None if step else budget, interruptible=not step, deadline=deadline)
         self._stop = None
         self.running_cpu = cpu
         self._hook_error = None
-        if self._code_unsettled:
-            self._settle_code()
+        self._settle_code()
         self._prepare_counting(cpu)
         if self._tlb_armed != self._armed or (self._tlb_holds != cpu and (
                 self._watched_pages[cpu] != self._watched_of(self._tlb_holds)
@@ -486,7 +474,7 @@ class Processor:
             if bool(eflags & RFLAGS_RF) != self._rf:
                 self._set_eflags(eflags ^ RFLAGS_RF)
             self.running_cpu = None
-            _context_save(handle, context._context)
+            ucdirect.context_save(handle, context._context)
 
     def _run(self, cpu: int) -> Exit:
         while True:
@@ -572,9 +560,8 @@ class Processor:
             except UcError as error:
                 status = error.errno  # at the last byte of the address space, whose end unicorn cannot name
         if status == UC_ERR_OK:
-            uc._hook_exception = None  # where the binding's own hooks (syscall, interrupt) leave an error
             try:
-                status = _emu_start(self._handle, start, 0, 0, count or 0)
+                status = ucdirect.emu_start(uc, start, count or 0)
             finally:
                 self.clock.engine_returned()
         if self._hook_error is not None:
@@ -586,8 +573,6 @@ class Processor:
                 exit = WATCHED_PAGE_TOUCHED
             else:
                 exit = self._fault(status)
-        elif uc._hook_exception is not None:
-            raise uc._hook_exception
         else:
             exit = self._stop or self._clock_stop() or self._finished(start, bool(count))
         if self._counter.pending:
@@ -742,8 +727,7 @@ class Processor:
         for address, size, write in accesses:
             if write and (address & PAGE_MASK in code_pages or (address + size - 1) & PAGE_MASK in code_pages):
                 self._code_written(address, address + size)
-        if self._code_unsettled:
-            self._settle_code()
+        self._settle_code()
 
     def _step_here(self, cpu: int) -> tuple[Exit, list[tuple[int, int, bool]]]:
         """One instruction in this engine, with the page unwatched and its accesses recorded."""
@@ -823,16 +807,16 @@ class Processor:
         self._tlb_armed = self._armed
 
     def _rip(self) -> int:
-        _engine_reg_read(self._handle, X.UC_X86_REG_RIP, self._rip_reference)
+        ucdirect.reg_read(self._handle, X.UC_X86_REG_RIP, self._rip_reference)
         return self._rip_value.value
 
     def _eflags(self) -> int:
-        _engine_reg_read(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
+        ucdirect.reg_read(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
         return self._eflags_value.value
 
     def _set_eflags(self, value: int) -> None:
         self._eflags_value.value = value
-        _engine_reg_write(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
+        ucdirect.reg_write(self._handle, X.UC_X86_REG_EFLAGS, self._eflags_reference)
 
     def _read(self, register: int) -> int:
         return self.uc.reg_read(register)
@@ -1077,7 +1061,7 @@ class Processor:
         counter = self._counter
         budgets = self.hit_budget(cpu) if self.hit_budget is not None and self._armed and (
             self._execute_slots[cpu] or self._data_slots[cpu]) and not self._nothing_counts[cpu] else None
-        if not budgets or not any([budget for _, budget in budgets]):
+        if not budgets or not any(budget for _, budget in budgets):
             # Asked again once the slots change or a handler has counted (a
             # budget that grows meanwhile only leaves hits to the handler).
             if budgets is not None:
@@ -1087,8 +1071,7 @@ class Processor:
                 counter.clear()
                 self._counting_for = None
             self._counting_stale = False  # loaded afresh when counting resumes
-            if self._hot[cpu]:
-                self._set_hot(cpu, frozenset())
+            self._set_hot(cpu, frozenset())
             return
         pools = [pool for pool, _ in budgets]
         pool_budgets = [0] * len(budgets)

@@ -37,8 +37,8 @@ from unicorn import (
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import HOOK_MEM_ACCESS_CFUNC as _HOOK_MEM_CFUNC
 from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC as _HOOK_TLB_FILL_CFUNC
-from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
+from . import ucdirect
 from .memory import PAGE_MASK, AddressSpace
 
 # (physical address, size, whether it was a write)
@@ -46,14 +46,6 @@ Access = tuple[int, int, bool]
 
 DEBUG = 1  # #DB
 DR6_BS = 1 << 14
-
-# A step copies the registers each way: straight to unicorn, without the
-# binding's wrappers around each call (and its rip read without argument
-# types to check, as the processor's: see cpu.py).
-_context_save, _context_restore = _uclib.uc_context_save, _uclib.uc_context_restore
-_emu_start = _uclib.uc_emu_start
-_reg_read = ctypes.CDLL(_uclib._name).uc_reg_read
-
 
 class Stepper:
     def __init__(self, address_space: AddressSpace, host_memory: dict[int, int],
@@ -97,22 +89,20 @@ class Stepper:
         """
         if self._context is None:
             self._context = engine.context_save()
+        # The registers are copied each way straight through unicorn (ucdirect.py).
         uc, context = self._uc, self._context._context
-        _context_save(engine._uch, context)
-        _context_restore(uc._uch, context)
-        _reg_read(uc._uch, X.UC_X86_REG_RIP, self._rip_reference)
+        ucdirect.context_save(engine._uch, context)
+        ucdirect.context_restore(uc._uch, context)
+        ucdirect.reg_read(uc._uch, X.UC_X86_REG_RIP, self._rip_reference)
         start = self._rip.value
         self._accesses = []
         self._left = self._traced = False
-        uc._hook_exception = None  # where the binding's hooks (syscall, interrupt) leave an error
-        if _emu_start(uc._uch, start, 0, 0, 1) != UC_ERR_OK:
+        if ucdirect.emu_start(uc, start, 1) != UC_ERR_OK:
             return None
-        if uc._hook_exception is not None:
-            raise uc._hook_exception
         if self._left:
             return None
-        _context_save(uc._uch, context)
-        _context_restore(engine._uch, context)
+        ucdirect.context_save(uc._uch, context)
+        ucdirect.context_restore(engine._uch, context)
         return self._accesses, self._traced
 
     def forget_code(self, begin: int, end: int) -> None:
