@@ -25,7 +25,6 @@ _DISCARDED_BODY_END = re.compile(rb"[#$\x03]")
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
-
 @functools.lru_cache(maxsize=None)
 def _whole_frame(max_packet_size: int) -> re.Pattern:
     """A frame that arrived whole, with no '$' in it to cut it short: the common case."""

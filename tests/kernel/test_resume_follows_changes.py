@@ -27,6 +27,11 @@ def fields(reply: bytes) -> dict[bytes, bytes]:
     return dict(field.split(b":", 1) for field in reply[3:].split(b";") if field)
 
 
+def watched_at_stop(machine: Machine, session) -> int:
+    """Resume; the address the stop's watchpoint names."""
+    return int(fields(resume(machine, session))[b"watch"], 16)
+
+
 def kgdb_pieces(machine: Machine) -> list[set[tuple[int, Access]]]:
     """Per CPU: (address, access) of each of kgdb's pieces in its debug registers."""
     registers = machine.kernel.processor.debug_registers
@@ -48,16 +53,14 @@ def test_a_watch_replaced_by_another_between_two_resumes_is_the_one_that_fires()
     iterations, jiffies = machine.address("looper_iterations"), machine.address("jiffies")
     assert session.handle(b"Z2,%x,8" % iterations).payload == b"OK"
     for _ in range(3):
-        stop = fields(resume(machine, session))
-        assert int(stop[b"watch"], 16) == iterations
+        assert watched_at_stop(machine, session) == iterations
     assert kgdb_pieces(machine) == [{(iterations, Access.WRITE)}] * 2
 
     # As many pieces as before, none of them the same.
     assert session.handle(b"z2,%x,8" % iterations).payload == b"OK"
     assert session.handle(b"Z2,%x,8" % jiffies).payload == b"OK"
     for _ in range(2):
-        stop = fields(resume(machine, session))
-        assert int(stop[b"watch"], 16) == jiffies
+        assert watched_at_stop(machine, session) == jiffies
         assert kgdb_pieces(machine) == [{(jiffies, Access.WRITE)}] * 2
 
 
@@ -70,16 +73,14 @@ def test_a_breakpoint_added_between_two_resumes_joins_the_one_in_place():
 
     # looper_tick returns, then looper_main counts the iteration.
     assert session.handle(b"Z2,%x,8" % iterations).payload == b"OK"
-    stop = fields(resume(machine, session))
-    assert int(stop[b"watch"], 16) == iterations
+    assert watched_at_stop(machine, session) == iterations
     assert kgdb_pieces(machine) == [{(tick, Access.EXECUTE), (iterations, Access.WRITE)}] * 2
     reply = resume(machine, session)
     assert b"hwbreak:;" in reply and machine.looper.regs.reg_read(RIP) == tick
 
     assert session.handle(b"z1,%x,1" % tick).payload == b"OK"
     for _ in range(2):
-        stop = fields(resume(machine, session))
-        assert int(stop[b"watch"], 16) == iterations
+        assert watched_at_stop(machine, session) == iterations
         assert kgdb_pieces(machine) == [{(iterations, Access.WRITE)}] * 2
 
 
